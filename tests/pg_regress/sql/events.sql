@@ -1,0 +1,60 @@
+-- Every event type with its payload (timestamps masked), in JSON, XML, form and GET, with
+-- credentials, custom headers and the signing secret carried to the callback.
+\set SHOW_CONTEXT never
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS pg_callback CASCADE;
+CREATE EXTENSION pg_callback;
+
+CREATE FUNCTION pg_temp.shown(body text) RETURNS text LANGUAGE sql AS $$
+    -- now() varies from run to run; the attempts' fixed times (2026-01-15) are shown.
+    SELECT regexp_replace(body, '(?!2026-01-15)\d{4}-\d\d-\d\dT\d\d(:|%3A)\d\d(:|%3A)\d\d\.\d{6}Z', '<time>', 'g')
+$$;
+
+INSERT INTO callback.accounts (name) VALUES ('acme');
+INSERT INTO callback.lists (account_id, name, callback_url, callback_events, callback_headers, callback_basic_auth, signing_secret)
+VALUES (1, 'callers', 'https://crm.example.com/events',
+        '{message.sent,message.status,message.problem,message.attempt,message.final,campaign.complete}',
+        '{"X-Crm-Tenant": "acme"}', 'crm:s3cret', 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw');
+INSERT INTO callback.campaigns (list_id, name) VALUES (1, 'renewals');
+INSERT INTO callback.members (list_id, destination, attributes) VALUES (1, '+919876543210', '{"name": "Asha"}');
+INSERT INTO callback.messages (campaign_id, member_id, batch_id, channel, destination, callback_data)
+VALUES (1, 1, 'batch-1', 'voice', '+919876543210', 'crm-ref-1');
+
+-- Two call attempts (seed 003), then the message's final status.
+INSERT INTO callback.attempts (message_id, status, started_at, ended_at)
+VALUES (1, 'busy', '2026-01-15 09:05:00+05:30', '2026-01-15 09:05:47+05:30');
+INSERT INTO callback.attempts (message_id, started_at) VALUES (1, '2026-01-15 09:35:00+05:30');
+SELECT count(*) AS recorded_while_in_progress FROM callback.callbacks;
+UPDATE callback.attempts SET status = 'completed', ended_at = '2026-01-15 09:36:10+05:30' WHERE attempt_no = 2;
+UPDATE callback.messages SET status = 'sent';
+UPDATE callback.messages SET status = 'completed';
+-- A platform problem on another message.
+INSERT INTO callback.messages (campaign_id, channel, destination, error_code, error_message)
+VALUES (1, 'sms', '+919876543211', 'E_TEMPLATE', 'template "renewal" has no SMS body');
+UPDATE callback.messages SET status = 'error' WHERE id = 2;
+-- The campaign ends.
+UPDATE callback.campaigns SET status = 'completed';
+
+SELECT id, event, message_id, method, url, headers, auth_header, signing_secret IS NOT NULL AS signed, state, attempts
+FROM callback.callbacks ORDER BY id;
+
+SELECT event, jsonb_pretty(pg_temp.shown(body)::jsonb) AS body FROM callback.callbacks ORDER BY id;
+
+-- The same event as XML and as form fields.
+UPDATE callback.lists SET callback_format = 'xml';
+INSERT INTO callback.messages (campaign_id, channel, destination, status) VALUES (1, 'sms', '+15550009', 'delivered');
+UPDATE callback.lists SET callback_format = 'form';
+UPDATE callback.messages SET status = 'read' WHERE id = 3;
+SELECT headers ->> 'Content-Type' AS content_type, pg_temp.shown(body) AS body
+FROM callback.callbacks WHERE message_id = 3 ORDER BY id;
+
+-- GET: the data travels in the URL; no body, no Content-Type. A bearer token instead of basic auth.
+UPDATE callback.lists SET callback_method = 'GET', callback_url = 'https://crm.example.com/dlr?id=${id}&status=${status}',
+                          callback_basic_auth = NULL, callback_bearer_token = 'tok_abc';
+UPDATE callback.messages SET status = 'failed' WHERE id = 3;
+SELECT method, url, headers, body, auth_header FROM callback.callbacks WHERE id = (SELECT max(id) FROM callback.callbacks);
+
+-- Each callback has its own webhook id; delivery starts pending and due now.
+SELECT count(DISTINCT webhook_id) = count(*) AS distinct_webhook_ids,
+       bool_and(state = 'pending' AND due_at <= now() AND leased_until IS NULL) AS all_pending_now
+FROM callback.callbacks;
