@@ -8,7 +8,9 @@
 --      campaigns), when there is no campaign URL;
 --   5. the account's delivery-status webhook, for message.status;
 -- and every enabled subscription of the account whose filters match gets its own copy.
--- notify = false on a message records nothing for it.
+-- notify = false on a message records nothing for it. campaign.callbacks_disabled goes to the
+-- campaign's alert_url first, and is never held.
+-- Recording arms a commit hook that wakes the delivery workers when the transaction commits.
 
 -- One callback to one target; `target.callback_url` is the URL template.
 CREATE FUNCTION callback._enqueue(
@@ -74,12 +76,13 @@ CREATE FUNCTION callback._record(
 LANGUAGE plpgsql AS $$
 DECLARE
     envelope jsonb := jsonb_build_object('type', event, 'timestamp', callback._iso(now()), 'data', data);
-    held bool := campaign.id IS NOT NULL AND NOT campaign.callbacks_enabled;
+    held bool := campaign.id IS NOT NULL AND NOT campaign.callbacks_enabled AND event <> 'campaign.callbacks_disabled';
     list callback.lists;
     hook text;
     sub callback.subscriptions;
     target callback.callback_settings;
 BEGIN
+    PERFORM callback._wake_on_commit();
     vars := vars || jsonb_build_object('event', event);
     IF campaign.callback_url IS NULL THEN
         SELECT l.* INTO list FROM callback.lists l
@@ -89,6 +92,11 @@ BEGIN
     IF message.notify_url IS NOT NULL AND event = 'message.status' THEN
         PERFORM callback._enqueue(event, 'message', callback._plain_target(message.notify_url, message.notify_content_type),
                                   account_id, campaign.id, message.id, NULL, vars, envelope, false);
+    ELSIF event = 'campaign.callbacks_disabled' AND campaign.alert_url IS NOT NULL THEN
+        target := callback._settings_of(to_jsonb(campaign));
+        target.callback_url := campaign.alert_url;
+        target.retry_policy := 'standard';
+        PERFORM callback._enqueue(event, 'alert', target, account_id, campaign.id, NULL, NULL, vars, envelope, false);
     ELSIF campaign.event_urls ? event::text THEN
         target := callback._settings_of(to_jsonb(campaign));
         target.callback_url := campaign.event_urls ->> event::text;
@@ -248,6 +256,13 @@ CREATE TRIGGER attempts_record_outcome AFTER UPDATE OF status ON callback.attemp
     FOR EACH ROW WHEN (OLD.status IS NULL AND NEW.status IS NOT NULL)
     EXECUTE FUNCTION callback._attempt_events();
 
+-- Template variables of a campaign event: the campaign's env, then built-ins.
+CREATE FUNCTION callback._campaign_vars(campaign callback.campaigns) RETURNS jsonb
+LANGUAGE sql IMMUTABLE
+RETURN campaign.env || jsonb_build_object(
+    'campaignId', campaign.id, 'communicationId', campaign.id, 'listId', campaign.list_id,
+    'accountId', campaign.account_id, 'status', campaign.status);
+
 -- campaign.complete: a campaign ended; the data counts its messages by status.
 CREATE FUNCTION callback._campaign_events() RETURNS trigger
 LANGUAGE plpgsql AS $$
@@ -258,10 +273,7 @@ BEGIN
     SELECT coalesce(jsonb_object_agg(status, n), '{}'), coalesce(sum(n), 0)
     INTO outcomes, recipients
     FROM (SELECT m.status, count(*) AS n FROM callback.messages m WHERE m.campaign_id = NEW.id GROUP BY m.status) s;
-    PERFORM callback._record('campaign.complete', NEW, NULL, NEW.account_id, NULL,
-        NEW.env || jsonb_build_object(
-            'campaignId', NEW.id, 'communicationId', NEW.id, 'listId', NEW.list_id,
-            'accountId', NEW.account_id, 'status', NEW.status),
+    PERFORM callback._record('campaign.complete', NEW, NULL, NEW.account_id, NULL, callback._campaign_vars(NEW),
         jsonb_build_object(
             'campaign_id', NEW.id,
             'list_id', NEW.list_id,

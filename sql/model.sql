@@ -40,7 +40,7 @@ CREATE TABLE callback.retry_policies (
     cap interval CONSTRAINT cap_positive CHECK (cap > '0'),
     jitter real NOT NULL DEFAULT 0 CONSTRAINT jitter_from_0_to_1 CHECK (jitter BETWEEN 0 AND 1),
     intervals interval[] CONSTRAINT intervals_1_to_99_positive CHECK (cardinality(intervals) BETWEEN 1 AND 99 AND '0' < ALL (intervals)),
-    timeout interval NOT NULL DEFAULT '30 seconds' CONSTRAINT timeout_at_most_10_minutes CHECK (timeout > '0' AND timeout <= '10 minutes'),
+    timeout interval CONSTRAINT timeout_at_most_10_minutes CHECK (timeout > '0' AND timeout <= '10 minutes'),
     success_codes text NOT NULL DEFAULT '2xx' CONSTRAINT success_codes_2xx_or_200 CHECK (success_codes IN ('2xx', '200')),
     disable_campaign bool NOT NULL DEFAULT false,
     description text,
@@ -55,6 +55,7 @@ CREATE TABLE callback.retry_policies (
 COMMENT ON TABLE callback.retry_policies IS 'How a callback is retried: the wait before each retry, how many attempts, the timeout, what counts as success, and whether final failure disables the campaign''s callbacks.';
 COMMENT ON COLUMN callback.retry_policies.kind IS 'fixed: step between attempts; quadratic: retry n waits (n*n+1)*step; exponential: step*2^n up to cap; intervals: the listed waits in order.';
 COMMENT ON COLUMN callback.retry_policies.max_attempts IS 'Attempts in all, the first included.';
+COMMENT ON COLUMN callback.retry_policies.timeout IS 'The HTTP timeout of each attempt; NULL: the setting pg_callback.default_timeout.';
 COMMENT ON COLUMN callback.retry_policies.jitter IS 'For exponential: each wait is randomly shortened by up to this fraction.';
 COMMENT ON COLUMN callback.retry_policies.success_codes IS '2xx: any 2xx answer is success; 200: only exactly 200.';
 COMMENT ON COLUMN callback.retry_policies.disable_campaign IS 'When the last attempt fails, disable the campaign''s callbacks and raise an alert.';
@@ -62,7 +63,7 @@ COMMENT ON COLUMN callback.retry_policies.disable_campaign IS 'When the last att
 INSERT INTO callback.retry_policies (name, kind, max_attempts, step, timeout, success_codes, disable_campaign, description) VALUES
     ('strict', 'fixed', 3, '5 minutes', '120 seconds', '200', true,
      'Three attempts five minutes apart, 120 s timeout, only 200 is success; then the callback fails and the campaign''s callbacks are disabled.'),
-    ('standard', 'quadratic', 21, '1 minute', '30 seconds', '2xx', false,
+    ('standard', 'quadratic', 21, '1 minute', NULL, '2xx', false,
      'Twenty retries, retry n waiting n*n+1 minutes (1, 2, 5, 10, 17 ... 41.5 h in all); then the callback fails and is kept for replay.');
 
 CREATE TABLE callback.statuses (

@@ -1,18 +1,42 @@
 //! pg_callback: delivery-report callbacks recorded in the same transaction as each status
 //! change, and delivered over HTTP from inside Postgres.
 //!
-//! This file is a table of contents: the modules, then the schema's SQL files in the order
-//! they run. Modules without pgrx (`template`, `render`, `settings`) hold the logic that
-//! needs no database and are unit-tested on their own.
+//! This file is a table of contents: the modules, what `_PG_init` sets up, then the schema's
+//! SQL files in the order they run. Modules without pgrx (`template`, `render`, `settings`,
+//! `retry`, `signing`, `http`) hold the logic that needs no database and are unit-tested on
+//! their own.
+
+use pgrx::prelude::*;
 
 pgrx::pg_module_magic!();
 
+// No pgrx: URL templates, bodies, setting checks, retry schedules, signatures, the HTTP pool.
+pub mod http;
 pub mod render;
+pub mod retry;
 pub mod settings;
+pub mod signing;
 pub mod template;
 
+// Inside Postgres: errors, SQL-callable functions, settings, shared memory, the processes.
 mod error;
+mod guc;
+mod launcher;
+mod shared;
 mod sql_functions;
+mod worker;
+
+/// Defines the settings; when preloaded, also the shared memory and the launcher.
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    // SAFETY: a flag Postgres sets while it loads shared_preload_libraries.
+    let preloading = unsafe { pg_sys::process_shared_preload_libraries_in_progress };
+    guc::define(preloading);
+    if preloading {
+        shared::init();
+        launcher::register();
+    }
+}
 
 // Types, tables and row checks of the domain model.
 pgrx::extension_sql_file!(
@@ -30,7 +54,18 @@ pgrx::extension_sql_file!("../sql/queue.sql", name = "queue", requires = ["webho
 pgrx::extension_sql_file!(
     "../sql/events.sql",
     name = "events",
-    requires = ["queue", sql_functions::render_url, sql_functions::render_body],
+    requires = [
+        "queue",
+        sql_functions::render_url,
+        sql_functions::render_body,
+        shared::wake_on_commit
+    ]
+);
+// Disabling and enabling campaigns' callbacks, alerts, replay, history, the campaign report.
+pgrx::extension_sql_file!(
+    "../sql/delivery.sql",
+    name = "delivery",
+    requires = ["events"],
     finalize
 );
 

@@ -2,13 +2,16 @@
 # Runs every test of pg_callback: installs what is missing, then
 #   1. the Rust unit tests and #[pg_test]s (cargo pgrx test, in pgrx's own cluster),
 #   2. the pg_regress suite (tests/pg_regress, one file per concept) against a real cluster
-#      with the extension installed.
-# Prints "N passed, N failed" for the regress suite; exits non-zero if anything fails.
+#      with the extension installed,
+#   3. the integration tests (tests/integration, pytest): a cluster with the library preloaded
+#      and its workers delivering to a real HTTP receiver on loopback that each test controls.
+# Exits non-zero if anything fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
 bash scripts/ensure-tools.sh
+python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -r tests/integration/requirements.txt
 source scripts/cluster.sh
 
 work=${PG_CALLBACK_TEST_DIR:-/tmp/pg_callback_tests}
@@ -41,4 +44,8 @@ fi
 passed=$(grep -Ec '^(ok|test) .* \.\.\. ok' "$work/regress.log" || true)
 failed=$(grep -Ec '\.\.\. FAILED' "$work/regress.log" || true)
 echo "pg_regress: $passed passed, $failed failed"
-exit "$status"
+[ "$status" = 0 ] || exit "$status"
+cluster_stop "$cluster"
+
+echo "== integration tests"
+python3 -m pytest -q tests/integration

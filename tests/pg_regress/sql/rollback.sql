@@ -32,7 +32,12 @@ UPDATE callback.messages SET status = CASE WHEN id = 3 THEN 'no-such-status' ELS
 \echo :LAST_ERROR_SQLSTATE
 SELECT count(*) AS recorded FROM callback.callbacks;
 
--- While a campaign's callbacks are disabled, its new callbacks are held, not dropped.
-UPDATE callback.campaigns SET callbacks_enabled = false;
+-- Disabling a campaign's callbacks holds its pending ones and the new ones, dropping none;
+-- enabling releases them all, due at once.
+SELECT callback.disable_campaign_callbacks(1);
 UPDATE callback.messages SET status = 'delivered' WHERE id = 2;
 SELECT message_id, state FROM callback.callbacks ORDER BY id;
+SELECT callback.enable_campaign_callbacks(1);
+SELECT message_id, state, due_at <= now() AS due FROM callback.callbacks ORDER BY id;
+SELECT callback.enable_campaign_callbacks(99);
+\echo :LAST_ERROR_SQLSTATE

@@ -1,0 +1,196 @@
+-- What delivery leads to: a campaign's callbacks disabled after repeated failure (with the
+-- alert), enabled again, failed callbacks replayed, the history of every attempt, and the
+-- campaign report.
+
+CREATE TABLE callback.alerts (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    account_id bigint NOT NULL,
+    campaign_id bigint NOT NULL,
+    callback_id bigint,
+    raised_at timestamptz NOT NULL DEFAULT now(),
+    reason text NOT NULL,
+    notification_list text[] NOT NULL DEFAULT '{}'
+);
+COMMENT ON TABLE callback.alerts IS 'One row each time repeated failure disabled a campaign''s callbacks: who to tell and why. Each is also sent as NOTIFY pg_callback_alerts and as a campaign.callbacks_disabled callback to the campaign''s alert_url.';
+
+-- Disabling holds the campaign's pending callbacks (those its own settings direct); enabling
+-- releases every held one, due at once.
+CREATE FUNCTION callback._campaign_callbacks_switched() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.callbacks_enabled THEN
+        UPDATE callback.callbacks SET state = 'pending', due_at = now()
+        WHERE campaign_id = NEW.id AND state = 'held';
+        PERFORM callback._wake_on_commit();
+    ELSE
+        UPDATE callback.callbacks SET state = 'held'
+        WHERE campaign_id = NEW.id AND state = 'pending' AND target IN ('campaign_event', 'campaign', 'list')
+          AND (leased_until IS NULL OR leased_until < now());
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER campaigns_callbacks_switched AFTER UPDATE OF callbacks_enabled ON callback.campaigns
+    FOR EACH ROW WHEN (OLD.callbacks_enabled IS DISTINCT FROM NEW.callbacks_enabled)
+    EXECUTE FUNCTION callback._campaign_callbacks_switched();
+
+-- Called by the worker when callback failed_id failed for good under a policy that disables
+-- its campaign: disables the campaign's callbacks, records the alert, sends NOTIFY
+-- pg_callback_alerts and records a campaign.callbacks_disabled callback. Returns the alert id,
+-- or NULL when the campaign was disabled already.
+CREATE FUNCTION callback._disable_campaign_callbacks(campaign_id bigint, failed_id bigint) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    campaign callback.campaigns;
+    failed callback.callbacks;
+    reason text;
+    alert_id bigint;
+BEGIN
+    UPDATE callback.campaigns c SET callbacks_enabled = false
+    WHERE c.id = _disable_campaign_callbacks.campaign_id AND c.callbacks_enabled
+    RETURNING * INTO campaign;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    SELECT * INTO failed FROM callback.callbacks c WHERE c.id = failed_id;
+    reason := format('callback %s (%s) to %s failed after %s attempts: %s',
+                     failed.id, failed.event, failed.url, failed.attempts, coalesce(failed.last_error, 'no answer'));
+    INSERT INTO callback.alerts (account_id, campaign_id, callback_id, reason, notification_list)
+    VALUES (campaign.account_id, campaign.id, failed.id, reason, campaign.notification_list)
+    RETURNING id INTO alert_id;
+    PERFORM pg_notify('pg_callback_alerts', json_build_object(
+        'alert_id', alert_id, 'account_id', campaign.account_id, 'campaign_id', campaign.id,
+        'callback_id', failed.id, 'reason', reason, 'notification_list', campaign.notification_list)::text);
+    PERFORM callback._record('campaign.callbacks_disabled', campaign, NULL, campaign.account_id, NULL,
+        callback._campaign_vars(campaign),
+        jsonb_build_object(
+            'alert_id', alert_id,
+            'campaign_id', campaign.id,
+            'list_id', campaign.list_id,
+            'account_id', campaign.account_id,
+            'name', campaign.name,
+            'reason', reason,
+            'callback_id', failed.id,
+            'failed_event', failed.event,
+            'failed_url', failed.url,
+            'attempts', failed.attempts,
+            'last_http_status', failed.last_http_status,
+            'last_error', failed.last_error,
+            'notification_list', to_jsonb(campaign.notification_list),
+            'disabled_at', callback._iso(now())));
+    RETURN alert_id;
+END $$;
+
+CREATE FUNCTION callback._campaign_exists(campaign_id bigint) RETURNS void
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    PERFORM FROM callback.campaigns c WHERE c.id = campaign_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'campaign % does not exist', campaign_id USING ERRCODE = 'undefined_object';
+    END IF;
+END $$;
+
+CREATE FUNCTION callback.disable_campaign_callbacks(campaign_id bigint) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM callback._campaign_exists(campaign_id);
+    UPDATE callback.campaigns c SET callbacks_enabled = false WHERE c.id = disable_campaign_callbacks.campaign_id;
+END $$;
+COMMENT ON FUNCTION callback.disable_campaign_callbacks(bigint) IS
+    'Holds the campaign''s callbacks: new ones are recorded as held and pending ones are held, until enabled again.';
+
+CREATE FUNCTION callback.enable_campaign_callbacks(campaign_id bigint) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM callback._campaign_exists(campaign_id);
+    UPDATE callback.campaigns c SET callbacks_enabled = true WHERE c.id = enable_campaign_callbacks.campaign_id;
+END $$;
+COMMENT ON FUNCTION callback.enable_campaign_callbacks(bigint) IS
+    'Enables the campaign''s callbacks again and releases every held one, due at once.';
+
+CREATE FUNCTION callback.replay(callback_id bigint) RETURNS callback.callbacks
+LANGUAGE plpgsql AS $$
+DECLARE
+    replayed callback.callbacks;
+BEGIN
+    UPDATE callback.callbacks c
+    SET state = 'pending', due_at = now(), attempts = 0, finished_at = NULL, leased_until = NULL, leased_by = NULL
+    WHERE c.id = replay.callback_id AND c.state IN ('failed', 'delivered')
+    RETURNING * INTO replayed;
+    IF NOT FOUND THEN
+        PERFORM FROM callback.callbacks c WHERE c.id = replay.callback_id;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'callback % does not exist', callback_id USING ERRCODE = 'undefined_object';
+        END IF;
+        RAISE EXCEPTION 'callback % is still pending or held', callback_id
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Only failed or delivered callbacks can be replayed.';
+    END IF;
+    PERFORM callback._wake_on_commit();
+    RETURN replayed;
+END $$;
+COMMENT ON FUNCTION callback.replay(bigint) IS
+    'Sends a failed (or delivered) callback again from its first attempt, with the same webhook-id, URL and body.';
+
+CREATE VIEW callback.history AS
+SELECT d.id, d.callback_id, c.message_id, c.campaign_id, c.account_id, c.event, c.target, c.method, c.url,
+       d.attempt, d.started_at, d.duration, d.http_status, d.response_excerpt, d.error, c.state
+FROM callback.deliveries d
+JOIN callback.callbacks c ON c.id = d.callback_id;
+COMMENT ON VIEW callback.history IS 'Every HTTP attempt with its callback: when, how long, the status, an excerpt of the answer, the error.';
+
+CREATE FUNCTION callback.message_history(message_id bigint) RETURNS SETOF callback.history
+LANGUAGE sql STABLE AS $$
+    SELECT * FROM callback.history h WHERE h.message_id = message_history.message_id ORDER BY h.started_at, h.id
+$$;
+COMMENT ON FUNCTION callback.message_history(bigint) IS 'Every HTTP attempt for the callbacks of one message, oldest first.';
+
+CREATE FUNCTION callback.campaign_history(campaign_id bigint) RETURNS SETOF callback.history
+LANGUAGE sql STABLE AS $$
+    SELECT * FROM callback.history h WHERE h.campaign_id = campaign_history.campaign_id ORDER BY h.started_at, h.id
+$$;
+COMMENT ON FUNCTION callback.campaign_history(bigint) IS 'Every HTTP attempt for the callbacks of one campaign and its messages, oldest first.';
+
+CREATE FUNCTION callback.campaign_report(campaign_id bigint)
+RETURNS TABLE (message_id bigint, member_id bigint, destination text, channel callback.channel, status text,
+               final bool, attempts bigint, attempt_ids bigint[], error_code text, error_message text,
+               callback_data text, updated_at timestamptz)
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    PERFORM callback._campaign_exists(campaign_id);
+    RETURN QUERY
+    SELECT m.id, m.member_id, m.destination, m.channel, m.status, s.final,
+           count(a.id), coalesce(array_agg(a.id ORDER BY a.attempt_no) FILTER (WHERE a.id IS NOT NULL), '{}'),
+           m.error_code, m.error_message, m.callback_data, m.updated_at
+    FROM callback.messages m
+    JOIN callback.statuses s ON s.status = m.status
+    LEFT JOIN callback.attempts a ON a.message_id = m.id
+    WHERE m.campaign_id = campaign_report.campaign_id
+    GROUP BY m.id, s.final
+    ORDER BY m.id;
+END $$;
+COMMENT ON FUNCTION callback.campaign_report(bigint) IS 'Every recipient''s outcome in a campaign: status, attempts, error (seed 003).';
+
+-- One CSV field: quoted when it holds a comma, quote or line break (RFC 4180).
+CREATE FUNCTION callback._csv(value text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN CASE WHEN value IS NULL THEN ''
+            WHEN value ~ '[",\r\n]' THEN '"' || replace(value, '"', '""') || '"'
+            ELSE value END;
+
+CREATE FUNCTION callback.campaign_report_csv(campaign_id bigint) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT 'message_id,member_id,destination,channel,status,final,attempts,attempt_ids,error_code,error_message,callback_data,updated_at'
+        || E'\r\n'
+        || coalesce(string_agg(
+               concat_ws(',', r.message_id, callback._csv(r.member_id::text), callback._csv(r.destination), r.channel,
+                         callback._csv(r.status), r.final, r.attempts, array_to_string(r.attempt_ids, ' '),
+                         callback._csv(r.error_code), callback._csv(r.error_message), callback._csv(r.callback_data),
+                         callback._iso(r.updated_at)),
+               E'\r\n' ORDER BY r.message_id) || E'\r\n', '')
+    FROM callback.campaign_report(campaign_report_csv.campaign_id) r
+$$;
+COMMENT ON FUNCTION callback.campaign_report_csv(bigint) IS 'callback.campaign_report() as CSV with a header line, for export (seed 003).';
+
+-- CREATE EXTENSION wakes the workers, which wait quietly until the extension exists.
+SELECT callback._wake_on_commit();

@@ -1,0 +1,116 @@
+//! Every setting of pg_callback, defined in one place; the README's settings table mirrors it.
+
+use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
+use std::ffi::CString;
+
+pub static DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"postgres"));
+pub static WORKERS: GucSetting<i32> = GucSetting::<i32>::new(1);
+pub static BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(200);
+pub static MAX_IN_FLIGHT: GucSetting<i32> = GucSetting::<i32>::new(64);
+pub static DEFAULT_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(30_000);
+pub static IDLE_EXIT_MS: GucSetting<i32> = GucSetting::<i32>::new(2_000);
+pub static RESPONSE_EXCERPT_BYTES: GucSetting<i32> = GucSetting::<i32>::new(1024);
+pub static TIME_SCALE: GucSetting<f64> = GucSetting::<f64>::new(1.0);
+
+/// Registers the settings; called from `_PG_init`. Postgres refuses postmaster-level
+/// settings after startup, so those two are defined only while preloading (they matter only
+/// to the launcher and workers, which exist only then).
+pub fn define(preloading: bool) {
+    if preloading {
+        define_postmaster_settings();
+    }
+    define_reloadable_settings();
+    // SAFETY: a static C string; makes a misspelt pg_callback.* setting an error.
+    unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"pg_callback".as_ptr()) };
+}
+
+fn define_postmaster_settings() {
+    GucRegistry::define_string_guc(
+        c"pg_callback.database",
+        c"The database whose callbacks the workers deliver.",
+        c"pg_callback must be installed (CREATE EXTENSION) in this database.",
+        &DATABASE,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pg_callback.workers",
+        c"How many delivery workers run at once.",
+        c"Each claims its own batches; together they need as many max_worker_processes slots, plus one for the launcher.",
+        &WORKERS,
+        1,
+        32,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+}
+
+fn define_reloadable_settings() {
+    GucRegistry::define_int_guc(
+        c"pg_callback.batch_size",
+        c"How many callbacks a worker claims at a time.",
+        c"A batch is claimed in one transaction and its results are written in one transaction.",
+        &BATCH_SIZE,
+        1,
+        10_000,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pg_callback.max_in_flight",
+        c"How many HTTP requests each worker has in flight at once.",
+        c"One thread each, sharing kept-alive connections.",
+        &MAX_IN_FLIGHT,
+        1,
+        1024,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pg_callback.default_timeout",
+        c"The HTTP timeout of a retry policy that sets none.",
+        c"Covers the whole request: connecting, sending and receiving the answer.",
+        &DEFAULT_TIMEOUT_MS,
+        1,
+        600_000,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_callback.idle_exit",
+        c"How long a worker with nothing to send waits before it exits.",
+        c"The launcher, which holds no database connection, starts workers again when a callback is recorded or a retry comes due. Keep it under 5 s so DROP DATABASE does not wait for an idle worker.",
+        &IDLE_EXIT_MS,
+        0,
+        3_600_000,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_callback.response_excerpt",
+        c"How many bytes of each answer's body the history keeps.",
+        c"The rest of the body is read and dropped.",
+        &RESPONSE_EXCERPT_BYTES,
+        0,
+        65_536,
+        GucContext::Sighup,
+        GucFlags::UNIT_BYTE,
+    );
+    GucRegistry::define_float_guc(
+        c"pg_callback.time_scale",
+        c"Multiplies every retry policy's waits.",
+        c"1 in production; tests compress schedules with a small value (0.001 makes 5 minutes 0.3 s). Retry-After is not scaled.",
+        &TIME_SCALE,
+        0.0,
+        1000.0,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+}
+
+pub fn database() -> String {
+    DATABASE
+        .get()
+        .and_then(|c| c.into_string().ok())
+        .unwrap_or_else(|| "postgres".to_string())
+}

@@ -1,0 +1,124 @@
+//! Shared memory between the launcher, the workers and every backend that records callbacks:
+//! who to wake, whether a wake-up is wanted, and when the next retry comes due.
+//!
+//! A transaction that records callbacks arms a commit hook (`_wake_on_commit`); at commit it
+//! raises the wake flag and sets the latches of the launcher and of every running worker.
+
+use pgrx::callbacks::{register_xact_callback, PgXactCallbackEvent};
+use pgrx::prelude::*;
+use pgrx::{pg_shmem_init, PGRXSharedMemory, PgAtomic};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, Ordering};
+
+/// The most workers that can run at once (the bound of `pg_callback.workers`).
+pub const MAX_WORKERS: usize = 32;
+
+/// The processes to wake; each slot holds a PGPROC number plus one (0: nobody).
+#[derive(Default)]
+pub struct Procs {
+    launcher: AtomicI32,
+    workers: [AtomicI32; MAX_WORKERS],
+}
+unsafe impl PGRXSharedMemory for Procs {}
+
+static PROCS: PgAtomic<Procs> = unsafe { PgAtomic::new(c"pg_callback_procs") };
+/// Raised at commit by a transaction that recorded callbacks; lowered by a worker about to claim.
+static WAKE: PgAtomic<AtomicBool> = unsafe { PgAtomic::new(c"pg_callback_wake") };
+/// When the next retry or lease expiry comes due, in Unix milliseconds (i64::MAX: none known).
+static NEXT_DUE_MS: PgAtomic<AtomicI64> = unsafe { PgAtomic::new(c"pg_callback_next_due") };
+
+/// Whether the library was preloaded and the shared memory above exists in this process.
+static PRELOADED: AtomicBool = AtomicBool::new(false);
+
+/// Requests the shared memory; called from `_PG_init` while preloading.
+pub fn init() {
+    pg_shmem_init!(PROCS);
+    pg_shmem_init!(WAKE);
+    pg_shmem_init!(NEXT_DUE_MS = AtomicI64::new(i64::MAX));
+    PRELOADED.store(true, Ordering::SeqCst);
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn my_procno() -> i32 {
+    // SAFETY: MyProc is set for every process attached to shared memory, workers included.
+    unsafe { (*pg_sys::MyProc).pgprocno + 1 }
+}
+
+/// Sets the latch of the process whose slot value (PGPROC number plus one) is `slot`.
+fn set_latch(slot: i32) {
+    if slot <= 0 {
+        return;
+    }
+    // SAFETY: PGPROC entries live for the life of the cluster; setting the latch of a process
+    // that has since exited only wakes whoever uses that entry now, which is harmless.
+    unsafe {
+        let proc = (*pg_sys::ProcGlobal).allProcs.add((slot - 1) as usize);
+        pg_sys::SetLatch(&raw mut (*proc).procLatch);
+    }
+}
+
+pub fn set_launcher() {
+    PROCS.get().launcher.store(my_procno(), Ordering::SeqCst);
+}
+
+pub fn set_worker(slot: usize, running: bool) {
+    let value = if running { my_procno() } else { 0 };
+    PROCS.get().workers[slot].store(value, Ordering::SeqCst);
+}
+
+/// Raises the wake flag and sets every latch: launcher and running workers.
+pub fn wake() {
+    if !PRELOADED.load(Ordering::SeqCst) {
+        return;
+    }
+    WAKE.get().store(true, Ordering::SeqCst);
+    let procs = PROCS.get();
+    set_latch(procs.launcher.load(Ordering::SeqCst));
+    for worker in &procs.workers {
+        set_latch(worker.load(Ordering::SeqCst));
+    }
+}
+
+/// Lowers the wake flag, saying whether it was raised.
+pub fn take_wake() -> bool {
+    WAKE.get().swap(false, Ordering::SeqCst)
+}
+
+pub fn wake_wanted() -> bool {
+    WAKE.get().load(Ordering::SeqCst)
+}
+
+pub fn next_due_ms() -> i64 {
+    NEXT_DUE_MS.get().load(Ordering::SeqCst)
+}
+
+pub fn set_next_due_ms(ms: i64) {
+    NEXT_DUE_MS.get().store(ms, Ordering::SeqCst);
+}
+
+thread_local! {
+    /// The local transaction id whose commit hook is armed already.
+    static ARMED: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Wakes the delivery workers when the current transaction commits. Called by the triggers
+/// that record callbacks; arms one hook per transaction however often it is called.
+#[pg_extern(volatile, parallel_unsafe, name = "_wake_on_commit")]
+fn wake_on_commit() {
+    if !PRELOADED.load(Ordering::SeqCst) {
+        return;
+    }
+    // SAFETY: MyProc is valid in every backend.
+    let lxid = unsafe { (*pg_sys::MyProc).lxid };
+    if ARMED.get() == lxid {
+        return;
+    }
+    ARMED.set(lxid);
+    register_xact_callback(PgXactCallbackEvent::Commit, wake);
+}

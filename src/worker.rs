@@ -1,0 +1,363 @@
+//! A delivery worker: claims a batch of due callbacks (one short transaction), sends them from
+//! the HTTP pool with no transaction or row lock held, writes the batch's results in one
+//! transaction, and exits after `pg_callback.idle_exit` with nothing to send.
+//!
+//! All SPI happens on this, the main thread; the HTTP threads see only owned data.
+
+use crate::http::{Pool, PoolConfig, Request, Response};
+use crate::retry::{judge, Attempt, Kind, Policy, Verdict};
+use crate::{guc, shared, signing};
+use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
+use pgrx::prelude::*;
+use pgrx::spi::SpiResult;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const CLAIM: &str = include_str!("../sql/worker/claim.sql");
+const FINISH: &str = include_str!("../sql/worker/finish.sql");
+const AFTER_FAILURE: &str = include_str!("../sql/worker/after_failure.sql");
+const NEXT_DUE: &str = include_str!("../sql/worker/next_due.sql");
+const RECOVER: &str = include_str!("../sql/worker/recover.sql");
+const EXTENSION_INSTALLED: &str = "SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_callback')";
+
+/// How often the main thread looks up from waiting for answers, to notice SIGTERM.
+const POLL: Duration = Duration::from_millis(100);
+
+/// A claimed callback, with everything needed to send it and judge the answer.
+struct Claimed {
+    id: i64,
+    webhook_id: String,
+    post: bool,
+    url: String,
+    headers: String,
+    body: Option<String>,
+    auth_header: Option<String>,
+    signing_secret: Option<String>,
+    attempts: u32,
+    policy: Policy,
+    timeout: Duration,
+}
+
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn pg_callback_worker_main(arg: pg_sys::Datum) {
+    // SAFETY: the launcher passes the slot number as an int4 datum.
+    let slot = unsafe { i32::from_datum(arg, false) }
+        .unwrap_or(0)
+        .clamp(0, shared::MAX_WORKERS as i32 - 1) as usize;
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    BackgroundWorker::connect_worker_to_spi(Some(&guc::database()), None);
+    if let Ok(name) = std::ffi::CString::new(format!("pg_callback worker {slot}")) {
+        // SAFETY: the string outlives the call, which copies it.
+        unsafe { pg_sys::pgstat_report_appname(name.as_ptr()) };
+    }
+    shared::set_worker(slot, true);
+    run();
+    shared::set_worker(slot, false);
+}
+
+fn stopping() -> bool {
+    // SAFETY: a flag the SIGTERM handler sets and nothing clears.
+    unsafe { pg_sys::ShutdownRequestPending != 0 }
+}
+
+fn my_pid() -> i32 {
+    // SAFETY: set in every process.
+    unsafe { pg_sys::MyProcPid }
+}
+
+fn pool_config() -> PoolConfig {
+    PoolConfig {
+        threads: guc::MAX_IN_FLIGHT.get().max(1) as usize,
+        excerpt_bytes: guc::RESPONSE_EXCERPT_BYTES.get().max(0) as usize,
+    }
+}
+
+/// Shows what the worker does in pg_stat_activity: `running` with the step while in a
+/// transaction, `idle` (with what it waits for) otherwise.
+fn report(running: bool, what: &str) {
+    let state = if running {
+        pg_sys::BackendState::STATE_RUNNING
+    } else {
+        pg_sys::BackendState::STATE_IDLE
+    };
+    if let Ok(what) = std::ffi::CString::new(what) {
+        // SAFETY: the string outlives the call, which copies it.
+        unsafe { pg_sys::pgstat_report_activity(state, what.as_ptr()) };
+    }
+}
+
+fn extension_installed() -> bool {
+    Spi::get_one::<bool>(EXTENSION_INSTALLED)
+        .ok()
+        .flatten()
+        .unwrap_or(false)
+}
+
+fn run() {
+    if !BackgroundWorker::transaction(extension_installed) {
+        log!(
+            "pg_callback worker: extension pg_callback is not installed in database \"{}\"; exiting",
+            guc::database()
+        );
+        shared::take_wake();
+        return;
+    }
+    BackgroundWorker::transaction(|| Spi::run(RECOVER)).unwrap_or_else(|e| warning!("recovering leases: {e}"));
+    let mut pool = Pool::new(pool_config());
+    let mut idle_since = Instant::now();
+    while !stopping() {
+        if BackgroundWorker::sighup_received() {
+            // SAFETY: main thread, outside any transaction.
+            unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+            if pool.config() != pool_config() {
+                pool = Pool::new(pool_config());
+            }
+        }
+        shared::take_wake();
+        report(true, "claiming callbacks");
+        let Some(batch) = BackgroundWorker::transaction(claim) else {
+            log!("pg_callback worker: extension pg_callback was dropped; exiting");
+            return;
+        };
+        if !batch.is_empty() {
+            deliver(&pool, batch);
+            idle_since = Instant::now();
+            continue;
+        }
+        let next_due = BackgroundWorker::transaction(|| Spi::get_one::<f64>(NEXT_DUE).ok().flatten());
+        let idle_limit = Duration::from_millis(guc::IDLE_EXIT_MS.get().max(0) as u64);
+        let idle_for = idle_since.elapsed();
+        if idle_for >= idle_limit {
+            shared::set_next_due_ms(next_due.map(|ms| ms as i64).unwrap_or(i64::MAX));
+            if !shared::wake_wanted() {
+                return;
+            }
+            continue;
+        }
+        let mut wait = idle_limit - idle_for;
+        if let Some(due) = next_due {
+            wait = wait.min(Duration::from_millis((due as i64 - shared::now_ms()).max(1) as u64));
+        }
+        report(false, "waiting for callbacks");
+        BackgroundWorker::wait_latch(Some(wait));
+    }
+}
+
+/// Claims a batch; None when the extension is gone.
+fn claim() -> Option<Vec<Claimed>> {
+    if !extension_installed() {
+        return None;
+    }
+    let batch = guc::BATCH_SIZE.get().max(1);
+    let in_flight = guc::MAX_IN_FLIGHT.get().max(1);
+    let rounds = (batch + in_flight - 1) / in_flight;
+    let default_timeout = f64::from(guc::DEFAULT_TIMEOUT_MS.get()) / 1000.0;
+    let claimed = Spi::connect_mut(|client| -> SpiResult<Vec<Claimed>> {
+        let rows = client.update(
+            CLAIM,
+            None,
+            &[batch.into(), my_pid().into(), rounds.into(), default_timeout.into()],
+        )?;
+        let mut claimed = Vec::with_capacity(rows.len());
+        for row in rows {
+            let kind: String = row.get_by_name("kind")?.unwrap_or_default();
+            let seconds = |name: &str| -> SpiResult<Duration> {
+                Ok(Duration::from_secs_f64(
+                    row.get_by_name::<f64, _>(name)?.unwrap_or(0.0).max(0.0),
+                ))
+            };
+            claimed.push(Claimed {
+                id: row.get_by_name("id")?.unwrap_or_default(),
+                webhook_id: row.get_by_name("webhook_id")?.unwrap_or_default(),
+                post: row.get_by_name("post")?.unwrap_or(true),
+                url: row.get_by_name("url")?.unwrap_or_default(),
+                headers: row.get_by_name("headers")?.unwrap_or_default(),
+                body: row.get_by_name("body")?,
+                auth_header: row.get_by_name("auth_header")?,
+                signing_secret: row.get_by_name("signing_secret")?,
+                attempts: row.get_by_name::<i32, _>("attempts")?.unwrap_or(1).max(1) as u32,
+                policy: Policy {
+                    kind: Kind::parse(&kind).unwrap_or(Kind::Fixed),
+                    max_attempts: row.get_by_name::<i32, _>("max_attempts")?.unwrap_or(1).max(1) as u32,
+                    step: seconds("step")?,
+                    cap: seconds("cap")?,
+                    jitter: row.get_by_name("jitter")?.unwrap_or(0.0),
+                    intervals: row
+                        .get_by_name::<Vec<f64>, _>("intervals")?
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|s| Duration::from_secs_f64(s.max(0.0)))
+                        .collect(),
+                    exactly_200: row.get_by_name("exactly_200")?.unwrap_or(false),
+                },
+                timeout: seconds("timeout")?,
+            });
+        }
+        Ok(claimed)
+    });
+    match claimed {
+        Ok(claimed) => Some(claimed),
+        Err(e) => error!("pg_callback worker: claiming callbacks failed: {e}"),
+    }
+}
+
+/// The request for a claimed callback, signed now when it has a secret.
+fn request(c: &Claimed) -> Request {
+    let mut headers: Vec<(String, String)> =
+        serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&c.headers)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(name, value)| value.as_str().map(|v| (name, v.to_string())))
+            .collect();
+    if let Some(auth) = &c.auth_header {
+        headers.push(("Authorization".into(), auth.clone()));
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    headers.push(("webhook-id".into(), c.webhook_id.clone()));
+    headers.push(("webhook-timestamp".into(), now.to_string()));
+    if let Some(secret) = &c.signing_secret {
+        let body = c.body.as_deref().unwrap_or("").as_bytes();
+        if let Some(signed) = signing::sign(secret, &c.webhook_id, now, body) {
+            headers.push(("webhook-signature".into(), signed.signature));
+        }
+    }
+    Request {
+        key: c.id,
+        post: c.post,
+        url: c.url.clone(),
+        headers,
+        body: c.body.clone(),
+        timeout: c.timeout,
+    }
+}
+
+/// A number in [0, 1) for jitter, from the standard library's randomly keyed hasher.
+fn random_unit() -> f64 {
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(shared::now_ms() as u64);
+    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// The columns of finish.sql, one entry per claimed callback.
+#[derive(Default)]
+struct Results {
+    ids: Vec<i64>,
+    attempts: Vec<i32>,
+    started: Vec<f64>,
+    duration_ms: Vec<f64>,
+    http_status: Vec<Option<i32>>,
+    excerpt: Vec<Option<String>>,
+    error: Vec<Option<String>>,
+    verdict: Vec<&'static str>,
+    wait: Vec<Option<f64>>,
+}
+
+impl Results {
+    fn push(&mut self, c: &Claimed, answer: Option<&Response>) {
+        self.ids.push(c.id);
+        self.attempts.push(c.attempts as i32);
+        let Some(r) = answer else {
+            self.started.push(0.0);
+            self.duration_ms.push(0.0);
+            self.http_status.push(None);
+            self.excerpt.push(None);
+            self.error.push(None);
+            self.verdict.push("released");
+            self.wait.push(None);
+            return;
+        };
+        self.started.push(
+            r.started
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0),
+        );
+        self.duration_ms.push(r.duration.as_secs_f64() * 1000.0);
+        self.http_status.push(r.status.map(i32::from));
+        self.excerpt.push(r.excerpt.clone());
+        let attempt = Attempt {
+            status: r.status,
+            retry_after: r.retry_after,
+        };
+        let (verdict, wait) = match judge(&c.policy, c.attempts, &attempt, guc::TIME_SCALE.get(), random_unit()) {
+            Verdict::Delivered => ("delivered", None),
+            Verdict::Retry(wait) => ("retry", Some(wait.as_secs_f64())),
+            Verdict::Failed => ("failed", None),
+        };
+        let refused = match r.status {
+            Some(status) if verdict != "delivered" => Some(format!("HTTP {status} is not a success")),
+            _ => None,
+        };
+        self.error.push(r.error.clone().or(refused));
+        self.verdict.push(verdict);
+        self.wait.push(wait);
+    }
+}
+
+/// Sends a batch and writes its results in one transaction. On SIGTERM it stops waiting:
+/// callbacks with no answer yet are released, to be sent again (at least once).
+fn deliver(pool: &Pool, batch: Vec<Claimed>) {
+    report(false, &format!("sending callbacks ({})", batch.len()));
+    for c in &batch {
+        pool.submit(request(c));
+    }
+    let mut answers: HashMap<i64, Response> = HashMap::with_capacity(batch.len());
+    while answers.len() < batch.len() && !stopping() {
+        if let Some(answer) = pool.next(POLL) {
+            answers.insert(answer.key, answer);
+        }
+    }
+    let mut results = Results::default();
+    for c in &batch {
+        results.push(c, answers.get(&c.id));
+    }
+    report(true, "writing delivery results");
+    BackgroundWorker::transaction(|| {
+        if !extension_installed() {
+            return;
+        }
+        let failed = Spi::connect_mut(|client| -> SpiResult<Vec<i64>> {
+            let rows = client.update(
+                FINISH,
+                None,
+                &[
+                    results.ids.clone().into(),
+                    results.attempts.clone().into(),
+                    results.started.clone().into(),
+                    results.duration_ms.clone().into(),
+                    results.http_status.clone().into(),
+                    results.excerpt.clone().into(),
+                    results.error.clone().into(),
+                    results.verdict.iter().map(|v| v.to_string()).collect::<Vec<_>>().into(),
+                    results.wait.clone().into(),
+                    my_pid().into(),
+                ],
+            )?;
+            let mut failed = Vec::new();
+            for row in rows {
+                if row.get_by_name::<bool, _>("failed")?.unwrap_or(false) {
+                    failed.push(row.get_by_name::<i64, _>("id")?.unwrap_or_default());
+                }
+            }
+            if !failed.is_empty() {
+                client.update(AFTER_FAILURE, None, &[failed.clone().into()])?;
+            }
+            Ok(failed)
+        });
+        if let Err(e) = failed {
+            error!("pg_callback worker: writing delivery results failed: {e}");
+        }
+    });
+    // SAFETY: outside any transaction, as pgstat requires.
+    unsafe { pg_sys::pgstat_report_stat(false) };
+    if answers.len() < batch.len() {
+        // Callbacks released unsent (now committed) are due again at once: have the launcher
+        // start a worker for them.
+        shared::set_next_due_ms(shared::now_ms());
+    }
+}

@@ -1,0 +1,200 @@
+"""Fixtures for the integration tests: a real PostgreSQL 15 cluster with pg_callback preloaded
+(its launcher and workers running), and a real HTTP receiver on loopback that each test
+controls: status codes, delays, dropped connections, headers such as Retry-After.
+
+Retry schedules run with pg_callback.time_scale = 0.001, so five minutes take 0.3 s.
+"""
+
+import json
+import os
+import pathlib
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import psycopg
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+CLUSTER_DIR = os.environ.get("PG_CALLBACK_IT_DIR", "/tmp/pg_callback_it")
+PORT = int(os.environ.get("PG_CALLBACK_IT_PORT", "55434"))
+DATABASE = "callbacks"
+SETTINGS = [
+    "shared_preload_libraries = 'pg_callback'",
+    f"pg_callback.database = '{DATABASE}'",
+    "pg_callback.time_scale = 0.001",
+    "pg_callback.workers = 2",
+    "pg_callback.idle_exit = '1s'",
+    "max_worker_processes = 16",
+    "log_min_messages = log",
+]
+
+
+def shell(script):
+    subprocess.run(["bash", "-c", f"source {ROOT}/scripts/cluster.sh; {script}"], check=True)
+
+
+class Cluster:
+    def __init__(self):
+        self.dir = CLUSTER_DIR
+        self.port = PORT
+
+    def start(self):
+        settings = " ".join(f'"{s}"' for s in SETTINGS)
+        shell(f"cluster_start {self.dir} {self.port} {settings}")
+
+    def stop(self, mode="fast"):
+        shell(f"as_postgres $PG_BIN/pg_ctl -D {self.dir}/data -m {mode} -w stop")
+
+    def restart_after_crash(self):
+        shell(f"as_postgres $PG_BIN/pg_ctl -D {self.dir}/data -l {self.dir}/postgres.log -w start")
+
+    def connect(self, dbname=DATABASE, autocommit=True):
+        return psycopg.connect(host=self.dir, port=self.port, user="postgres", dbname=dbname, autocommit=autocommit)
+
+    def sql(self, query, params=None, dbname=DATABASE):
+        with self.connect(dbname) as conn:
+            cur = conn.execute(query, params)
+            return cur.fetchall() if cur.description else None
+
+    def one(self, query, params=None):
+        rows = self.sql(query, params)
+        return rows[0][0] if rows else None
+
+    def wait_for(self, query, params=None, timeout=10.0, what=None):
+        """Polls a query until its single value is truthy; returns that value."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = self.one(query, params)
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what or query}")
+            time.sleep(0.05)
+
+    def log(self):
+        return pathlib.Path(self.dir, "postgres.log").read_text(errors="replace")
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    c = Cluster()
+    c.start()
+    c.sql("CREATE DATABASE callbacks", dbname="postgres")
+    yield c
+    shell(f"cluster_stop {c.dir}")
+
+
+@pytest.fixture
+def db(cluster):
+    """A fresh pg_callback in the workers' database, with an account and a list."""
+    cluster.sql("DROP EXTENSION IF EXISTS pg_callback CASCADE")
+    cluster.sql("CREATE EXTENSION pg_callback")
+    cluster.sql("INSERT INTO callback.accounts (name) VALUES ('acme')")
+    return cluster
+
+
+@dataclass
+class Received:
+    method: str
+    path: str
+    headers: dict
+    body: bytes
+    at: float
+
+    def json(self):
+        return json.loads(self.body)
+
+
+@dataclass
+class Behaviour:
+    status: int = 200
+    delay: float = 0.0
+    drop: bool = False
+    headers: dict = field(default_factory=dict)
+    body: bytes = b"ok"
+
+
+class Receiver:
+    """An HTTP server on loopback. respond() queues how the next requests to a path are
+    answered (the last behaviour repeats); every request is recorded."""
+
+    def __init__(self):
+        self.requests = []
+        self.plans = {}
+        self.lock = threading.Condition()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def handle_one(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                path = self.path.split("?")[0]
+                with receiver.lock:
+                    plan = receiver.plans.get(path) or [Behaviour()]
+                    behaviour = plan.pop(0) if len(plan) > 1 else plan[0]
+                    receiver.requests.append(
+                        Received(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body, time.time()))
+                    receiver.lock.notify_all()
+                if behaviour.delay:
+                    time.sleep(behaviour.delay)
+                if behaviour.drop:
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    self.close_connection = True
+                    return
+                self.send_response(behaviour.status)
+                for k, v in behaviour.headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(behaviour.body)))
+                self.end_headers()
+                self.wfile.write(behaviour.body)
+
+            do_GET = do_POST = handle_one
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path="/hook"):
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def respond(self, path, *behaviours):
+        with self.lock:
+            self.plans[path] = list(behaviours)
+
+    def received(self, path=None):
+        with self.lock:
+            return [r for r in self.requests if path is None or r.path.split("?")[0] == path]
+
+    def wait_for(self, count, path=None, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            while True:
+                got = [r for r in self.requests if path is None or r.path.split("?")[0] == path]
+                if len(got) >= count:
+                    return got
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(f"received {len(got)} requests at {path or 'any path'}, expected {count}")
+                self.lock.wait(remaining)
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver()
+    yield r
+    r.close()

@@ -1,0 +1,98 @@
+"""Callbacks leave the database over HTTP: methods, formats, credentials, headers, signatures
+(checked by the independent standardwebhooks package), the history of each attempt."""
+
+import base64
+from urllib.parse import parse_qs
+
+import pytest
+from standardwebhooks.webhooks import Webhook
+
+from conftest import Behaviour
+from helpers import make_list, send_message
+
+
+def test_a_committed_status_change_is_posted_as_json(db, receiver):
+    make_list(db, receiver.url("/dlr/${id}"), callback_headers={"X-Crm-Tenant": "acme"})
+    message = send_message(db, callback_data="order=981")
+    [request] = receiver.wait_for(1)
+    assert request.method == "POST"
+    assert request.path == f"/dlr/{message}"
+    assert request.headers["content-type"] == "application/json"
+    assert request.headers["x-crm-tenant"] == "acme"
+    body = request.json()
+    assert body["type"] == "message.status"
+    assert body["data"]["message_id"] == message
+    assert body["data"]["status"] == "delivered"
+    assert body["data"]["callback_data"] == "order=981"
+    db.wait_for("SELECT state = 'delivered' FROM callback.callbacks", what="the callback marked delivered")
+    [(attempt, http_status, excerpt, error)] = db.sql(
+        "SELECT attempt, http_status, response_excerpt, error FROM callback.message_history(%s)", [message])
+    assert (attempt, http_status, excerpt, error) == (1, 200, "ok", None)
+
+
+def test_a_rolled_back_change_sends_nothing(db, receiver):
+    make_list(db, receiver.url("/dlr"))
+    with db.connect(autocommit=False) as conn:
+        conn.execute("INSERT INTO callback.messages (campaign_id, channel, destination, status) VALUES (1, 'sms', '+1', 'delivered')")
+        conn.rollback()
+    send_message(db, destination="+2")
+    [request] = receiver.wait_for(1)
+    assert request.json()["data"]["destination"] == "+2"
+
+
+def test_get_xml_and_form_targets(db, receiver):
+    make_list(db, receiver.url("/get?id=${id}&status=${status}"), callback_method="GET")
+    message = send_message(db)
+    [get] = receiver.wait_for(1, "/get")
+    assert get.method == "GET" and get.body == b""
+    assert get.path == f"/get?id={message}&status=delivered"
+
+    db.sql("UPDATE callback.lists SET callback_method = 'POST', callback_url = %s, callback_format = 'xml'", [receiver.url("/xml")])
+    send_message(db)
+    [xml] = receiver.wait_for(1, "/xml")
+    assert xml.headers["content-type"] == "application/xml; charset=utf-8"
+    assert xml.body.startswith(b'<?xml version="1.0" encoding="UTF-8"?><callback><data>')
+    assert b"<status>delivered</status>" in xml.body
+
+    db.sql("UPDATE callback.lists SET callback_url = %s, callback_format = 'form'", [receiver.url("/form")])
+    message = send_message(db)
+    [form] = receiver.wait_for(1, "/form")
+    fields = parse_qs(form.body.decode())
+    assert fields["type"] == ["message.status"]
+    assert fields["data[message_id]"] == [str(message)]
+
+
+def test_credentials_are_sent(db, receiver):
+    make_list(db, receiver.url("/basic"), callback_basic_auth="crm:s3cret")
+    send_message(db)
+    [basic] = receiver.wait_for(1, "/basic")
+    assert basic.headers["authorization"] == "Basic " + base64.b64encode(b"crm:s3cret").decode()
+
+    db.sql("UPDATE callback.lists SET callback_url = %s, callback_basic_auth = NULL, callback_bearer_token = 'tok_123'",
+           [receiver.url("/bearer")])
+    send_message(db)
+    [bearer] = receiver.wait_for(1, "/bearer")
+    assert bearer.headers["authorization"] == "Bearer tok_123"
+
+
+def test_signatures_verify_with_standard_webhooks(db, receiver):
+    secret = db.one("SELECT callback.generate_signing_secret()")
+    make_list(db, receiver.url("/signed"), signing_secret=secret)
+    send_message(db)
+    [request] = receiver.wait_for(1, "/signed")
+    verified = Webhook(secret).verify(request.body, request.headers)
+    assert verified["type"] == "message.status"
+    assert request.headers["webhook-id"] == db.one("SELECT webhook_id::text FROM callback.callbacks")
+    with pytest.raises(Exception):
+        Webhook(secret).verify(request.body.replace(b"delivered", b"failed"), request.headers)
+
+
+def test_the_webhook_id_stays_the_same_across_retries(db, receiver):
+    make_list(db, receiver.url("/flaky"))
+    receiver.respond("/flaky", Behaviour(status=500), Behaviour(status=500), Behaviour(status=200))
+    send_message(db)
+    requests = receiver.wait_for(3, "/flaky")
+    assert len({r.headers["webhook-id"] for r in requests}) == 1
+    db.wait_for("SELECT state = 'delivered' FROM callback.callbacks")
+    history = db.sql("SELECT attempt, http_status, error FROM callback.history ORDER BY id")
+    assert history == [(1, 500, "HTTP 500 is not a success"), (2, 500, "HTTP 500 is not a success"), (3, 200, None)]

@@ -1,0 +1,115 @@
+"""Retry policies, Retry-After, 410, timeouts, dropped connections, event order, and what
+final failure leads to: the callback kept and replayable, the campaign's callbacks disabled
+(held, not dropped), the alert recorded, NOTIFY sent and the alert URL called.
+Schedules run compressed (pg_callback.time_scale = 0.001)."""
+
+import time
+
+from conftest import Behaviour
+from helpers import make_list, send_message
+
+
+def test_strict_policy_three_attempts_then_campaign_disabled_and_alerted(db, receiver):
+    make_list(db, receiver.url("/dlr"), retry_policy="strict", alert_url=receiver.url("/alert"),
+              notification_list="{ops@example.com}")
+    receiver.respond("/dlr", Behaviour(status=500))
+    with db.connect() as listener:
+        listener.execute("LISTEN pg_callback_alerts")
+        message = send_message(db)
+        attempts = receiver.wait_for(3, "/dlr")
+        db.wait_for("SELECT state = 'failed' FROM callback.callbacks WHERE message_id = %s", [message])
+        notices = list(listener.notifies(timeout=5, stop_after=1))
+    # Three attempts about 5 minutes apart, compressed 1000 times: about 0.3 s.
+    gaps = [b.at - a.at for a, b in zip(attempts, attempts[1:])]
+    assert all(0.25 < gap < 3 for gap in gaps), gaps
+    time.sleep(0.5)
+    assert len(receiver.received("/dlr")) == 3, "no fourth attempt"
+    assert db.one("SELECT callbacks_enabled FROM callback.campaigns WHERE id = 1") is False
+    [(reason, people)] = db.sql("SELECT reason, notification_list FROM callback.alerts")
+    assert "failed after 3 attempts" in reason and people == ["ops@example.com"]
+    assert notices and '"campaign_id" : 1' in notices[0].payload
+    [alert] = receiver.wait_for(1, "/alert")
+    body = alert.json()
+    assert body["type"] == "campaign.callbacks_disabled"
+    assert body["data"]["campaign_id"] == 1 and body["data"]["attempts"] == 3
+
+    # While disabled, new callbacks are held, not sent and not dropped.
+    receiver.respond("/dlr", Behaviour(status=200))
+    later = send_message(db, destination="+15550002")
+    time.sleep(0.5)
+    assert db.one("SELECT state::text FROM callback.callbacks WHERE message_id = %s", [later]) == "held"
+    assert len(receiver.received("/dlr")) == 3
+
+    # Enabling releases them; the failed one is replayed by hand.
+    db.sql("SELECT callback.enable_campaign_callbacks(1)")
+    receiver.wait_for(4, "/dlr")
+    db.sql("SELECT callback.replay(id) FROM callback.callbacks WHERE message_id = %s", [message])
+    receiver.wait_for(5, "/dlr")
+    db.wait_for("SELECT bool_and(state = 'delivered') FROM callback.callbacks WHERE message_id IN (%s, %s)", [message, later])
+
+
+def test_exactly_200_is_required_by_the_strict_policy(db, receiver):
+    make_list(db, receiver.url("/dlr"), retry_policy="strict")
+    receiver.respond("/dlr", Behaviour(status=204), Behaviour(status=200))
+    send_message(db)
+    receiver.wait_for(2, "/dlr")
+    db.wait_for("SELECT state = 'delivered' FROM callback.callbacks")
+    assert db.sql("SELECT http_status FROM callback.history ORDER BY id") == [(204,), (200,)]
+
+
+def test_explicit_intervals_and_exponential_policies(db, receiver):
+    db.sql("""INSERT INTO callback.retry_policies (name, kind, max_attempts, intervals)
+              VALUES ('custom', 'intervals', 3, '{1 second, 10 minutes}')""")
+    make_list(db, receiver.url("/dlr"), retry_policy="custom")
+    receiver.respond("/dlr", Behaviour(status=500))
+    send_message(db)
+    attempts = receiver.wait_for(3, "/dlr")
+    db.wait_for("SELECT state = 'failed' FROM callback.callbacks")
+    # 1 s and 10 min, compressed: 1 ms then 0.6 s.
+    assert attempts[2].at - attempts[1].at > 0.5
+    assert db.one("SELECT callbacks_enabled FROM callback.campaigns") is True, "only strict disables"
+
+
+def test_retry_after_is_honoured_and_410_stops(db, receiver):
+    make_list(db, receiver.url("/busy"))
+    receiver.respond("/busy", Behaviour(status=429, headers={"Retry-After": "3600"}))
+    send_message(db)
+    receiver.wait_for(1, "/busy")
+    due_in = db.wait_for("""SELECT extract(epoch FROM due_at - now()) FROM callback.callbacks
+                            WHERE attempts = 1 AND leased_until IS NULL""")
+    assert 3500 < due_in <= 3600, "Retry-After is not compressed"
+
+    db.sql("UPDATE callback.lists SET callback_url = %s", [receiver.url("/gone")])
+    receiver.respond("/gone", Behaviour(status=410))
+    message = send_message(db, destination="+15550002")
+    receiver.wait_for(1, "/gone")
+    db.wait_for("SELECT state = 'failed' FROM callback.callbacks WHERE message_id = %s", [message])
+    time.sleep(0.3)
+    assert len(receiver.received("/gone")) == 1
+
+
+def test_timeouts_and_dropped_connections_are_recorded_and_retried(db, receiver):
+    db.sql("INSERT INTO callback.retry_policies (name, kind, max_attempts, step, timeout) VALUES ('quick', 'fixed', 3, '1 second', '1 second')")
+    make_list(db, receiver.url("/slow"), retry_policy="quick")
+    receiver.respond("/slow", Behaviour(delay=2.5), Behaviour(drop=True), Behaviour(status=200))
+    message = send_message(db)
+    receiver.wait_for(3, "/slow", timeout=15)
+    db.wait_for("SELECT state = 'delivered' FROM callback.callbacks", timeout=15)
+    history = db.sql("SELECT attempt, http_status, error, duration FROM callback.message_history(%s)", [message])
+    assert [h[0] for h in history] == [1, 2, 3]
+    assert history[0][1] is None and history[0][2].startswith("timeout")
+    assert history[1][1] is None and history[1][2]
+    assert history[2][1] == 200 and history[2][2] is None
+
+
+def test_callbacks_for_one_message_and_target_arrive_in_event_order(db, receiver):
+    make_list(db, receiver.url("/dlr"))
+    receiver.respond("/dlr", Behaviour(status=503), Behaviour(status=200))
+    message = send_message(db, status="queued", intermediate_reports=True)
+    for status in ["accepted", "sent", "delivered", "read"]:
+        db.sql("UPDATE callback.messages SET status = %s WHERE id = %s", [status, message])
+    requests = receiver.wait_for(6, "/dlr")
+    db.wait_for("SELECT bool_and(state = 'delivered') FROM callback.callbacks")
+    order = [r.json()["data"]["status"] for r in requests if r.json()["type"] == "message.status"]
+    # The first attempt at "queued" failed and was retried before anything later was sent.
+    assert order == ["queued", "queued", "accepted", "sent", "delivered", "read"]

@@ -1,0 +1,138 @@
+"""The worker's life: woken by commits, idle with no queries and no connection, named in
+pg_stat_activity, holding no lock or transaction while HTTP is in flight, reloading settings on
+SIGHUP, stopping promptly on SIGTERM, surviving SIGKILL with nothing lost, and never standing
+in the way of DROP EXTENSION or DROP DATABASE."""
+
+import os
+import signal
+import time
+
+import psycopg
+
+from conftest import DATABASE, Behaviour
+from helpers import make_list, send_message
+
+WORKERS = "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_callback worker'"
+
+
+def wait_until_idle(db, timeout=10):
+    db.wait_for(f"SELECT ({WORKERS}) = 0", timeout=timeout, what="the workers to exit when idle")
+
+
+def in_flight_worker(db):
+    """The pid of the worker sending a request right now."""
+    return db.wait_for("""SELECT leased_by FROM callback.callbacks WHERE leased_until IS NOT NULL""",
+                       what="a leased callback")
+
+
+def test_idle_workers_exit_and_a_commit_brings_them_back(db, receiver):
+    make_list(db, receiver.url("/dlr"))
+    send_message(db)
+    receiver.wait_for(1)
+    wait_until_idle(db)
+    # Idle: only the launcher remains, connected to no database, and it runs no queries.
+    [(launchers, database)] = db.sql(
+        "SELECT count(*), max(datname) FROM pg_stat_activity WHERE backend_type = 'pg_callback launcher'")
+    assert (launchers, database) == (1, None)
+    # A commit wakes it: a worker starts and delivers.
+    send_message(db, destination="+15550002")
+    [_, second] = receiver.wait_for(2)
+    assert second.json()["data"]["destination"] == "+15550002"
+
+
+def test_no_lock_or_transaction_is_held_while_http_is_in_flight(db, receiver):
+    make_list(db, receiver.url("/slow"))
+    receiver.respond("/slow", Behaviour(delay=3))
+    send_message(db)
+    receiver.wait_for(1, "/slow")
+    pid = in_flight_worker(db)
+    [(state, activity, xact_start, name, datname)] = db.sql(
+        "SELECT state, query, xact_start, application_name, datname FROM pg_stat_activity WHERE pid = %s", [pid])
+    assert (state, activity, xact_start) == ("idle", "sending callbacks (1)", None), "no open transaction"
+    assert name.startswith("pg_callback worker") and datname == DATABASE
+    assert db.one("SELECT count(*) FROM pg_locks WHERE pid = %s AND locktype <> 'virtualxid'", [pid]) == 0
+    # The row itself can be locked by anyone meanwhile.
+    with db.connect(autocommit=False) as conn:
+        conn.execute("SELECT id FROM callback.callbacks FOR UPDATE NOWAIT")
+        conn.rollback()
+    db.wait_for("SELECT state = 'delivered' FROM callback.callbacks")
+
+
+def test_settings_reload_on_sighup(db, receiver, cluster):
+    make_list(db, receiver.url("/dlr"))
+    receiver.respond("/dlr", Behaviour(body=b"accepted"))
+    send_message(db)
+    db.wait_for("SELECT count(*) = 1 FROM callback.deliveries")
+    try:
+        db.sql("ALTER SYSTEM SET pg_callback.response_excerpt = 3")
+        db.sql("SELECT pg_reload_conf()")
+        time.sleep(0.2)
+        send_message(db, destination="+15550002")
+        db.wait_for("SELECT count(*) = 2 FROM callback.deliveries")
+        assert [r[0] for r in db.sql("SELECT response_excerpt FROM callback.deliveries ORDER BY id")] == ["accepted", "acc"]
+    finally:
+        db.sql("ALTER SYSTEM RESET pg_callback.response_excerpt")
+        db.sql("SELECT pg_reload_conf()")
+
+
+def test_sigterm_stops_a_worker_promptly_and_its_callback_is_sent_again(db, receiver):
+    make_list(db, receiver.url("/slow"))
+    receiver.respond("/slow", Behaviour(delay=5), Behaviour(status=200))
+    send_message(db)
+    receiver.wait_for(1, "/slow")
+    pid = in_flight_worker(db)
+    stopped_at = time.monotonic()
+    os.kill(pid, signal.SIGTERM)
+    db.wait_for("SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = %s", [pid], timeout=3)
+    assert time.monotonic() - stopped_at < 2, "stopped without waiting for the 5 s request"
+    # Released, not lost: another worker sends it again (a duplicate the receiver may see).
+    receiver.wait_for(2, "/slow", timeout=10)
+    db.wait_for("SELECT state = 'delivered' FROM callback.callbacks", timeout=10)
+
+
+def test_sigkill_mid_batch_loses_nothing(db, receiver, cluster):
+    make_list(db, receiver.url("/slow"))
+    receiver.respond("/slow", Behaviour(delay=3), Behaviour(status=200))
+    messages = [send_message(db, destination=f"+1555000{i}") for i in range(5)]
+    receiver.wait_for(1, "/slow")
+    pid = in_flight_worker(db)
+    os.kill(pid, signal.SIGKILL)
+    # The postmaster restarts every process after a crash; wait until it accepts connections.
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if db.one("SELECT count(*) FROM callback.callbacks WHERE state = 'delivered'") == len(messages):
+                break
+        except psycopg.OperationalError:
+            pass
+        assert time.monotonic() < deadline, "callbacks not all delivered after the crash"
+        time.sleep(0.2)
+    delivered = {r.json()["data"]["message_id"] for r in receiver.received("/slow") if r.body}
+    assert delivered == set(messages)
+
+
+def test_drop_extension_is_not_blocked_by_a_request_in_flight(db, receiver):
+    make_list(db, receiver.url("/slow"))
+    receiver.respond("/slow", Behaviour(delay=4))
+    send_message(db)
+    receiver.wait_for(1, "/slow")
+    in_flight_worker(db)
+    started = time.monotonic()
+    db.sql("DROP EXTENSION pg_callback CASCADE")
+    assert time.monotonic() - started < 3
+    # The worker finds the extension gone and exits; creating it again starts over cleanly.
+    wait_until_idle(db)
+    db.sql("CREATE EXTENSION pg_callback")
+    assert db.one("SELECT count(*) FROM callback.callbacks") == 0
+
+
+def test_drop_database_is_not_blocked(cluster, receiver):
+    cluster.sql("DROP EXTENSION IF EXISTS pg_callback CASCADE")
+    cluster.sql("CREATE EXTENSION pg_callback")
+    cluster.sql("INSERT INTO callback.accounts (name) VALUES ('acme')")
+    make_list(cluster, receiver.url("/dlr"))
+    send_message(cluster)
+    receiver.wait_for(1)
+    # A worker may still be lingering: DROP DATABASE waits up to 5 s for it to leave.
+    cluster.sql(f"DROP DATABASE {DATABASE}", dbname="postgres")
+    cluster.sql(f"CREATE DATABASE {DATABASE}", dbname="postgres")
