@@ -1,22 +1,38 @@
--- pg_callback demo: define a list and a campaign, change message statuses, and look at the
--- callbacks recorded in the same transactions, with their resolved URLs and bodies.
+-- pg_callback demo: a list and a campaign, messages whose statuses change, callbacks recorded in
+-- the same transactions and delivered by the worker to a local receiver; then a broken endpoint
+-- retried until its campaign is disabled and the alert raised; and the history of every attempt.
 \pset pager off
 \set SHOW_CONTEXT never
 
-\echo '== An account, a list with a callback URL template, and a campaign created from the list'
+-- Waits until a query returns true (the worker commits in its own transactions).
+CREATE FUNCTION pg_temp.wait_until(condition text, seconds int DEFAULT 60) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    ok bool;
+BEGIN
+    FOR i IN 1 .. seconds * 10 LOOP
+        EXECUTE condition INTO ok;
+        IF ok THEN
+            RETURN;
+        END IF;
+        PERFORM pg_sleep(0.1);
+    END LOOP;
+    RAISE EXCEPTION 'timed out waiting for: %', condition;
+END $$;
+
+\echo '== An account; a list whose callback URL template and signing secret its campaigns inherit'
 INSERT INTO callback.accounts (name) VALUES ('acme crm');
 INSERT INTO callback.lists (account_id, name, callback_url, callback_events, callback_headers, signing_secret)
 VALUES (1, 'newsletter subscribers',
-        'https://crm.acme.example/dlr/${customerId}?message=${id}&status=${status}',
+        :'receiver' || '/crm/dlr/${customerId}?message=${id}&status=${status}',
         '{message.status,message.final}',
         '{"X-Crm-Tenant": "acme"}',
-        callback.generate_signing_secret());
+        :'secret');
 INSERT INTO callback.campaigns (list_id, name, event_urls, env)
 VALUES (1, 'spring sale',
-        '{"campaign.complete": "https://crm.acme.example/campaigns/${campaignId}/done?region=${region}"}',
+        jsonb_build_object('campaign.complete', :'receiver' || '/crm/campaigns/${campaignId}/done?region=${region}'),
         '{"region": "eu-west"}');
-SELECT id, name, callback_url, callback_method, callback_format, retry_policy, overridden
-FROM callback.campaigns;
+SELECT id, name, callback_url, retry_policy, overridden FROM callback.campaigns;
 
 \echo '== Two members, whose attributes fill the URL template'
 INSERT INTO callback.members (list_id, destination, attributes) VALUES
@@ -39,13 +55,29 @@ ROLLBACK;
 \echo '== The campaign ends'
 UPDATE callback.campaigns SET status = 'completed';
 
-\echo '== The callbacks recorded: target, resolved URL, headers, body'
-SELECT id, event, target, method, url, headers FROM callback.callbacks ORDER BY id;
-SELECT id, event, jsonb_pretty(body::jsonb) AS body FROM callback.callbacks
-WHERE id IN (1, 3) OR event = 'campaign.complete' ORDER BY id;
+\echo '== The worker delivers them (woken by the commits)'
+SELECT pg_temp.wait_until($$SELECT bool_and(state = 'delivered') FROM callback.callbacks$$);
+SELECT id, event, target, url, state, attempts FROM callback.callbacks ORDER BY id;
+SELECT id, event, jsonb_pretty(body::jsonb) AS body FROM callback.callbacks WHERE id = 1;
 
-\echo '== Bad input is refused with a SQLSTATE, and nothing is written'
-INSERT INTO callback.campaigns (list_id, name) VALUES (42, 'orphan');
-\echo SQLSTATE :LAST_ERROR_SQLSTATE
-UPDATE callback.lists SET callback_url = 'ftp://crm.acme.example/dlr';
-\echo SQLSTATE :LAST_ERROR_SQLSTATE
+\echo '== A second list points at a broken endpoint, with the strict policy: 3 attempts 5 minutes'
+\echo '== apart (compressed here by pg_callback.time_scale), then the campaign is disabled'
+INSERT INTO callback.lists (account_id, name, callback_url, retry_policy, alert_url, notification_list)
+VALUES (1, 'vip customers', :'receiver' || '/broken/dlr', 'strict', :'receiver' || '/crm/alerts', '{ops@acme.example}');
+INSERT INTO callback.campaigns (list_id, name) VALUES (2, 'vip preview');
+INSERT INTO callback.messages (campaign_id, channel, destination, status) VALUES (2, 'rcs', '+306900000003', 'delivered');
+SELECT pg_temp.wait_until($$SELECT NOT callbacks_enabled FROM callback.campaigns WHERE id = 2$$);
+SELECT id, campaign_id, reason, notification_list FROM callback.alerts;
+
+\echo '== While disabled, its new callbacks are held, not dropped'
+INSERT INTO callback.messages (campaign_id, channel, destination, status) VALUES (2, 'rcs', '+306900000004', 'delivered');
+SELECT id, message_id, url, state, attempts, last_error FROM callback.callbacks WHERE campaign_id = 2 ORDER BY id;
+
+\echo '== The history of every attempt'
+SELECT pg_temp.wait_until($$SELECT bool_and(state <> 'pending') FROM callback.callbacks$$);
+SELECT callback_id, event, attempt, http_status, round(extract(epoch FROM duration) * 1000, 1) AS ms,
+       response_excerpt, error
+FROM callback.history ORDER BY id;
+
+\echo '== The report of every recipient of the first campaign (callback.campaign_report_csv() gives it as CSV)'
+SELECT * FROM callback.campaign_report(1);

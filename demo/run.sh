@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # The pg_callback demo: installs what is missing, builds and installs the extension into a
-# throwaway PostgreSQL 15 cluster, and runs demo/demo.sql in it, echoing each statement.
+# throwaway PostgreSQL 15 cluster with the library preloaded (launcher and workers running),
+# starts a local receiver, and runs demo/demo.sql, echoing each statement; then shows what the
+# receiver got. Traffic stays on loopback.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/ensure-tools.sh
+python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore standardwebhooks
 source scripts/cluster.sh
 
 echo "== building and installing pg_callback"
@@ -12,7 +15,22 @@ cargo pgrx install --pg-config /usr/lib/postgresql/15/bin/pg_config >/dev/null
 
 dir=${PG_CALLBACK_DEMO_DIR:-/tmp/pg_callback_demo}
 port=${PG_CALLBACK_DEMO_PORT:-55433}
-trap 'cluster_stop "$dir"' EXIT
-cluster_start "$dir" "$port"
+receiver_port=${PG_CALLBACK_DEMO_RECEIVER_PORT:-58080}
+secret=whsec_ZGVtby1zZWNyZXQtb2YtdGhpcnR5LXR3by1ieXRlcw==   # a demo secret, known to the receiver
+
+python3 demo/receiver.py "$receiver_port" "$secret" > "/tmp/pg_callback_demo_receiver.log" 2>&1 &
+receiver_pid=$!
+trap 'kill $receiver_pid 2>/dev/null; cluster_stop "$dir"' EXIT
+
+# 5 minutes between the strict policy's attempts become 3 seconds.
+cluster_start "$dir" "$port" \
+    "shared_preload_libraries = 'pg_callback'" \
+    "pg_callback.database = 'postgres'" \
+    "pg_callback.time_scale = 0.01"
 cluster_psql "$dir" "$port" -c "CREATE EXTENSION pg_callback"
-cluster_psql "$dir" "$port" -v ON_ERROR_STOP=0 -e -f demo/demo.sql
+cluster_psql "$dir" "$port" -e -f demo/demo.sql \
+    -v receiver="http://127.0.0.1:$receiver_port" -v secret="$secret"
+
+echo
+echo "== What the receiver got"
+cat /tmp/pg_callback_demo_receiver.log

@@ -7,4 +7,4 @@ SELECT extract(epoch FROM least(
            SELECT FROM callback.callbacks earlier
            WHERE earlier.order_key = c.order_key AND earlier.id < c.id AND earlier.state IN ('pending', 'held'))),
     (SELECT min(c.leased_until) FROM callback.callbacks c WHERE c.state = 'pending' AND c.leased_until > now())
-)) * 1000
+))::float8 * 1000

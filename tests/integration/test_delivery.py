@@ -96,3 +96,14 @@ def test_the_webhook_id_stays_the_same_across_retries(db, receiver):
     db.wait_for("SELECT state = 'delivered' FROM callback.callbacks")
     history = db.sql("SELECT attempt, http_status, error FROM callback.history ORDER BY id")
     assert history == [(1, 500, "HTTP 500 is not a success"), (2, 500, "HTTP 500 is not a success"), (3, 200, None)]
+
+
+def test_redirects_are_not_followed(db, receiver):
+    make_list(db, receiver.url("/moved"))
+    receiver.respond("/moved", Behaviour(status=302, headers={"Location": receiver.url("/elsewhere")}),
+                     Behaviour(status=200))
+    send_message(db)
+    receiver.wait_for(2, "/moved")
+    db.wait_for("SELECT state = 'delivered' FROM callback.callbacks")
+    assert receiver.received("/elsewhere") == []
+    assert [r[0] for r in db.sql("SELECT http_status FROM callback.campaign_history(1)")] == [302, 200]

@@ -113,3 +113,18 @@ def test_callbacks_for_one_message_and_target_arrive_in_event_order(db, receiver
     order = [r.json()["data"]["status"] for r in requests if r.json()["type"] == "message.status"]
     # The first attempt at "queued" failed and was retried before anything later was sent.
     assert order == ["queued", "queued", "accepted", "sent", "delivered", "read"]
+
+
+def test_a_retry_due_after_the_workers_left_is_started_by_the_launchers_timer(db, receiver):
+    # 30 minutes compressed is 1.8 s, longer than the workers' 1 s idle_exit.
+    db.sql("""INSERT INTO callback.retry_policies (name, kind, max_attempts, intervals)
+              VALUES ('later', 'intervals', 2, '{30 minutes}')""")
+    make_list(db, receiver.url("/dlr"), retry_policy="later")
+    receiver.respond("/dlr", Behaviour(status=500), Behaviour(status=200))
+    send_message(db)
+    [first] = receiver.wait_for(1, "/dlr")
+    db.wait_for("SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'pg_callback worker'",
+                what="the workers to leave")
+    [_, second] = receiver.wait_for(2, "/dlr")
+    assert 1.7 < second.at - first.at < 5
+    db.wait_for("SELECT state = 'delivered' FROM callback.callbacks")
