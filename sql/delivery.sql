@@ -15,12 +15,29 @@ COMMENT ON TABLE callback.alerts IS 'One row each time repeated failure disabled
 
 -- Disabling holds the campaign's pending callbacks (those its own settings direct); enabling
 -- releases every held one, due at once.
+-- Hash joins, whatever the statistics say: a queue table filled moments ago looks empty to
+-- the planner, and a nested loop over a million held callbacks would take hours.
 CREATE FUNCTION callback._campaign_callbacks_switched() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET enable_nestloop = off AS $$
 BEGIN
     IF NEW.callbacks_enabled THEN
-        UPDATE callback.callbacks SET state = 'pending', due_at = now()
-        WHERE campaign_id = NEW.id AND state = 'held';
+        -- The first held callback of each order key is due at once (unless one of its key is
+        -- still in flight or waiting); the rest wait their turn. Joins, not a subquery per row:
+        -- a campaign may hold a million callbacks.
+        WITH held AS (
+            SELECT order_key, min(id) AS first FROM callback.callbacks
+            WHERE campaign_id = NEW.id AND state = 'held'
+            GROUP BY order_key
+        ), busy AS (
+            SELECT DISTINCT o.order_key FROM callback.callbacks o JOIN held USING (order_key)
+            WHERE o.state IN ('waiting', 'pending')
+        )
+        UPDATE callback.callbacks c
+        SET state = CASE WHEN c.id = held.first AND busy.order_key IS NULL THEN 'pending' ELSE 'waiting' END
+                        ::callback.callback_state,
+            due_at = now()
+        FROM held LEFT JOIN busy USING (order_key)
+        WHERE c.campaign_id = NEW.id AND c.state = 'held' AND c.order_key = held.order_key;
         PERFORM callback._wake_on_commit();
     ELSE
         UPDATE callback.callbacks SET state = 'held'
@@ -106,7 +123,7 @@ BEGIN
     UPDATE callback.campaigns c SET callbacks_enabled = true WHERE c.id = enable_campaign_callbacks.campaign_id;
 END $$;
 COMMENT ON FUNCTION callback.enable_campaign_callbacks(bigint) IS
-    'Enables the campaign''s callbacks again and releases every held one, due at once.';
+    'Enables the campaign''s callbacks again and releases every held one, due at once (in event order for each target).';
 
 CREATE FUNCTION callback.replay(callback_id bigint) RETURNS callback.callbacks
 LANGUAGE plpgsql AS $$
@@ -122,7 +139,7 @@ BEGIN
         IF NOT FOUND THEN
             RAISE EXCEPTION 'callback % does not exist', callback_id USING ERRCODE = 'undefined_object';
         END IF;
-        RAISE EXCEPTION 'callback % is still pending or held', callback_id
+        RAISE EXCEPTION 'callback % is not done yet', callback_id
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'Only failed or delivered callbacks can be replayed.';
     END IF;

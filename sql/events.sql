@@ -29,6 +29,7 @@ LANGUAGE plpgsql AS $$
 DECLARE
     url text := callback._render_url(target.callback_url, vars);
     is_post bool := target.callback_method = 'POST';
+    key text := coalesce('message:' || message_id, 'campaign:' || campaign_id) || ' ' || url;
 BEGIN
     INSERT INTO callback.callbacks (
         event, account_id, campaign_id, message_id, target, subscription_id,
@@ -47,8 +48,11 @@ BEGIN
              THEN 'Bearer ' || target.callback_bearer_token END,
         target.signing_secret,
         target.retry_policy,
-        coalesce('message:' || message_id, 'campaign:' || campaign_id) || ' ' || url,
-        CASE WHEN held THEN 'held' ELSE 'pending' END::callback.callback_state);
+        key,
+        CASE WHEN held THEN 'held'
+             WHEN EXISTS (SELECT FROM callback.callbacks c
+                          WHERE c.order_key = key AND c.state IN ('waiting', 'pending', 'held')) THEN 'waiting'
+             ELSE 'pending' END::callback.callback_state);
 END $$;
 
 -- The settings of a row of lists, campaigns or subscriptions, as a target.

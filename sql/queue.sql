@@ -5,17 +5,22 @@
 -- FOR UPDATE SKIP LOCKED, sets a lease and commits; it sends with no transaction open and
 -- writes a batch's results in one transaction. A lease that expires (its worker died) makes
 -- the row claimable again, so nothing is lost.
+--
+-- Order: a callback recorded while an earlier one with the same order key (same message or
+-- campaign, same URL) is not done waits in state 'waiting'; when the earlier one is delivered
+-- or fails for good, the next waiting one becomes pending. The claim is then a plain scan of
+-- due pending rows.
 
-CREATE TYPE callback.callback_state AS ENUM ('pending', 'held', 'delivered', 'failed');
+CREATE TYPE callback.callback_state AS ENUM ('waiting', 'pending', 'held', 'delivered', 'failed');
 CREATE TYPE callback.target_kind AS ENUM (
     'message', 'campaign_event', 'campaign', 'list', 'account', 'subscription', 'alert'
 );
-COMMENT ON TYPE callback.callback_state IS 'pending: waiting to be sent (or retried) at due_at; held: its campaign''s callbacks are disabled; delivered; failed: every attempt failed, kept for replay.';
+COMMENT ON TYPE callback.callback_state IS 'waiting: an earlier callback with the same order key is not done yet; pending: to be sent (or retried) at due_at; held: its campaign''s callbacks are disabled; delivered; failed: every attempt failed, kept for replay.';
 COMMENT ON TYPE callback.target_kind IS 'Which setting chose the URL: the message''s own webhook, the campaign''s URL for the event, the campaign''s or list''s callback URL, the account''s delivery-status webhook, a subscription, or a campaign''s alert URL.';
 
 CREATE TABLE callback.callbacks (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    webhook_id uuid NOT NULL DEFAULT gen_random_uuid() UNIQUE,
+    webhook_id uuid NOT NULL DEFAULT gen_random_uuid(),
     event callback.event_type NOT NULL,
     account_id bigint NOT NULL,
     campaign_id bigint,
@@ -28,7 +33,7 @@ CREATE TABLE callback.callbacks (
     body text,
     auth_header text,
     signing_secret text,
-    retry_policy text NOT NULL REFERENCES callback.retry_policies,
+    retry_policy text NOT NULL,
     order_key text NOT NULL,
     state callback.callback_state NOT NULL DEFAULT 'pending',
     attempts int NOT NULL DEFAULT 0,
@@ -39,24 +44,25 @@ CREATE TABLE callback.callbacks (
     finished_at timestamptz,
     last_http_status int,
     last_error text
-);
+) WITH (fillfactor = 70);  -- room for HOT updates: leasing a row changes no indexed column
 CREATE INDEX callbacks_due ON callback.callbacks (due_at, id) WHERE state = 'pending';
-CREATE INDEX callbacks_order ON callback.callbacks (order_key, id) WHERE state IN ('pending', 'held');
+CREATE INDEX callbacks_order ON callback.callbacks (order_key, id) WHERE state IN ('waiting', 'pending', 'held');
 CREATE INDEX callbacks_message ON callback.callbacks (message_id);
 CREATE INDEX callbacks_campaign ON callback.callbacks (campaign_id);
 
 COMMENT ON TABLE callback.callbacks IS 'Every callback recorded: its resolved URL, method, headers and body, fixed when its event happened, and its delivery state.';
-COMMENT ON COLUMN callback.callbacks.webhook_id IS 'Sent as the webhook-id header; the same on every retry, so receivers can drop duplicates.';
+COMMENT ON COLUMN callback.callbacks.webhook_id IS 'Sent as the webhook-id header; the same on every retry, so receivers can drop duplicates. A random UUID: unique without an index to maintain.';
+COMMENT ON COLUMN callback.callbacks.retry_policy IS 'A row of retry_policies, which cannot be deleted while callbacks name it (no foreign key: it would cost a lookup on every insert).';
 COMMENT ON COLUMN callback.callbacks.headers IS 'Content-Type and the target''s custom headers.';
 COMMENT ON COLUMN callback.callbacks.body IS 'The rendered body; NULL for GET, whose data is in the URL.';
 COMMENT ON COLUMN callback.callbacks.auth_header IS 'The Authorization header (Basic or Bearer) when the target has credentials.';
-COMMENT ON COLUMN callback.callbacks.order_key IS 'Callbacks with the same key (same message or campaign, same URL) are delivered in id order.';
+COMMENT ON COLUMN callback.callbacks.order_key IS 'Callbacks with the same key (same message or campaign, same URL) are delivered in id order: a later one waits while an earlier one is not done.';
 COMMENT ON COLUMN callback.callbacks.due_at IS 'When the next attempt may be made.';
 COMMENT ON COLUMN callback.callbacks.leased_until IS 'A worker that claimed the row holds it until then; after that another may reclaim it.';
 
 CREATE TABLE callback.deliveries (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    callback_id bigint NOT NULL REFERENCES callback.callbacks ON DELETE CASCADE,
+    callback_id bigint NOT NULL,
     attempt int NOT NULL,
     started_at timestamptz NOT NULL,
     duration interval NOT NULL,
@@ -65,7 +71,7 @@ CREATE TABLE callback.deliveries (
     error text
 );
 CREATE INDEX ON callback.deliveries (callback_id);
-COMMENT ON TABLE callback.deliveries IS 'One row per HTTP attempt: when, how long, the status, a bounded excerpt of the response, the error.';
+COMMENT ON TABLE callback.deliveries IS 'One row per HTTP attempt: when, how long, the status, a bounded excerpt of the response, the error. callback_id names its callback (no foreign key: the worker writes thousands a second).';
 
 -- The Content-Type header a body format is sent with.
 CREATE FUNCTION callback._content_type(format callback.body_format) RETURNS text
@@ -75,3 +81,17 @@ RETURN CASE format
     WHEN 'xml' THEN 'application/xml; charset=utf-8'
     WHEN 'form' THEN 'application/x-www-form-urlencoded'
 END;
+
+-- What the foreign key from callbacks to retry_policies would do, without its cost per insert.
+CREATE FUNCTION callback._retry_policy_in_use() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT FROM callback.callbacks c WHERE c.retry_policy = OLD.name AND c.state IN ('waiting', 'pending', 'held')) THEN
+        RAISE EXCEPTION 'retry policy "%" is in use by callbacks not yet done', OLD.name
+            USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    RETURN OLD;
+END $$;
+
+CREATE TRIGGER retry_policies_in_use BEFORE DELETE OR UPDATE OF name ON callback.retry_policies
+    FOR EACH ROW EXECUTE FUNCTION callback._retry_policy_in_use();

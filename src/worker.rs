@@ -8,13 +8,16 @@ use crate::http::{Pool, PoolConfig, Request, Response};
 use crate::retry::{judge, Attempt, Kind, Policy, Verdict};
 use crate::{guc, shared, signing};
 use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
+use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
 use pgrx::spi::SpiResult;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
+use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const CLAIM: &str = include_str!("../sql/worker/claim.sql");
+const POLICIES: &str = include_str!("../sql/worker/policies.sql");
 const FINISH: &str = include_str!("../sql/worker/finish.sql");
 const AFTER_FAILURE: &str = include_str!("../sql/worker/after_failure.sql");
 const NEXT_DUE: &str = include_str!("../sql/worker/next_due.sql");
@@ -35,7 +38,7 @@ struct Claimed {
     auth_header: Option<String>,
     signing_secret: Option<String>,
     attempts: u32,
-    policy: Policy,
+    policy: Rc<Policy>,
     timeout: Duration,
 }
 
@@ -53,7 +56,17 @@ pub extern "C-unwind" fn pg_callback_worker_main(arg: pg_sys::Datum) {
         unsafe { pg_sys::pgstat_report_appname(name.as_ptr()) };
     }
     shared::set_worker(slot, true);
-    run();
+    // An error ends the worker; say why in the log (a bare exit code tells an operator nothing).
+    // The launcher starts workers again when there is work.
+    PgTryBuilder::new(run)
+        .catch_others(|caught| {
+            let message = match &caught {
+                CaughtError::PostgresError(e) | CaughtError::ErrorReport(e) => e.message().to_string(),
+                CaughtError::RustPanic { ereport, .. } => ereport.message().to_string(),
+            };
+            warning!("pg_callback worker stopped by an error: {message}");
+        })
+        .execute();
     shared::set_worker(slot, false);
 }
 
@@ -107,22 +120,44 @@ fn run() {
     BackgroundWorker::transaction(|| Spi::run(RECOVER)).unwrap_or_else(|e| warning!("recovering leases: {e}"));
     let mut pool = Pool::new(pool_config());
     let mut idle_since = Instant::now();
-    while !stopping() {
+    // Two batches overlap: while one is on the wire, the previous one's results are written and
+    // the next one is claimed, so the database and the HTTP threads work at the same time.
+    let mut in_flight: Vec<Claimed> = Vec::new();
+    loop {
         if BackgroundWorker::sighup_received() {
             // SAFETY: main thread, outside any transaction.
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
-            if pool.config() != pool_config() {
+            if in_flight.is_empty() && pool.config() != pool_config() {
                 pool = Pool::new(pool_config());
             }
         }
         shared::take_wake();
         report(true, "claiming callbacks");
-        let Some(batch) = BackgroundWorker::transaction(claim) else {
+        let next = if stopping() {
+            Some(Vec::new())
+        } else {
+            BackgroundWorker::transaction(claim)
+        };
+        let Some(next) = next else {
             log!("pg_callback worker: extension pg_callback was dropped; exiting");
             return;
         };
-        if !batch.is_empty() {
-            deliver(&pool, batch);
+        if !in_flight.is_empty() {
+            let answers = collect(&pool, &in_flight);
+            if !stopping() {
+                submit(&pool, &next);
+            }
+            finish(&in_flight, &answers);
+        } else {
+            submit(&pool, &next);
+        }
+        if stopping() {
+            // Claimed but never sent: release them for another worker.
+            finish(&next, &HashMap::new());
+            return;
+        }
+        in_flight = next;
+        if !in_flight.is_empty() {
             idle_since = Instant::now();
             continue;
         }
@@ -152,7 +187,8 @@ fn claim() -> Option<Vec<Claimed>> {
     }
     let batch = guc::BATCH_SIZE.get().max(1);
     let in_flight = guc::MAX_IN_FLIGHT.get().max(1);
-    let rounds = (batch + in_flight - 1) / in_flight;
+    // The lease covers this batch's rounds of requests and those of the batch ahead of it.
+    let rounds = 2 * ((batch + in_flight - 1) / in_flight);
     let default_timeout = f64::from(guc::DEFAULT_TIMEOUT_MS.get()) / 1000.0;
     let claimed = Spi::connect_mut(|client| -> SpiResult<Vec<Claimed>> {
         let rows = client.update(
@@ -160,14 +196,17 @@ fn claim() -> Option<Vec<Claimed>> {
             None,
             &[batch.into(), my_pid().into(), rounds.into(), default_timeout.into()],
         )?;
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let policies = policies(client, default_timeout)?;
         let mut claimed = Vec::with_capacity(rows.len());
         for row in rows {
-            let kind: String = row.get_by_name("kind")?.unwrap_or_default();
-            let seconds = |name: &str| -> SpiResult<Duration> {
-                Ok(Duration::from_secs_f64(
-                    row.get_by_name::<f64, _>(name)?.unwrap_or(0.0).max(0.0),
-                ))
-            };
+            let name: String = row.get_by_name("retry_policy")?.unwrap_or_default();
+            let (policy, timeout) = policies
+                .get(&name)
+                .cloned()
+                .unwrap_or_else(|| (Rc::new(fallback_policy()), Duration::from_secs(30)));
             claimed.push(Claimed {
                 id: row.get_by_name("id")?.unwrap_or_default(),
                 webhook_id: row.get_by_name("webhook_id")?.unwrap_or_default(),
@@ -178,21 +217,8 @@ fn claim() -> Option<Vec<Claimed>> {
                 auth_header: row.get_by_name("auth_header")?,
                 signing_secret: row.get_by_name("signing_secret")?,
                 attempts: row.get_by_name::<i32, _>("attempts")?.unwrap_or(1).max(1) as u32,
-                policy: Policy {
-                    kind: Kind::parse(&kind).unwrap_or(Kind::Fixed),
-                    max_attempts: row.get_by_name::<i32, _>("max_attempts")?.unwrap_or(1).max(1) as u32,
-                    step: seconds("step")?,
-                    cap: seconds("cap")?,
-                    jitter: row.get_by_name("jitter")?.unwrap_or(0.0),
-                    intervals: row
-                        .get_by_name::<Vec<f64>, _>("intervals")?
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|s| Duration::from_secs_f64(s.max(0.0)))
-                        .collect(),
-                    exactly_200: row.get_by_name("exactly_200")?.unwrap_or(false),
-                },
-                timeout: seconds("timeout")?,
+                policy,
+                timeout,
             });
         }
         Ok(claimed)
@@ -200,6 +226,48 @@ fn claim() -> Option<Vec<Claimed>> {
     match claimed {
         Ok(claimed) => Some(claimed),
         Err(e) => error!("pg_callback worker: claiming callbacks failed: {e}"),
+    }
+}
+
+/// Every retry policy by name, with its HTTP timeout.
+fn policies(
+    client: &mut pgrx::spi::SpiClient<'_>,
+    default_timeout: f64,
+) -> SpiResult<HashMap<String, (Rc<Policy>, Duration)>> {
+    let seconds = |s: Option<f64>| Duration::from_secs_f64(s.unwrap_or(0.0).max(0.0));
+    let mut policies = HashMap::new();
+    for row in client.select(POLICIES, None, &[default_timeout.into()])? {
+        let kind: String = row.get_by_name("kind")?.unwrap_or_default();
+        let policy = Policy {
+            kind: Kind::parse(&kind).unwrap_or(Kind::Fixed),
+            max_attempts: row.get_by_name::<i32, _>("max_attempts")?.unwrap_or(1).max(1) as u32,
+            step: seconds(row.get_by_name("step")?),
+            cap: seconds(row.get_by_name("cap")?),
+            jitter: row.get_by_name("jitter")?.unwrap_or(0.0),
+            intervals: row
+                .get_by_name::<Vec<f64>, _>("intervals")?
+                .unwrap_or_default()
+                .into_iter()
+                .map(|s| seconds(Some(s)))
+                .collect(),
+            exactly_200: row.get_by_name("exactly_200")?.unwrap_or(false),
+        };
+        let name: String = row.get_by_name("name")?.unwrap_or_default();
+        policies.insert(name, (Rc::new(policy), seconds(row.get_by_name("timeout")?)));
+    }
+    Ok(policies)
+}
+
+/// Used only if a callback names a policy that no longer exists (deleting one in use is refused).
+fn fallback_policy() -> Policy {
+    Policy {
+        kind: Kind::Fixed,
+        max_attempts: 1,
+        step: Duration::ZERO,
+        cap: Duration::ZERO,
+        jitter: 0.0,
+        intervals: Vec::new(),
+        exactly_200: false,
     }
 }
 
@@ -299,21 +367,32 @@ impl Results {
     }
 }
 
-/// Sends a batch and writes its results in one transaction. On SIGTERM it stops waiting:
-/// callbacks with no answer yet are released, to be sent again (at least once).
-fn deliver(pool: &Pool, batch: Vec<Claimed>) {
-    report(false, &format!("sending callbacks ({})", batch.len()));
-    for c in &batch {
+fn submit(pool: &Pool, batch: &[Claimed]) {
+    for c in batch {
         pool.submit(request(c));
     }
+}
+
+/// Waits for the answers to a submitted batch. On SIGTERM it stops waiting: callbacks with no
+/// answer yet are released by `finish`, to be sent again (at least once).
+fn collect(pool: &Pool, batch: &[Claimed]) -> HashMap<i64, Response> {
+    report(false, &format!("sending callbacks ({})", batch.len()));
     let mut answers: HashMap<i64, Response> = HashMap::with_capacity(batch.len());
     while answers.len() < batch.len() && !stopping() {
         if let Some(answer) = pool.next(POLL) {
             answers.insert(answer.key, answer);
         }
     }
+    answers
+}
+
+/// Writes a batch's results in one transaction: history, new states, campaigns to disable.
+fn finish(batch: &[Claimed], answers: &HashMap<i64, Response>) {
+    if batch.is_empty() {
+        return;
+    }
     let mut results = Results::default();
-    for c in &batch {
+    for c in batch {
         results.push(c, answers.get(&c.id));
     }
     report(true, "writing delivery results");

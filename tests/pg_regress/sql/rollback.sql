@@ -39,5 +39,11 @@ UPDATE callback.messages SET status = 'delivered' WHERE id = 2;
 SELECT message_id, state FROM callback.callbacks ORDER BY id;
 SELECT callback.enable_campaign_callbacks(1);
 SELECT message_id, state, due_at <= now() AS due FROM callback.callbacks ORDER BY id;
+-- Held callbacks of one message to one URL are released in order: the first due, the next waiting.
+SELECT callback.disable_campaign_callbacks(1);
+UPDATE callback.messages SET status = 'read' WHERE id = 2;
+UPDATE callback.messages SET status = 'failed' WHERE id = 2;
+SELECT callback.enable_campaign_callbacks(1);
+SELECT id, message_id, state FROM callback.callbacks WHERE message_id = 2 ORDER BY id;
 SELECT callback.enable_campaign_callbacks(99);
 \echo :LAST_ERROR_SQLSTATE

@@ -1,0 +1,296 @@
+"""pg_callback's benchmark: every measurement of BENCHMARKS.md against a running cluster (with
+the worker) and a local nginx receiver, printed as a table. Started by bench/run.sh, which
+sets both up and tears them down. All traffic goes to loopback."""
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+
+import psycopg
+
+SLOW_SECONDS = 2.0
+DRAINED = "SELECT NOT EXISTS (SELECT FROM callback.callbacks WHERE state IN ('waiting', 'pending', 'held'))"
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.arrivals_log = os.path.join(args.nginx_dir, "arrivals.log")
+        self.receiver = f"http://127.0.0.1:{args.nginx_port}"
+        self.rows = []
+
+    # --- plumbing -------------------------------------------------------------------------
+    def connect(self, autocommit=True):
+        return psycopg.connect(host=self.args.cluster_dir, port=self.args.port, user="postgres",
+                               dbname=self.args.database, autocommit=autocommit)
+
+    def sql(self, query, params=None):
+        with self.connect() as conn:
+            cur = conn.execute(query, params)
+            return cur.fetchall() if cur.description else None
+
+    def one(self, query, params=None):
+        rows = self.sql(query, params)
+        return rows[0][0] if rows else None
+
+    def wait_for(self, query, timeout, params=None, every=0.05):
+        deadline = time.monotonic() + timeout
+        while not self.one(query, params):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"timed out after {timeout} s waiting for: {query}")
+            time.sleep(every)
+
+    def reset(self, url_path="/dlr/${id}", workers_note=None):
+        """A fresh extension, an account, a list whose URL is the receiver, a campaign."""
+        self.sql("DROP EXTENSION IF EXISTS pg_callback CASCADE")
+        self.sql("CREATE EXTENSION pg_callback")
+        self.sql("INSERT INTO callback.accounts (name) VALUES ('bench')")
+        self.sql("INSERT INTO callback.lists (account_id, name, callback_url) VALUES (1, 'bench', %s)",
+                 [self.receiver + url_path])
+        self.sql("INSERT INTO callback.campaigns (list_id, name) VALUES (1, 'bench')")
+
+    def clear_arrivals(self):
+        time.sleep(0.3)  # nginx flushes its log buffer every 100 ms
+        with open(self.arrivals_log, "w"):
+            pass
+
+    def arrivals(self):
+        time.sleep(0.3)
+        found = {}
+        with open(self.arrivals_log) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) == 2:
+                    m = re.match(r"/dlr/(\d+)", parts[1])
+                    if m:
+                        found.setdefault(int(m.group(1)), float(parts[0]))
+        return found
+
+    def report(self, measurement, result, target, ok):
+        self.rows.append((measurement, result, target, "yes" if ok else ("-" if ok is None else "NO")))
+        print(f"  {measurement}: {result}  (target {target})", flush=True)
+
+    def queue_held(self, n, campaign=1, channel="sms"):
+        """n delivered messages whose callbacks are recorded but held (callbacks disabled)."""
+        self.sql("SELECT callback.disable_campaign_callbacks(%s)", [campaign])
+        self.sql("""INSERT INTO callback.messages (campaign_id, channel, destination, status)
+                    SELECT %s, %s, '+1555' || g, 'delivered' FROM generate_series(1, %s) g""", [campaign, channel, n])
+
+    def worker_pids(self):
+        return [r[0] for r in self.sql("SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_callback worker'")]
+
+    # --- measurements ---------------------------------------------------------------------
+    def nginx_rate(self):
+        out = subprocess.run(["wrk", "-t2", "-c64", "-d5s", self.receiver + "/"], capture_output=True, text=True,
+                             check=True).stdout
+        rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+        self.nginx = rate
+        self.report("nginx alone (wrk -t2 -c64, keep-alive)", f"{rate:,.0f} req/s", "reference", None)
+
+    def drain(self, n, label, target=10_000):
+        self.reset()
+        self.queue_held(n)
+        self.clear_arrivals()
+        started = time.monotonic()
+        self.sql("SELECT callback.enable_campaign_callbacks(1)")
+        samples = []
+        stop = threading.Event()
+        sampler = threading.Thread(target=self.sample_workers, args=(samples, stop), daemon=True)
+        sampler.start()
+        # Cheap to ask (the partial index of undone callbacks), and not too often: a count over a
+        # million rows would take a core from the workers.
+        self.wait_for(DRAINED, timeout=n / 500 + 60, every=0.5)
+        stop.set()
+        sampler.join()
+        wall = time.monotonic() - started
+        times = sorted(self.arrivals().values())
+        span = times[-1] - times[0]
+        rate = (len(times) - 1) / span if span > 0 else float("nan")
+        ratio = rate / self.nginx if getattr(self, "nginx", None) else float("nan")
+        self.report(f"drain {label} ({len(times):,} received)", f"{rate:,.0f}/s, {ratio:.2f} of nginx; {wall:.1f} s to all delivered",
+                    f">= {target:,}/s", rate >= target)
+        return times, samples
+
+    def sample_workers(self, samples, stop):
+        while not stop.wait(1.0):
+            # RssAnon: the worker's own memory. VmRSS would also count the shared buffers it
+            # has touched, which belong to the whole cluster.
+            rss = 0
+            for pid in self.worker_pids():
+                try:
+                    with open(f"/proc/{pid}/status") as f:
+                        rss = max(rss, int(re.search(r"RssAnon:\s+(\d+)", f.read()).group(1)))
+                except (OSError, AttributeError):
+                    pass
+            samples.append(rss)
+
+    def backlog_million(self):
+        n = self.args.million
+        times, samples = self.drain(n, f"a backlog of {n:,}")
+        start = times[0]
+        per_second = [0] * (int(times[-1] - start) + 1)
+        for t in times:
+            per_second[int(t - start)] += 1
+        steady = per_second[1:-1] or per_second
+        spread = (max(steady) - min(steady)) / statistics.mean(steady) if steady else 0
+        self.report("backlog: rate per second (min / mean / max)",
+                    f"{min(steady):,} / {statistics.mean(steady):,.0f} / {max(steady):,}", "steady", None)
+        peak = max(samples) / 1024 if samples else float("nan")
+        self.report("backlog: worker memory (RssAnon), peak", f"{peak:.0f} MB", "< 100 MB", peak < 100)
+        sizes = self.sql("""SELECT pg_size_pretty(pg_total_relation_size('callback.callbacks')),
+                                   pg_size_pretty(pg_total_relation_size('callback.deliveries'))""")[0]
+        self.report("backlog: table sizes after (callbacks / deliveries)", f"{sizes[0]} / {sizes[1]}", "bounded", None)
+        return spread
+
+    def latency(self):
+        rate, seconds = self.args.rate, self.args.seconds
+        n = rate * seconds
+        self.reset()
+        self.sql("""INSERT INTO callback.messages (campaign_id, channel, destination)
+                    SELECT 1, 'sms', '+1555' || g FROM generate_series(1, %s) g""", [n])
+        ids = [r[0] for r in self.sql("SELECT id FROM callback.messages ORDER BY id")]
+        self.clear_arrivals()
+        committed = {}
+        threads = 8
+        start = time.monotonic() + 0.2
+        wall_start = time.time() + 0.2
+
+        def offer(part):
+            with self.connect() as conn:
+                for i in range(part, n, threads):
+                    delay = start + i / rate - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                    conn.execute("UPDATE callback.messages SET status = 'delivered' WHERE id = %s", [ids[i]])
+                    committed[ids[i]] = time.time()
+
+        workers = [threading.Thread(target=offer, args=(p,)) for p in range(threads)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        offered = n / (max(committed.values()) - wall_start)
+        self.wait_for(DRAINED, timeout=60)
+        arrived = self.arrivals()
+        latencies = sorted((arrived[i] - committed[i]) * 1000 for i in committed if i in arrived)
+        p50 = latencies[len(latencies) // 2]
+        p99 = latencies[int(len(latencies) * 0.99)]
+        self.report(f"latency at {offered:,.0f} events/s offered: p50", f"{p50:.1f} ms", "< 5 ms", p50 < 5)
+        self.report(f"latency at {offered:,.0f} events/s offered: p99", f"{p99:.1f} ms", "< 50 ms", p99 < 50)
+
+    def recording_cost(self):
+        """pgbench: the same status UPDATE on callback.messages (recording a callback each time)
+        and on a copy of the table without pg_callback's triggers."""
+        self.reset()
+        self.sql("SELECT callback.disable_campaign_callbacks(1)")  # measure recording, not delivery
+        rows = 10_000
+        self.sql("""INSERT INTO callback.messages (campaign_id, channel, destination, status)
+                    SELECT 1, 'sms', '+1555' || g, 'delivered' FROM generate_series(1, %s) g""", [rows])
+        self.sql("DROP TABLE IF EXISTS public.plain_messages")
+        self.sql("CREATE TABLE public.plain_messages (LIKE callback.messages INCLUDING ALL)")
+        self.sql("INSERT INTO public.plain_messages OVERRIDING SYSTEM VALUE SELECT * FROM callback.messages")
+        self.sql("VACUUM ANALYZE callback.messages, public.plain_messages")
+        results = {}
+        for table in ["public.plain_messages", "callback.messages"]:
+            with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as script:
+                script.write(f"\\set id random(1, {rows})\n"
+                             f"UPDATE {table} SET status = CASE status WHEN 'delivered' THEN 'read' ELSE 'delivered' END "
+                             f"WHERE id = :id;\n")
+            out = subprocess.run(["pgbench", "-n", "-T", str(self.args.pgbench_seconds), "-c", "2", "-j", "2",
+                                  "-f", script.name, "-h", self.args.cluster_dir, "-p", str(self.args.port),
+                                  "-U", "postgres", self.args.database], capture_output=True, text=True, check=True).stdout
+            os.unlink(script.name)
+            results[table] = float(re.search(r"tps = ([\d.]+)", out).group(1))
+        recorded = self.one("SELECT count(*) FROM callback.callbacks")
+        ratio = results["public.plain_messages"] / results["callback.messages"]
+        self.report("status UPDATE without pg_callback", f"{results['public.plain_messages']:,.0f} tps", "reference", None)
+        self.report(f"status UPDATE recording a callback ({recorded:,} recorded)",
+                    f"{results['callback.messages']:,.0f} tps, {ratio:.2f}x the cost", "<= 1.5x", ratio <= 1.5)
+        self.sql("DROP TABLE public.plain_messages")
+
+    def idle(self):
+        self.sql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        self.wait_for("SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'pg_callback worker'", timeout=30)
+        self.sql("SELECT pg_stat_statements_reset()")
+        time.sleep(10)
+        # Every statement but these two bench queries (the filter keeps itself out).
+        calls = self.one("""SELECT coalesce(sum(calls), 0) FROM pg_stat_statements
+                            WHERE query NOT LIKE '%pg_stat_statements%'""")
+        self.report("idle 10 s: statements run (pg_stat_statements)", f"{calls}", "0", calls == 0)
+
+    def fair_sharing(self):
+        """A fast endpoint's drain rate with a slow one (2 s per answer) queued beside it."""
+        slow = subprocess.Popen(["python3", os.path.join(os.path.dirname(__file__), "slow_receiver.py"),
+                                 str(self.args.slow_port), str(SLOW_SECONDS)])
+        try:
+            n = self.args.fair
+            self.reset()
+            self.sql("INSERT INTO callback.lists (account_id, name, callback_url) VALUES (1, 'slow', %s)",
+                     [f"http://127.0.0.1:{self.args.slow_port}/slow/${{id}}"])
+            self.sql("INSERT INTO callback.campaigns (list_id, name) VALUES (2, 'slow')")
+            self.queue_held(n // 10, campaign=2)
+            self.queue_held(n, campaign=1)
+            self.clear_arrivals()
+            self.sql("SELECT callback.enable_campaign_callbacks(2)")
+            time.sleep(0.5)
+            self.sql("SELECT callback.enable_campaign_callbacks(1)")
+            self.wait_for("SELECT count(*) = 0 FROM callback.callbacks WHERE campaign_id = 1 AND state <> 'delivered'",
+                          timeout=n / 100 + 60)
+            times = sorted(self.arrivals().values())
+            rate = (len(times) - 1) / (times[-1] - times[0])
+            self.report(f"fair sharing: fast endpoint's drain of {n:,} beside a slow endpoint's backlog",
+                        f"{rate:,.0f}/s", "not starved (>= 10,000/s)", rate >= 10_000)
+        finally:
+            slow.terminate()
+
+    def table(self):
+        width = max(len(r[0]) for r in self.rows)
+        rwidth = max(len(r[1]) for r in self.rows)
+        twidth = max(len(r[2]) for r in self.rows)
+        print()
+        print(f"| {'measurement'.ljust(width)} | {'result'.ljust(rwidth)} | {'target'.ljust(twidth)} | met |")
+        print(f"|{'-' * (width + 2)}|{'-' * (rwidth + 2)}|{'-' * (twidth + 2)}|-----|")
+        for m, r, t, ok in self.rows:
+            print(f"| {m.ljust(width)} | {r.ljust(rwidth)} | {t.ljust(twidth)} | {ok.ljust(3)} |")
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--cluster-dir", required=True)
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--database", default="postgres")
+    p.add_argument("--nginx-dir", required=True)
+    p.add_argument("--nginx-port", type=int, required=True)
+    p.add_argument("--slow-port", type=int, default=58092)
+    p.add_argument("--backlog", type=int, default=100_000)
+    p.add_argument("--million", type=int, default=1_000_000)
+    p.add_argument("--fair", type=int, default=50_000)
+    p.add_argument("--rate", type=int, default=1000)
+    p.add_argument("--seconds", type=int, default=10)
+    p.add_argument("--pgbench-seconds", type=int, default=15)
+    p.add_argument("--only", nargs="*", help="run only these measurements")
+    args = p.parse_args()
+    bench = Bench(args)
+    steps = {
+        "nginx": bench.nginx_rate,
+        "drain": lambda: bench.drain(args.backlog, f"a backlog of {args.backlog:,}"),
+        "latency": bench.latency,
+        "recording": bench.recording_cost,
+        "fair": bench.fair_sharing,
+        "million": bench.backlog_million,
+        "idle": bench.idle,
+    }
+    for name, step in steps.items():
+        if not args.only or name in args.only:
+            print(f"== {name}", flush=True)
+            step()
+    bench.table()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# pg_callback's benchmark (BENCHMARKS.md): installs what is missing (nginx, wrk, pgbench),
+# builds the extension in release mode, starts its own cluster with the worker and a local
+# nginx receiver, runs every measurement of bench/bench.py and prints a table, then stops
+# everything. Traffic goes to loopback only. Arguments are passed to bench.py
+# (e.g. --only drain latency).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/ensure-tools.sh nginx-light wrk
+python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore "psycopg[binary]"
+source scripts/cluster.sh
+
+echo "== building and installing pg_callback (release)"
+cargo pgrx install --release --pg-config /usr/lib/postgresql/15/bin/pg_config >/dev/null
+
+dir=${PG_CALLBACK_BENCH_DIR:-/tmp/pg_callback_bench}
+port=${PG_CALLBACK_BENCH_PORT:-55435}
+nginx_port=${PG_CALLBACK_BENCH_NGINX_PORT:-58091}
+nginx_dir="$dir-nginx"
+
+rm -rf "$nginx_dir" && mkdir -p "$nginx_dir"
+sed -e "s|@DIR@|$nginx_dir|g" -e "s|@PORT@|$nginx_port|g" bench/nginx.conf.in > "$nginx_dir/nginx.conf"
+nginx -c "$nginx_dir/nginx.conf"
+trap 'nginx -c "$nginx_dir/nginx.conf" -s stop 2>/dev/null || true; cluster_stop "$dir"' EXIT
+
+cluster_start "$dir" "$port" \
+    "shared_preload_libraries = 'pg_callback, pg_stat_statements'" \
+    "pg_callback.database = 'postgres'" \
+    "pg_callback.workers = ${PG_CALLBACK_BENCH_WORKERS:-2}" \
+    "pg_callback.batch_size = ${PG_CALLBACK_BENCH_BATCH:-1000}" \
+    "pg_callback.max_in_flight = ${PG_CALLBACK_BENCH_IN_FLIGHT:-16}" \
+    "max_worker_processes = 16" \
+    "synchronous_commit = off" \
+    "shared_buffers = '1GB'" \
+    "max_wal_size = '4GB'"
+
+python3 bench/bench.py --cluster-dir "$dir" --port "$port" --nginx-dir "$nginx_dir" --nginx-port "$nginx_port" "$@"
