@@ -209,5 +209,30 @@ LANGUAGE sql STABLE AS $$
 $$;
 COMMENT ON FUNCTION callback.campaign_report_csv(bigint) IS 'callback.campaign_report() as CSV with a header line, for export (seed 003).';
 
+CREATE FUNCTION callback.purge(older_than interval, max_rows bigint DEFAULT NULL) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    purged bigint;
+BEGIN
+    IF older_than IS NULL OR older_than < '0' THEN
+        RAISE EXCEPTION 'older_than must be zero or more, not %', coalesce(older_than::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    WITH gone AS (
+        DELETE FROM callback.callbacks c
+        WHERE c.id IN (SELECT o.id FROM callback.callbacks o
+                       WHERE o.state = 'delivered' AND o.finished_at < now() - older_than
+                       ORDER BY o.id
+                       LIMIT max_rows)
+        RETURNING c.id
+    ), history AS (
+        DELETE FROM callback.deliveries d USING gone WHERE d.callback_id = gone.id
+    )
+    SELECT count(*) INTO purged FROM gone;
+    RETURN purged;
+END $$;
+COMMENT ON FUNCTION callback.purge(interval, bigint) IS
+    'Deletes delivered callbacks finished more than older_than ago, with their history (oldest first, at most max_rows; NULL: all). Failed callbacks are kept for replay. Returns how many callbacks were deleted. Workers call it with pg_callback.retention.';
+
 -- CREATE EXTENSION wakes the workers, which wait quietly until the extension exists.
 SELECT callback._wake_on_commit();

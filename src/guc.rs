@@ -11,6 +11,7 @@ pub static DEFAULT_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(30_000);
 pub static IDLE_EXIT_MS: GucSetting<i32> = GucSetting::<i32>::new(2_000);
 pub static RESPONSE_EXCERPT_BYTES: GucSetting<i32> = GucSetting::<i32>::new(1024);
 pub static TIME_SCALE: GucSetting<f64> = GucSetting::<f64>::new(1.0);
+pub static RETENTION_S: GucSetting<i32> = GucSetting::<i32>::new(7 * 24 * 3600);
 
 /// Registers the settings; called from `_PG_init`. Postgres refuses postmaster-level
 /// settings after startup, so those two are defined only while preloading (they matter only
@@ -95,6 +96,16 @@ fn define_reloadable_settings() {
         65_536,
         GucContext::Sighup,
         GucFlags::UNIT_BYTE,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_callback.retention",
+        c"How long delivered callbacks and their history are kept.",
+        c"Workers delete delivered callbacks finished longer ago, with their history, a batch at a time; failed callbacks are kept for replay. 0 keeps everything.",
+        &RETENTION_S,
+        0,
+        i32::MAX,
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
     );
     GucRegistry::define_float_guc(
         c"pg_callback.time_scale",

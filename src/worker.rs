@@ -22,10 +22,15 @@ const FINISH: &str = include_str!("../sql/worker/finish.sql");
 const AFTER_FAILURE: &str = include_str!("../sql/worker/after_failure.sql");
 const NEXT_DUE: &str = include_str!("../sql/worker/next_due.sql");
 const RECOVER: &str = include_str!("../sql/worker/recover.sql");
+const PURGE: &str = include_str!("../sql/worker/purge.sql");
 const EXTENSION_INSTALLED: &str = "SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_callback')";
 
 /// How often the main thread looks up from waiting for answers, to notice SIGTERM.
 const POLL: Duration = Duration::from_millis(100);
+/// Retention deletes this many delivered callbacks per transaction, at most this often (a
+/// worker purges once in its life at least, when it is busy or about to leave).
+const PURGE_BATCH: i64 = 10_000;
+const PURGE_EVERY: Duration = Duration::from_secs(60);
 
 /// A claimed callback, with everything needed to send it and judge the answer.
 struct Claimed {
@@ -123,6 +128,13 @@ fn run() {
     // Two batches overlap: while one is on the wire, the previous one's results are written and
     // the next one is claimed, so the database and the HTTP threads work at the same time.
     let mut in_flight: Vec<Claimed> = Vec::new();
+    let mut last_purge: Option<Instant> = None;
+    let purge_if_due = |last: &mut Option<Instant>| {
+        if last.is_none_or(|t| t.elapsed() >= PURGE_EVERY) {
+            purge();
+            *last = Some(Instant::now());
+        }
+    };
     loop {
         if BackgroundWorker::sighup_received() {
             // SAFETY: main thread, outside any transaction.
@@ -159,12 +171,14 @@ fn run() {
         in_flight = next;
         if !in_flight.is_empty() {
             idle_since = Instant::now();
+            purge_if_due(&mut last_purge);
             continue;
         }
         let next_due = BackgroundWorker::transaction(|| Spi::get_one::<f64>(NEXT_DUE).ok().flatten());
         let idle_limit = Duration::from_millis(guc::IDLE_EXIT_MS.get().max(0) as u64);
         let idle_for = idle_since.elapsed();
         if idle_for >= idle_limit {
+            purge_if_due(&mut last_purge);
             shared::set_next_due_ms(next_due.map(|ms| ms as i64).unwrap_or(i64::MAX));
             if !shared::wake_wanted() {
                 return;
@@ -177,6 +191,29 @@ fn run() {
         }
         report(false, "waiting for callbacks");
         BackgroundWorker::wait_latch(Some(wait));
+    }
+}
+
+/// Deletes delivered callbacks older than `pg_callback.retention`, with their history, a batch
+/// per transaction (a few batches at most, so a worker never lingers on it).
+fn purge() {
+    let retention = guc::RETENTION_S.get();
+    if retention <= 0 {
+        return;
+    }
+    report(true, "deleting delivered callbacks past retention");
+    for _ in 0..10 {
+        let purged = BackgroundWorker::transaction(|| {
+            Spi::get_one_with_args::<i64>(PURGE, &[f64::from(retention).into(), PURGE_BATCH.into()])
+        });
+        match purged {
+            Ok(Some(n)) if n == PURGE_BATCH => continue,
+            Ok(_) => return,
+            Err(e) => {
+                warning!("pg_callback worker: retention: {e}");
+                return;
+            }
+        }
     }
 }
 

@@ -136,3 +136,25 @@ def test_drop_database_is_not_blocked(cluster, receiver):
     # A worker may still be lingering: DROP DATABASE waits up to 5 s for it to leave.
     cluster.sql(f"DROP DATABASE {DATABASE}", dbname="postgres")
     cluster.sql(f"CREATE DATABASE {DATABASE}", dbname="postgres")
+
+
+def test_retention_deletes_old_delivered_callbacks_and_their_history(db, receiver):
+    make_list(db, receiver.url("/dlr"))
+    try:
+        db.sql("ALTER SYSTEM SET pg_callback.retention = '1s'")
+        db.sql("SELECT pg_reload_conf()")
+        old = send_message(db)
+        db.wait_for("SELECT count(*) = 1 FROM callback.deliveries")
+        wait_until_idle(db)
+        # A new worker purges when it starts working; the first callback is past retention.
+        time.sleep(1.2)
+        new = send_message(db, destination="+15550002")
+        db.wait_for("SELECT count(*) = 0 FROM callback.callbacks WHERE message_id = %s", [old],
+                    what="the old callback purged")
+        assert db.one("SELECT count(*) FROM callback.history WHERE message_id = %s", [old]) == 0
+        # The new one is delivered and, still within retention, kept with its history.
+        db.wait_for("SELECT state = 'delivered' FROM callback.callbacks WHERE message_id = %s", [new])
+        assert db.one("SELECT count(*) FROM callback.history WHERE message_id = %s", [new]) == 1
+    finally:
+        db.sql("ALTER SYSTEM RESET pg_callback.retention")
+        db.sql("SELECT pg_reload_conf()")

@@ -40,3 +40,20 @@ SELECT callback_id, message_id, campaign_id, event, attempt, started_at AT TIME 
 FROM callback.message_history(1);
 SELECT count(*) AS campaign_attempts FROM callback.campaign_history(1);
 SELECT count(*) AS other_message_attempts FROM callback.message_history(2);
+
+-- Retention: purge() deletes delivered callbacks finished before the cut-off, with their
+-- history; recent ones stay, and failed ones are kept for replay however old.
+UPDATE callback.callbacks SET state = 'delivered', finished_at = now() - interval '10 days' WHERE id = 1;
+UPDATE callback.callbacks SET state = 'delivered', finished_at = now() - interval '1 hour' WHERE id = 2;
+SELECT callback.purge('7 days');
+SELECT id, state FROM callback.callbacks ORDER BY id;
+SELECT count(*) AS history_of_purged FROM callback.deliveries WHERE callback_id = 1;
+UPDATE callback.callbacks SET state = 'failed', finished_at = now() - interval '10 days' WHERE id = 2;
+SELECT callback.purge('7 days') AS failed_kept;
+UPDATE callback.callbacks SET state = 'delivered' WHERE id = 2;
+INSERT INTO callback.messages (campaign_id, channel, destination, status) VALUES (1, 'sms', '+1', 'delivered');
+UPDATE callback.callbacks SET state = 'delivered', finished_at = now() - interval '10 days' WHERE message_id = 3;
+SELECT callback.purge('0 seconds', 1) AS at_most_one;
+SELECT id FROM callback.callbacks ORDER BY id;
+SELECT callback.purge('-1 day');
+\echo :LAST_ERROR_SQLSTATE
