@@ -433,24 +433,24 @@ fn finish(batch: &[Claimed], answers: &HashMap<i64, Response>) {
         results.push(c, answers.get(&c.id));
     }
     report(true, "writing delivery results");
-    BackgroundWorker::transaction(|| {
+    BackgroundWorker::transaction(move || {
         if !extension_installed() {
             return;
         }
-        let failed = Spi::connect_mut(|client| -> SpiResult<Vec<i64>> {
+        let written = Spi::connect_mut(move |client| -> SpiResult<()> {
             let rows = client.update(
                 FINISH,
                 None,
                 &[
-                    results.ids.clone().into(),
-                    results.attempts.clone().into(),
-                    results.started.clone().into(),
-                    results.duration_ms.clone().into(),
-                    results.http_status.clone().into(),
-                    results.excerpt.clone().into(),
-                    results.error.clone().into(),
-                    results.verdict.iter().map(|v| v.to_string()).collect::<Vec<_>>().into(),
-                    results.wait.clone().into(),
+                    results.ids.into(),
+                    results.attempts.into(),
+                    results.started.into(),
+                    results.duration_ms.into(),
+                    results.http_status.into(),
+                    results.excerpt.into(),
+                    results.error.into(),
+                    results.verdict.into(),
+                    results.wait.into(),
                     my_pid().into(),
                 ],
             )?;
@@ -461,11 +461,11 @@ fn finish(batch: &[Claimed], answers: &HashMap<i64, Response>) {
                 }
             }
             if !failed.is_empty() {
-                client.update(AFTER_FAILURE, None, &[failed.clone().into()])?;
+                client.update(AFTER_FAILURE, None, &[failed.into()])?;
             }
-            Ok(failed)
+            Ok(())
         });
-        if let Err(e) = failed {
+        if let Err(e) = written {
             error!("pg_callback worker: writing delivery results failed: {e}");
         }
     });
