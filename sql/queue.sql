@@ -73,15 +73,6 @@ CREATE TABLE callback.deliveries (
 CREATE INDEX ON callback.deliveries (callback_id);
 COMMENT ON TABLE callback.deliveries IS 'One row per HTTP attempt: when, how long, the status, a bounded excerpt of the response, the error. callback_id names its callback (no foreign key: the worker writes thousands a second).';
 
--- The Content-Type header a body format is sent with.
-CREATE FUNCTION callback._content_type(format callback.body_format) RETURNS text
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-RETURN CASE format
-    WHEN 'json' THEN 'application/json'
-    WHEN 'xml' THEN 'application/xml; charset=utf-8'
-    WHEN 'form' THEN 'application/x-www-form-urlencoded'
-END;
-
 -- What the foreign key from callbacks to retry_policies would do, without its cost per insert.
 CREATE FUNCTION callback._retry_policy_in_use() RETURNS trigger
 LANGUAGE plpgsql AS $$

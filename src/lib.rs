@@ -18,10 +18,11 @@ pub mod settings;
 pub mod signing;
 pub mod template;
 
-// Inside Postgres: errors, SQL-callable functions, settings, shared memory, the processes.
+// Inside Postgres: errors, SQL-callable functions, settings, shared memory, recording, the processes.
 mod error;
 mod guc;
 mod launcher;
+mod record;
 mod shared;
 mod sql_functions;
 mod worker;
@@ -56,9 +57,9 @@ pgrx::extension_sql_file!(
     name = "events",
     requires = [
         "queue",
-        sql_functions::render_url,
-        sql_functions::render_body,
-        shared::wake_on_commit
+        shared::wake_on_commit,
+        record::record_event,
+        record::_message_events
     ]
 );
 // Disabling and enabling campaigns' callbacks, alerts, replay, history, the campaign report.

@@ -25,6 +25,15 @@ impl Format {
             _ => None,
         }
     }
+
+    /// The Content-Type header a body in this format is sent with.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Json => "application/json",
+            Format::Xml => "application/xml; charset=utf-8",
+            Format::Form => "application/x-www-form-urlencoded",
+        }
+    }
 }
 
 /// The envelope rendered in `format`.
@@ -41,6 +50,14 @@ pub fn render(format: Format, envelope: &Value) -> String {
             form_fields(&mut fields, String::new(), envelope);
             fields.join("&")
         }
+    }
+}
+
+/// A time as bodies carry it: ISO 8601 in UTC with microseconds, as `callback._iso()` writes it.
+pub fn iso_timestamp(unix_micros: i64) -> String {
+    match chrono::DateTime::from_timestamp_micros(unix_micros) {
+        Some(time) => time.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+        None => String::new(),
     }
 }
 
@@ -150,6 +167,13 @@ fn form_fields(fields: &mut Vec<String>, prefix: String, value: &Value) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn timestamps_as_callback_iso_writes_them() {
+        // SELECT callback._iso('2026-11-23 01:02:03.000045+00') gives the same text.
+        assert_eq!(iso_timestamp(1_795_395_723_000_045), "2026-11-23T01:02:03.000045Z");
+        assert_eq!(iso_timestamp(0), "1970-01-01T00:00:00.000000Z");
+    }
 
     fn envelope() -> Value {
         json!({

@@ -110,7 +110,7 @@ thread_local! {
 /// Wakes the delivery workers when the current transaction commits. Called by the triggers
 /// that record callbacks; arms one hook per transaction however often it is called.
 #[pg_extern(volatile, parallel_unsafe, name = "_wake_on_commit")]
-fn wake_on_commit() {
+pub fn wake_on_commit() {
     if !PRELOADED.load(Ordering::SeqCst) {
         return;
     }

@@ -5,7 +5,8 @@
 #      with the extension installed,
 #   3. the integration tests (tests/integration, pytest): a cluster with the library preloaded
 #      and its workers delivering to a real HTTP receiver on loopback that each test controls.
-# Exits non-zero if anything fails.
+# Exits non-zero if anything fails. Arguments pick stages (unit regress integration), e.g.
+# `bash tests/run.sh regress`; none runs all three.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -18,11 +19,17 @@ work=${PG_CALLBACK_TEST_DIR:-/tmp/pg_callback_tests}
 mkdir -p "$work"
 chown postgres: "$work" 2>/dev/null || true
 
+stages=" ${*:-unit regress integration} "
+wanted() { [[ $stages == *" $1 "* ]]; }
+
+if wanted unit; then
 echo "== unit tests and #[pg_test]s"
 mkdir -p "$work/pgrx-data"
 chown postgres: "$work/pgrx-data" 2>/dev/null || true
 cargo pgrx test pg15 --runas postgres --pgdata "$work/pgrx-data"
+fi
 
+if wanted regress; then
 echo "== pg_regress"
 cargo pgrx install --pg-config /usr/lib/postgresql/15/bin/pg_config >/dev/null
 cluster="$work/regress-cluster"
@@ -46,6 +53,9 @@ failed=$(grep -Ec '\.\.\. FAILED' "$work/regress.log" || true)
 echo "pg_regress: $passed passed, $failed failed"
 [ "$status" = 0 ] || exit "$status"
 cluster_stop "$cluster"
+fi
 
+if wanted integration; then
 echo "== integration tests"
 python3 -m pytest -q tests/integration
+fi

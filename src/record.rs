@@ -1,0 +1,507 @@
+//! Recording callbacks: the trigger on messages' status changes, and `_record_event` for the
+//! triggers written in PL/pgSQL (attempts, campaigns, alerts).
+//!
+//! Every status change of a message runs here, in the application's transaction, so this is
+//! the cost pg_callback adds to it: the plans are prepared once per backend, the event's
+//! variables and data are built in Rust, and the URL and body are filled without going
+//! through jsonb. The settings targets are chosen from come from `callback._target_settings`
+//! (sql/events.sql, where the order of precedence is listed); the message data is documented
+//! in the README.
+
+use crate::error::CallbackError;
+use crate::{render, shared, template};
+use base64::Engine;
+use pgrx::datum::{DatumWithOid, TryFromDatumError};
+use pgrx::pg_sys::PgOid;
+use pgrx::prelude::*;
+use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiHeapTupleData, SpiResult};
+use pgrx::JsonB;
+use serde_json::{json, Map, Value};
+use std::cell::RefCell;
+
+const MESSAGE: &str = include_str!("../sql/record/message.sql");
+const TARGETS: &str = include_str!("../sql/record/targets.sql");
+const SUBSCRIPTIONS: &str = include_str!("../sql/record/subscriptions.sql");
+const INSERT: &str = include_str!("../sql/record/insert.sql");
+const ATTEMPT_IDS: &str = include_str!("../sql/record/attempt_ids.sql");
+
+/// The prepared plans of this backend, for the `callback` schema they were made in: a schema
+/// dropped and created again (DROP and CREATE EXTENSION) makes them anew.
+struct Plans {
+    schema: pg_sys::Oid,
+    message: OwnedPreparedStatement,
+    targets: OwnedPreparedStatement,
+    subscriptions: OwnedPreparedStatement,
+    insert: OwnedPreparedStatement,
+    attempt_ids: OwnedPreparedStatement,
+}
+
+thread_local! {
+    static PLANS: RefCell<Option<Plans>> = const { RefCell::new(None) };
+}
+
+/// Parameter types by their SQL names; `message` is the row type of `callback.messages`.
+fn oids(names: &[&str], message_type: pg_sys::Oid) -> Vec<PgOid> {
+    names
+        .iter()
+        .map(|name| {
+            PgOid::from(match *name {
+                "text" => pg_sys::TEXTOID,
+                "bigint" => pg_sys::INT8OID,
+                "bool" => pg_sys::BOOLOID,
+                "message" => message_type,
+                other => unreachable!("no parameter type {other}"),
+            })
+        })
+        .collect()
+}
+
+fn callback_schema() -> pg_sys::Oid {
+    // SAFETY: a syscache lookup by name; missing_ok returns InvalidOid.
+    unsafe { pg_sys::get_namespace_oid(c"callback".as_ptr(), true) }
+}
+
+/// Runs `f` with this backend's plans, preparing them first if the schema is new.
+fn with_plans<R>(
+    client: &mut SpiClient<'_>,
+    f: impl FnOnce(&mut SpiClient<'_>, &Plans) -> SpiResult<R>,
+) -> SpiResult<R> {
+    let schema = callback_schema();
+    let current = PLANS.with_borrow(|plans| plans.as_ref().is_some_and(|p| p.schema == schema));
+    if !current {
+        let message_type = client
+            .select("SELECT 'callback.messages'::regtype::oid", None, &[])?
+            .first()
+            .get_one::<pg_sys::Oid>()?
+            .unwrap_or(pg_sys::InvalidOid);
+        let oids = |names: &[&str]| oids(names, message_type);
+        let plans = Plans {
+            schema,
+            message: client.prepare(MESSAGE, &oids(&["message", "text"]))?.keep(),
+            targets: client.prepare(TARGETS, &oids(&["bigint", "bigint", "bigint"]))?.keep(),
+            subscriptions: client
+                .prepare(SUBSCRIPTIONS, &oids(&["bigint", "text", "text"]))?
+                .keep(),
+            insert: client
+                .prepare_mut(
+                    INSERT,
+                    &oids(&[
+                        "text", "bigint", "bigint", "bigint", "text", "bigint", "text", "text", "text", "text", "text",
+                        "text", "text", "text", "bool",
+                    ]),
+                )?
+                .keep(),
+            attempt_ids: client.prepare(ATTEMPT_IDS, &oids(&["bigint"]))?.keep(),
+        };
+        PLANS.set(Some(plans));
+    }
+    PLANS.with_borrow(|plans| f(client, plans.as_ref().expect("prepared above")))
+}
+
+/// Where an event happened: what its targets are chosen by.
+struct Scope<'a> {
+    account_id: i64,
+    campaign_id: Option<i64>,
+    message_id: Option<i64>,
+    channel: Option<&'a str>,
+    notify_url: Option<&'a str>,
+    notify_format: Option<&'a str>,
+}
+
+/// How one target is sent to: its URL template and the settings that go with it.
+#[derive(Clone)]
+struct Delivery {
+    url: String,
+    method: String,
+    format: String,
+    headers: Option<String>,
+    basic_auth: Option<String>,
+    bearer_token: Option<String>,
+    signing_secret: Option<String>,
+    retry_policy: String,
+}
+
+impl Delivery {
+    /// POST with no credentials, retried by the standard policy.
+    fn plain(url: &str, format: &str) -> Delivery {
+        Delivery {
+            url: url.to_string(),
+            method: "POST".into(),
+            format: format.to_string(),
+            headers: None,
+            basic_auth: None,
+            bearer_token: None,
+            signing_secret: None,
+            retry_policy: "standard".into(),
+        }
+    }
+
+    /// The settings in columns `{prefix}url`, `{prefix}method` ... of a row; None when they are
+    /// NULL (no such campaign or list). The URL is empty when not set.
+    fn of(row: &SpiHeapTupleData, prefix: &str) -> SpiResult<Option<Delivery>> {
+        let text = |name: &str| row.get_by_name::<String, _>(format!("{prefix}{name}"));
+        let Some(method) = text("method")? else {
+            return Ok(None);
+        };
+        Ok(Some(Delivery {
+            url: text("url")?.unwrap_or_default(),
+            method,
+            format: text("format")?.unwrap_or_default(),
+            headers: text("headers")?,
+            basic_auth: text("basic_auth")?,
+            bearer_token: text("bearer_token")?,
+            signing_secret: text("signing_secret")?,
+            retry_policy: text("retry_policy")?.unwrap_or_default(),
+        }))
+    }
+}
+
+/// What an event's targets are chosen from: a row of `callback._target_settings`.
+struct Sources {
+    campaign: Option<Delivery>,
+    campaign_events: Vec<String>,
+    campaign_event_urls: Map<String, Value>,
+    campaign_alert_url: Option<String>,
+    /// None outside campaigns.
+    campaign_enabled: Option<bool>,
+    list: Option<Delivery>,
+    list_events: Vec<String>,
+    webhook_url: Option<String>,
+    subscribed: bool,
+}
+
+impl Sources {
+    fn of(row: &SpiHeapTupleData) -> SpiResult<Sources> {
+        Ok(Sources {
+            campaign: Delivery::of(row, "campaign_")?,
+            campaign_events: row.get_by_name("campaign_events")?.unwrap_or_default(),
+            campaign_event_urls: json_object(row.get_by_name("campaign_event_urls")?),
+            campaign_alert_url: row.get_by_name("campaign_alert_url")?,
+            campaign_enabled: row.get_by_name("campaign_enabled")?,
+            list: Delivery::of(row, "list_")?,
+            list_events: row.get_by_name("list_events")?.unwrap_or_default(),
+            webhook_url: row.get_by_name("webhook_url")?,
+            subscribed: row.get_by_name("subscribed")?.unwrap_or(false),
+        })
+    }
+
+    /// The one most specific target of `event` (precedence in sql/events.sql): its kind, how it
+    /// is sent, and whether it is held because the campaign's callbacks are disabled.
+    fn primary(&self, event: &str, scope: &Scope) -> Option<(&'static str, Delivery, bool)> {
+        let held = self.campaign_enabled == Some(false) && event != "campaign.callbacks_disabled";
+        if let (Some(url), "message.status") = (scope.notify_url, event) {
+            return Some((
+                "message",
+                Delivery::plain(url, scope.notify_format.unwrap_or("json")),
+                false,
+            ));
+        }
+        if let Some(campaign) = &self.campaign {
+            let to = |url: &str| Delivery {
+                url: url.to_string(),
+                ..campaign.clone()
+            };
+            if let ("campaign.callbacks_disabled", Some(url)) = (event, &self.campaign_alert_url) {
+                return Some((
+                    "alert",
+                    Delivery {
+                        retry_policy: "standard".into(),
+                        ..to(url)
+                    },
+                    false,
+                ));
+            }
+            if let Some(Value::String(url)) = self.campaign_event_urls.get(event) {
+                return Some(("campaign_event", to(url), held));
+            }
+            if !campaign.url.is_empty() {
+                let sends = self.campaign_events.iter().any(|e| e == event);
+                return sends.then(|| ("campaign", campaign.clone(), held));
+            }
+        }
+        if let Some(list) = &self.list {
+            if !list.url.is_empty() && self.list_events.iter().any(|e| e == event) {
+                return Some(("list", list.clone(), held));
+            }
+        }
+        match (event, &self.webhook_url) {
+            ("message.status", Some(url)) => Some(("account", Delivery::plain(url, "json"), false)),
+            _ => None,
+        }
+    }
+}
+
+/// Records `event` for each of its targets: the URL filled from `vars` (plus `event`), the
+/// body from the envelope `{type, timestamp, data}`. Wakes the workers at commit when one is
+/// due now (not held, not waiting behind another).
+fn record(
+    client: &mut SpiClient<'_>,
+    plans: &Plans,
+    event: &str,
+    scope: &Scope,
+    sources: &Sources,
+    vars: &mut Map<String, Value>,
+    data: Value,
+) -> SpiResult<()> {
+    let subscribed = sources.subscribed;
+    let mut targets: Vec<(&str, Option<i64>, Delivery, bool)> = Vec::new();
+    if let Some((kind, delivery, held)) = sources.primary(event, scope) {
+        targets.push((kind, None, delivery, held));
+    }
+    if subscribed {
+        let args = [scope.account_id.into(), event.into(), scope.channel.into()];
+        for row in client.select(&plans.subscriptions, None, &args)? {
+            let delivery = Delivery::of(&row, "")?.expect("a subscription has a method");
+            targets.push(("subscription", row.get_by_name("id")?, delivery, false));
+        }
+    }
+    if targets.is_empty() {
+        return Ok(());
+    }
+    vars.insert("event".into(), event.into());
+    let envelope = json!({"type": event, "timestamp": render::iso_timestamp(now_unix_micros()), "data": data});
+    let order_scope = match (scope.message_id, scope.campaign_id) {
+        (Some(id), _) => format!("message:{id}"),
+        (None, Some(id)) => format!("campaign:{id}"),
+        (None, None) => String::new(),
+    };
+    let mut due = false;
+    for (kind, subscription_id, delivery, held) in targets {
+        let url = template::render(&delivery.url, vars).unwrap_or_else(|error| {
+            CallbackError::Template {
+                template: delivery.url.clone(),
+                error,
+            }
+            .raise()
+        });
+        let mut headers = json_object(delivery.headers);
+        let body = (delivery.method == "POST").then(|| {
+            let format = render::Format::parse(&delivery.format)
+                .unwrap_or_else(|| CallbackError::Format(delivery.format.clone()).raise());
+            headers.insert("Content-Type".into(), format.content_type().into());
+            render::render(format, &envelope)
+        });
+        let auth_header = match (&delivery.basic_auth, &delivery.bearer_token) {
+            (Some(basic), _) => Some(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(basic)
+            )),
+            (None, Some(token)) => Some(format!("Bearer {token}")),
+            (None, None) => None,
+        };
+        let order_key = format!("{order_scope} {url}");
+        let headers = Value::Object(headers).to_string();
+        let args = [
+            event.into(),
+            scope.account_id.into(),
+            scope.campaign_id.into(),
+            scope.message_id.into(),
+            kind.into(),
+            subscription_id.into(),
+            url.as_str().into(),
+            delivery.method.as_str().into(),
+            headers.as_str().into(),
+            body.as_deref().into(),
+            auth_header.as_deref().into(),
+            delivery.signing_secret.as_deref().into(),
+            delivery.retry_policy.as_str().into(),
+            order_key.as_str().into(),
+            held.into(),
+        ];
+        due |= client
+            .update(&plans.insert, None, &args)?
+            .first()
+            .get_one::<bool>()?
+            .unwrap_or(false);
+    }
+    if due {
+        shared::wake_on_commit();
+    }
+    Ok(())
+}
+
+/// Now (the transaction's start, as `now()`) in microseconds since 1970.
+fn now_unix_micros() -> i64 {
+    const POSTGRES_EPOCH_IN_UNIX_MICROS: i64 = 946_684_800_000_000;
+    // SAFETY: reads the current transaction's start time.
+    unsafe { pg_sys::GetCurrentTransactionStartTimestamp() + POSTGRES_EPOCH_IN_UNIX_MICROS }
+}
+
+/// Records an event for the PL/pgSQL triggers (through `callback._record`).
+#[pg_extern(volatile, parallel_unsafe, name = "_record_event")]
+#[allow(clippy::too_many_arguments)]
+fn record_event(
+    event: &str,
+    account_id: i64,
+    campaign_id: Option<i64>,
+    message_id: Option<i64>,
+    member_id: Option<i64>,
+    channel: Option<&str>,
+    notify_url: Option<&str>,
+    notify_format: Option<&str>,
+    vars: JsonB,
+    data: JsonB,
+) {
+    let scope = Scope {
+        account_id,
+        campaign_id,
+        message_id,
+        channel,
+        notify_url,
+        notify_format,
+    };
+    let mut vars = match vars.0 {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    };
+    Spi::connect_mut(|client| {
+        with_plans(client, |client, plans| {
+            let args = [campaign_id.into(), member_id.into(), account_id.into()];
+            let sources = Sources::of(
+                &client
+                    .select(&plans.targets, Some(1), &args)?
+                    .first()
+                    .get_heap_tuple()?
+                    .expect("one row"),
+            )?;
+            record(client, plans, event, &scope, &sources, &mut vars, data.0)
+        })
+    })
+    .unwrap_or_else(|e| error!("recording {event}: {e}"));
+}
+
+/// AFTER INSERT or UPDATE OF status on `callback.messages`: records message.status (final
+/// statuses, or every status for messages with intermediate_reports), the event the status
+/// fires (message.sent, message.problem), and message.final when the message first becomes final.
+#[pg_trigger]
+fn _message_events<'a>(
+    trigger: &'a PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, TryFromDatumError> {
+    let new = trigger
+        .new()
+        .expect("an AFTER INSERT or UPDATE row trigger has a new row");
+    if new.get_by_name::<bool>("notify")? != Some(true) {
+        return Ok(None);
+    }
+    let previous: Option<String> = match trigger.old() {
+        Some(old) => old.get_by_name("status")?,
+        None => None,
+    };
+    let row_type = new.composite_type_oid().unwrap_or(pg_sys::InvalidOid);
+    // SAFETY: the row's own type, as the plan's first parameter.
+    let row = unsafe { DatumWithOid::new(new, row_type) };
+    Spi::connect_mut(|client| {
+        with_plans(client, |client, plans| {
+            let facts = client
+                .select(&plans.message, Some(1), &[row, previous.as_deref().into()])?
+                .first();
+            let is_final = facts.get_by_name::<bool, _>("final")?.unwrap_or(false);
+            let fires: Option<String> = facts.get_by_name("fires")?;
+            let was_final = facts.get_by_name::<bool, _>("was_final")?.unwrap_or(false);
+            let intermediate = facts.get_by_name::<bool, _>("intermediate_reports")?.unwrap_or(false);
+            if !(is_final || intermediate || fires.is_some()) {
+                return Ok(());
+            }
+            let text = |name: &str| facts.get_by_name::<String, _>(name);
+            let id = |name: &str| facts.get_by_name::<i64, _>(name);
+            let message_id = id("id")?.expect("a message has an id");
+            let account_id = id("account_id")?.expect("a message has an account");
+            let campaign_id = id("campaign_id")?;
+            let member_id = id("member_id")?;
+            let campaign_list_id = id("campaign_list_id")?;
+            let channel = text("channel")?;
+            let status = text("status")?;
+            let batch_id = text("batch_id")?;
+            let destination = text("destination")?;
+            let (error_code, error_message) = (text("error_code")?, text("error_message")?);
+
+            // Variables: member attributes, then campaign env, then the built-ins.
+            let mut vars = json_object(text("member_attributes")?);
+            vars.extend(json_object(text("campaign_env")?));
+            let builtins = [
+                ("id", json!(message_id)),
+                ("messageId", json!(message_id)),
+                ("memberId", json!(member_id)),
+                ("campaignId", json!(campaign_id)),
+                ("communicationId", json!(campaign_id)),
+                ("listId", json!(campaign_list_id.or(id("member_list_id")?))),
+                ("accountId", json!(account_id)),
+                ("batchId", json!(batch_id)),
+                ("status", json!(status)),
+                ("channel", json!(channel)),
+                ("destination", json!(destination)),
+            ];
+            vars.extend(
+                builtins
+                    .into_iter()
+                    .filter(|(_, v)| !v.is_null())
+                    .map(|(k, v)| (k.to_string(), v)),
+            );
+
+            let error = (error_code.is_some() || error_message.is_some())
+                .then(|| json!({"code": error_code, "message": error_message}));
+            let mut data = json!({
+                "message_id": message_id,
+                "account_id": account_id,
+                "campaign_id": campaign_id,
+                "list_id": campaign_list_id,
+                "member_id": member_id,
+                "batch_id": batch_id,
+                "channel": channel,
+                "destination": destination,
+                "status": status,
+                "previous_status": previous,
+                "final": is_final,
+                "error": error,
+                "callback_data": text("callback_data")?,
+                "created_at": text("created_at")?,
+                "status_at": text("status_at")?,
+            });
+            let notify_url = text("notify_url")?;
+            let notify_format = text("notify_format")?;
+            let sources = Sources::of(&facts.get_heap_tuple()?.expect("one row"))?;
+            let scope = Scope {
+                account_id,
+                campaign_id,
+                message_id: Some(message_id),
+                channel: channel.as_deref(),
+                notify_url: notify_url.as_deref(),
+                notify_format: notify_format.as_deref(),
+            };
+            if is_final || intermediate {
+                record(
+                    client,
+                    plans,
+                    "message.status",
+                    &scope,
+                    &sources,
+                    &mut vars.clone(),
+                    data.clone(),
+                )?;
+            }
+            if let Some(fires) = fires {
+                record(client, plans, &fires, &scope, &sources, &mut vars.clone(), data.clone())?;
+            }
+            if is_final && !was_final {
+                let ids = client
+                    .select(&plans.attempt_ids, Some(1), &[message_id.into()])?
+                    .first()
+                    .get_one::<Vec<i64>>()?
+                    .unwrap_or_default();
+                data["attempt_ids"] = json!(ids);
+                record(client, plans, "message.final", &scope, &sources, &mut vars, data)?;
+            }
+            Ok(())
+        })
+    })
+    .unwrap_or_else(|e| error!("recording the status of a message: {e}"));
+    Ok(None)
+}
+
+/// A JSON object given as text (member attributes, campaign env); empty when NULL.
+fn json_object(text: Option<String>) -> Map<String, Value> {
+    match text.as_deref().map(serde_json::from_str::<Value>) {
+        Some(Ok(Value::Object(map))) => map,
+        _ => Map::new(),
+    }
+}
