@@ -40,6 +40,7 @@ BEGIN
         WHERE c.campaign_id = NEW.id AND c.state = 'held' AND c.order_key = held.order_key;
         PERFORM callback._wake_on_commit();
     ELSE
+        -- Not those on the wire (leased): their worker writes how they went.
         UPDATE callback.callbacks SET state = 'held'
         WHERE campaign_id = NEW.id AND state = 'pending' AND target IN ('campaign_event', 'campaign', 'list')
           AND (leased_until IS NULL OR leased_until < now());

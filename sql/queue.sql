@@ -10,6 +10,11 @@
 -- campaign, same URL) is not done waits in state 'waiting'; when the earlier one is delivered
 -- or fails for good, the next waiting one becomes pending. The claim is then a plain scan of
 -- due pending rows.
+--
+-- The table is partitioned by state: callbacks not yet done (waiting, pending, held) are in
+-- callbacks_undone, the queue the workers scan; delivered and failed ones move to
+-- callbacks_done when they get there. The queue and its indexes stay as small as the backlog,
+-- however much history is kept.
 
 CREATE TYPE callback.callback_state AS ENUM ('waiting', 'pending', 'held', 'delivered', 'failed');
 CREATE TYPE callback.target_kind AS ENUM (
@@ -19,7 +24,7 @@ COMMENT ON TYPE callback.callback_state IS 'waiting: an earlier callback with th
 COMMENT ON TYPE callback.target_kind IS 'Which setting chose the URL: the message''s own webhook, the campaign''s URL for the event, the campaign''s or list''s callback URL, the account''s delivery-status webhook, a subscription, or a campaign''s alert URL.';
 
 CREATE TABLE callback.callbacks (
-    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id bigint GENERATED ALWAYS AS IDENTITY,
     webhook_id uuid NOT NULL DEFAULT gen_random_uuid(),
     event callback.event_type NOT NULL,
     account_id bigint NOT NULL,
@@ -44,11 +49,21 @@ CREATE TABLE callback.callbacks (
     finished_at timestamptz,
     last_http_status int,
     last_error text
-) WITH (fillfactor = 70);  -- room for HOT updates: leasing a row changes no indexed column
-CREATE INDEX callbacks_due ON callback.callbacks (due_at, id) WHERE state = 'pending';
-CREATE INDEX callbacks_order ON callback.callbacks (order_key, id) WHERE state IN ('waiting', 'pending', 'held');
+) PARTITION BY LIST (state);
+-- fillfactor: room for HOT updates, as leasing a row changes no indexed column.
+CREATE TABLE callback.callbacks_undone PARTITION OF callback.callbacks
+    FOR VALUES IN ('waiting', 'pending', 'held') WITH (fillfactor = 70);
+CREATE TABLE callback.callbacks_done PARTITION OF callback.callbacks
+    FOR VALUES IN ('delivered', 'failed');
+-- Unique per partition (a key on the parent would have to include state); ids come from one sequence.
+CREATE UNIQUE INDEX callbacks_undone_id ON callback.callbacks_undone (id);
+CREATE UNIQUE INDEX callbacks_done_id ON callback.callbacks_done (id);
+CREATE INDEX callbacks_due ON callback.callbacks_undone (due_at, id) WHERE state = 'pending';
+CREATE INDEX callbacks_order ON callback.callbacks_undone (order_key, id);
 CREATE INDEX callbacks_message ON callback.callbacks (message_id);
 CREATE INDEX callbacks_campaign ON callback.callbacks (campaign_id);
+COMMENT ON TABLE callback.callbacks_undone IS 'The partition of callbacks not yet done (waiting, pending, held): the queue.';
+COMMENT ON TABLE callback.callbacks_done IS 'The partition of delivered and failed callbacks: history, kept for pg_callback.retention (delivered) or until replayed or purged (failed).';
 
 COMMENT ON TABLE callback.callbacks IS 'Every callback recorded: its resolved URL, method, headers and body, fixed when its event happened, and its delivery state.';
 COMMENT ON COLUMN callback.callbacks.webhook_id IS 'Sent as the webhook-id header; the same on every retry, so receivers can drop duplicates. A random UUID: unique without an index to maintain.';

@@ -19,7 +19,7 @@ SET leased_until = now() + $3 * (SELECT greatest(max(timeout), make_interval(sec
     leased_by = $2,
     attempts = c.attempts + 1
 FROM due
-WHERE c.id = due.id
+WHERE c.id = due.id AND c.state = 'pending'
 RETURNING c.id,
           c.webhook_id::text AS webhook_id,
           c.method = 'POST' AS post,

@@ -26,7 +26,7 @@ WITH r AS (
         last_http_status = CASE WHEN r.verdict = 'released' THEN c.last_http_status ELSE r.http_status END,
         last_error = CASE WHEN r.verdict = 'released' THEN c.last_error ELSE r.error END
     FROM r
-    WHERE c.id = r.id AND c.leased_by = $10
+    WHERE c.id = r.id AND c.state = 'pending' AND c.leased_by = $10
     RETURNING c.id, c.state, c.order_key
 ), next_in_order AS (
     UPDATE callback.callbacks c

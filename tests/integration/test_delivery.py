@@ -30,6 +30,19 @@ def test_a_committed_status_change_is_posted_as_json(db, receiver):
     assert (attempt, http_status, excerpt, error) == (1, 200, "ok", None)
 
 
+def test_delivered_callbacks_leave_the_queue(db, receiver):
+    """The workers' queue (callbacks_undone) holds only what is not done; delivered callbacks
+    move to callbacks_done and still read through callback.callbacks and the history."""
+    make_list(db, receiver.url("/dlr/${id}"))
+    db.sql("""INSERT INTO callback.messages (campaign_id, channel, destination, status)
+              SELECT 1, 'sms', '+1555' || g, 'delivered' FROM generate_series(1, 20) g""")
+    receiver.wait_for(20)
+    db.wait_for("SELECT count(*) = 20 FROM callback.callbacks_done", what="20 callbacks done")
+    assert db.one("SELECT count(*) FROM callback.callbacks_undone") == 0
+    assert db.one("SELECT count(*) FROM callback.callbacks WHERE state = 'delivered'") == 20
+    assert db.one("SELECT count(*) FROM callback.history WHERE http_status = 200") == 20
+
+
 def test_a_rolled_back_change_sends_nothing(db, receiver):
     make_list(db, receiver.url("/dlr"))
     with db.connect(autocommit=False) as conn:
