@@ -7,6 +7,7 @@ pub static DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>
 pub static WORKERS: GucSetting<i32> = GucSetting::<i32>::new(1);
 pub static BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(200);
 pub static MAX_IN_FLIGHT: GucSetting<i32> = GucSetting::<i32>::new(64);
+pub static MAX_IN_FLIGHT_PER_HOST: GucSetting<i32> = GucSetting::<i32>::new(16);
 pub static DEFAULT_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(30_000);
 pub static IDLE_EXIT_MS: GucSetting<i32> = GucSetting::<i32>::new(2_000);
 pub static RESPONSE_EXCERPT_BYTES: GucSetting<i32> = GucSetting::<i32>::new(1024);
@@ -62,6 +63,16 @@ fn define_reloadable_settings() {
         c"How many HTTP requests each worker has in flight at once.",
         c"One thread each, sharing kept-alive connections.",
         &MAX_IN_FLIGHT,
+        1,
+        1024,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pg_callback.max_in_flight_per_host",
+        c"How many HTTP requests each worker has in flight at once to one host.",
+        c"A slow or unreachable endpoint then holds this many threads at most; the others keep delivering. A host is the URL's host and port.",
+        &MAX_IN_FLIGHT_PER_HOST,
         1,
         1024,
         GucContext::Sighup,

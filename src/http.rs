@@ -22,6 +22,8 @@ pub struct Request {
     pub headers: Vec<(String, String)>,
     pub body: Option<String>,
     pub timeout: Duration,
+    /// How much of the answer's body to keep.
+    pub excerpt_bytes: usize,
 }
 
 /// What one request came to.
@@ -44,8 +46,6 @@ pub struct Response {
 pub struct PoolConfig {
     /// Requests in flight at once: one thread each.
     pub threads: usize,
-    /// How much of an answer's body is kept.
-    pub excerpt_bytes: usize,
 }
 
 pub struct Pool {
@@ -98,7 +98,7 @@ impl Pool {
                                 Err(_) => return,
                             };
                             let Ok(job) = job else { return };
-                            if result_tx.send(send(&agent, job, config.excerpt_bytes)).is_err() {
+                            if result_tx.send(send(&agent, job)).is_err() {
                                 return;
                             }
                         }
@@ -144,7 +144,8 @@ impl Drop for Pool {
     }
 }
 
-fn send(agent: &ureq::Agent, request: Request, excerpt_bytes: usize) -> Response {
+fn send(agent: &ureq::Agent, request: Request) -> Response {
+    let excerpt_bytes = request.excerpt_bytes;
     let started = SystemTime::now();
     let clock = Instant::now();
     let mut response = Response {
@@ -253,6 +254,7 @@ mod tests {
             headers: vec![("X-Test".into(), "yes".into())],
             body: Some("{}".into()),
             timeout: Duration::from_secs(5),
+            excerpt_bytes: 4,
         }
     }
 
@@ -260,10 +262,7 @@ mod tests {
     fn posts_and_reports_status_excerpt_and_retry_after() {
         let (url, server) =
             receiver("HTTP/1.1 429 Too Many Requests\r\nRetry-After: 30\r\nContent-Length: 11\r\n\r\nslow down!!");
-        let pool = Pool::new(PoolConfig {
-            threads: 2,
-            excerpt_bytes: 4,
-        });
+        let pool = Pool::new(PoolConfig { threads: 2 });
         pool.submit(request(url));
         let answer = pool.next(Duration::from_secs(5)).expect("an answer");
         assert_eq!(answer.key, 7);
@@ -280,10 +279,7 @@ mod tests {
     fn redirects_are_answers_not_followed() {
         let (url, _server) =
             receiver("HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:1/\r\nContent-Length: 0\r\n\r\n");
-        let pool = Pool::new(PoolConfig {
-            threads: 1,
-            excerpt_bytes: 100,
-        });
+        let pool = Pool::new(PoolConfig { threads: 1 });
         pool.submit(request(url));
         assert_eq!(pool.next(Duration::from_secs(5)).unwrap().status, Some(302));
     }
@@ -291,10 +287,7 @@ mod tests {
     #[test]
     fn refused_connections_are_errors() {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let pool = Pool::new(PoolConfig {
-            threads: 1,
-            excerpt_bytes: 100,
-        });
+        let pool = Pool::new(PoolConfig { threads: 1 });
         pool.submit(request(format!("http://127.0.0.1:{port}/")));
         let answer = pool.next(Duration::from_secs(5)).unwrap();
         assert_eq!(answer.status, None);

@@ -10,7 +10,9 @@ use pgrx::prelude::*;
 
 pgrx::pg_module_magic!();
 
-// No pgrx: URL templates, bodies, setting checks, retry schedules, signatures, the HTTP pool.
+// No pgrx: URL templates, bodies, setting checks, retry schedules, signatures, the HTTP pool,
+// which callback to send next.
+pub mod dispatch;
 pub mod http;
 pub mod render;
 pub mod retry;

@@ -56,7 +56,9 @@ fn oids(names: &[&str], message_type: pg_sys::Oid) -> Vec<PgOid> {
         .collect()
 }
 
-fn callback_schema() -> pg_sys::Oid {
+/// The `callback` schema's oid (InvalidOid when the extension is not installed): a new one
+/// after DROP and CREATE EXTENSION.
+pub(crate) fn callback_schema() -> pg_sys::Oid {
     // SAFETY: a syscache lookup by name; missing_ok returns InvalidOid.
     unsafe { pg_sys::get_namespace_oid(c"callback".as_ptr(), true) }
 }

@@ -4,7 +4,9 @@
 //!
 //! All SPI happens on this, the main thread; the HTTP threads see only owned data.
 
+use crate::dispatch::{Dispatcher, Limits, Rooms};
 use crate::http::{Pool, PoolConfig, Request, Response};
+use crate::record::callback_schema;
 use crate::retry::{judge, Attempt, Kind, Policy, Verdict};
 use crate::{guc, shared, signing};
 use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
@@ -25,8 +27,11 @@ const RECOVER: &str = include_str!("../sql/worker/recover.sql");
 const PURGE: &str = include_str!("../sql/worker/purge.sql");
 const EXTENSION_INSTALLED: &str = "SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_callback')";
 
-/// How often the main thread looks up from waiting for answers, to notice SIGTERM.
-const POLL: Duration = Duration::from_millis(100);
+/// How long the main thread waits for an answer before it looks for new callbacks, results
+/// to write and SIGTERM.
+const TICK: Duration = Duration::from_millis(2);
+/// Results are written at least this often (sooner when a batch's worth is in).
+const WRITE_EVERY: Duration = Duration::from_millis(20);
 /// Retention deletes this many delivered callbacks per transaction, at most this often (a
 /// worker purges once in its life at least, when it is busy or about to leave).
 const PURGE_BATCH: i64 = 10_000;
@@ -45,6 +50,11 @@ struct Claimed {
     attempts: u32,
     policy: Rc<Policy>,
     timeout: Duration,
+    /// How long its lease lasts from the claim: it is given back unsent after half of that.
+    lease: Duration,
+    /// The `callback` schema it was claimed from: if the extension is dropped and created
+    /// again meanwhile, its result is not written (its id may name a new callback).
+    schema: pg_sys::Oid,
 }
 
 #[pg_guard]
@@ -88,7 +98,6 @@ fn my_pid() -> i32 {
 fn pool_config() -> PoolConfig {
     PoolConfig {
         threads: guc::MAX_IN_FLIGHT.get().max(1) as usize,
-        excerpt_bytes: guc::RESPONSE_EXCERPT_BYTES.get().max(0) as usize,
     }
 }
 
@@ -113,6 +122,14 @@ fn extension_installed() -> bool {
         .unwrap_or(false)
 }
 
+/// The worker's limits, from the settings.
+fn limits() -> Limits {
+    Limits {
+        in_flight: guc::MAX_IN_FLIGHT.get().max(1) as usize,
+        per_host: guc::MAX_IN_FLIGHT_PER_HOST.get().max(1) as usize,
+    }
+}
+
 fn run() {
     if !BackgroundWorker::transaction(extension_installed) {
         log!(
@@ -124,61 +141,86 @@ fn run() {
     }
     BackgroundWorker::transaction(|| Spi::run(RECOVER)).unwrap_or_else(|e| warning!("recovering leases: {e}"));
     let mut pool = Pool::new(pool_config());
+    // Callbacks are claimed a batch at a time, sent as threads and their hosts' limits allow,
+    // and their results written every WRITE_EVERY (or sooner when a batch's worth is in): a
+    // slow endpoint holds up only its own callbacks.
+    let mut work: Dispatcher<Claimed> = Dispatcher::default();
+    let mut answered: Vec<(Claimed, Option<Response>)> = Vec::new();
+    let mut last_write = Instant::now();
     let mut idle_since = Instant::now();
-    // Two batches overlap: while one is on the wire, the previous one's results are written and
-    // the next one is claimed, so the database and the HTTP threads work at the same time.
-    let mut in_flight: Vec<Claimed> = Vec::new();
     let mut last_purge: Option<Instant> = None;
-    let purge_if_due = |last: &mut Option<Instant>| {
-        if last.is_none_or(|t| t.elapsed() >= PURGE_EVERY) {
-            purge();
-            *last = Some(Instant::now());
-        }
-    };
+    // Whether a claim may find something: after a wake-up, a full claim, or a write (which
+    // may have let waiting callbacks go).
+    let mut more = true;
+    let mut next_answer: Option<Response> = None;
     loop {
         if BackgroundWorker::sighup_received() {
             // SAFETY: main thread, outside any transaction.
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
-            if in_flight.is_empty() && pool.config() != pool_config() {
-                pool = Pool::new(pool_config());
-            }
         }
-        shared::take_wake();
-        report(true, "claiming callbacks");
-        let next = if stopping() {
-            Some(Vec::new())
-        } else {
-            BackgroundWorker::transaction(claim)
-        };
-        let Some(next) = next else {
-            log!("pg_callback worker: extension pg_callback was dropped; exiting");
-            return;
-        };
-        if !in_flight.is_empty() {
-            let answers = collect(&pool, &in_flight);
-            if !stopping() {
-                submit(&pool, &next);
-            }
-            finish(&in_flight, &answers);
-        } else {
-            submit(&pool, &next);
+        // A new pool for new pool settings, once the old one has nothing on the wire.
+        if work.is_empty() && pool.config() != pool_config() {
+            pool = Pool::new(pool_config());
         }
         if stopping() {
-            // Claimed but never sent: release them for another worker.
-            finish(&next, &HashMap::new());
+            // Claimed but not answered: released unsent, for another worker (sent at least once).
+            answered.extend(work.take_all().into_iter().map(|c| (c, None)));
+            finish(answered);
             return;
         }
-        in_flight = next;
-        if !in_flight.is_empty() {
+        more |= shared::take_wake();
+        while let Some(answer) = next_answer.take().or_else(|| pool.next(Duration::ZERO)) {
+            if let Some(c) = work.answered(answer.key, answer.duration) {
+                answered.push((c, Some(answer)));
+            }
+        }
+        answered.extend(work.overdue(Instant::now()).into_iter().map(|c| (c, None)));
+        let batch = guc::BATCH_SIZE.get().max(1) as usize;
+        if !answered.is_empty() && (answered.len() >= batch || last_write.elapsed() >= WRITE_EVERY || work.is_empty()) {
+            finish(std::mem::take(&mut answered));
+            last_write = Instant::now();
+            more = true;
+        }
+        if more && work.queued() < limits().in_flight {
+            report(true, "claiming callbacks");
+            let wanted = batch - work.queued().min(batch - 1);
+            let Some(claimed) = BackgroundWorker::transaction(|| claim(wanted, work.rooms(limits()))) else {
+                finish(std::mem::take(&mut answered));
+                log!("pg_callback worker: extension pg_callback was dropped; exiting");
+                return;
+            };
+            more = claimed.len() == wanted;
+            let now = Instant::now();
+            for c in claimed {
+                let release_at = now + c.lease.mul_f64(0.5);
+                work.add(c.id, &c.url.clone(), release_at, c);
+            }
+        }
+        for c in work.to_send(limits()) {
+            pool.submit(request(c));
+        }
+        if !work.is_empty() || !answered.is_empty() {
             idle_since = Instant::now();
-            purge_if_due(&mut last_purge);
+            if last_purge.is_none_or(|t| t.elapsed() >= PURGE_EVERY) {
+                purge();
+                last_purge = Some(Instant::now());
+            }
+            report(false, &format!("sending callbacks ({} in flight)", work.in_flight()));
+            // Back at once for an answer; after TICK otherwise, for new callbacks and writes.
+            next_answer = pool.next(TICK);
+            continue;
+        }
+        if more {
             continue;
         }
         let next_due = BackgroundWorker::transaction(|| Spi::get_one::<f64>(NEXT_DUE).ok().flatten());
         let idle_limit = Duration::from_millis(guc::IDLE_EXIT_MS.get().max(0) as u64);
         let idle_for = idle_since.elapsed();
         if idle_for >= idle_limit {
-            purge_if_due(&mut last_purge);
+            if last_purge.is_none_or(|t| t.elapsed() >= PURGE_EVERY) {
+                purge();
+                last_purge = Some(Instant::now());
+            }
             shared::set_next_due_ms(next_due.map(|ms| ms as i64).unwrap_or(i64::MAX));
             if !shared::wake_wanted() {
                 return;
@@ -187,7 +229,9 @@ fn run() {
         }
         let mut wait = idle_limit - idle_for;
         if let Some(due) = next_due {
-            wait = wait.min(Duration::from_millis((due as i64 - shared::now_ms()).max(1) as u64));
+            let until_due = Duration::from_millis((due as i64 - shared::now_ms()).max(1) as u64);
+            more = until_due <= wait;
+            wait = wait.min(until_due);
         }
         report(false, "waiting for callbacks");
         BackgroundWorker::wait_latch(Some(wait));
@@ -217,21 +261,32 @@ fn purge() {
     }
 }
 
-/// Claims a batch; None when the extension is gone.
-fn claim() -> Option<Vec<Claimed>> {
+/// Claims up to `wanted` callbacks, within what `rooms` allows of each host; None when the
+/// extension is gone.
+fn claim(wanted: usize, rooms: Rooms) -> Option<Vec<Claimed>> {
     if !extension_installed() {
         return None;
     }
     let batch = guc::BATCH_SIZE.get().max(1);
     let in_flight = guc::MAX_IN_FLIGHT.get().max(1);
-    // The lease covers this batch's rounds of requests and those of the batch ahead of it.
+    // The lease covers two batches' rounds of requests: one to wait for a free thread, one to send.
     let rounds = 2 * ((batch + in_flight - 1) / in_flight);
     let default_timeout = f64::from(guc::DEFAULT_TIMEOUT_MS.get()) / 1000.0;
+    let schema = callback_schema();
     let claimed = Spi::connect_mut(|client| -> SpiResult<Vec<Claimed>> {
         let rows = client.update(
             CLAIM,
             None,
-            &[batch.into(), my_pid().into(), rounds.into(), default_timeout.into()],
+            &[
+                (wanted as i32).into(),
+                my_pid().into(),
+                rounds.into(),
+                default_timeout.into(),
+                rooms.full.into(),
+                rooms.hosts.into(),
+                rooms.rooms.into(),
+                (rooms.unknown as i32).into(),
+            ],
         )?;
         if rows.is_empty() {
             return Ok(Vec::new());
@@ -256,6 +311,8 @@ fn claim() -> Option<Vec<Claimed>> {
                 attempts: row.get_by_name::<i32, _>("attempts")?.unwrap_or(1).max(1) as u32,
                 policy,
                 timeout,
+                schema,
+                lease: Duration::from_secs_f64(row.get_by_name::<f64, _>("lease_seconds")?.unwrap_or(60.0).max(0.0)),
             });
         }
         Ok(claimed)
@@ -338,6 +395,7 @@ fn request(c: &Claimed) -> Request {
         headers,
         body: c.body.clone(),
         timeout: c.timeout,
+        excerpt_bytes: guc::RESPONSE_EXCERPT_BYTES.get().max(0) as usize,
     }
 }
 
@@ -404,37 +462,24 @@ impl Results {
     }
 }
 
-fn submit(pool: &Pool, batch: &[Claimed]) {
-    for c in batch {
-        pool.submit(request(c));
-    }
-}
-
-/// Waits for the answers to a submitted batch. On SIGTERM it stops waiting: callbacks with no
-/// answer yet are released by `finish`, to be sent again (at least once).
-fn collect(pool: &Pool, batch: &[Claimed]) -> HashMap<i64, Response> {
-    report(false, &format!("sending callbacks ({})", batch.len()));
-    let mut answers: HashMap<i64, Response> = HashMap::with_capacity(batch.len());
-    while answers.len() < batch.len() && !stopping() {
-        if let Some(answer) = pool.next(POLL) {
-            answers.insert(answer.key, answer);
-        }
-    }
-    answers
-}
-
-/// Writes a batch's results in one transaction: history, new states, campaigns to disable.
-fn finish(batch: &[Claimed], answers: &HashMap<i64, Response>) {
-    if batch.is_empty() {
+/// Writes results in one transaction: history, new states, campaigns to disable. A callback
+/// with no answer is released unsent.
+fn finish(done: Vec<(Claimed, Option<Response>)>) {
+    if done.is_empty() {
         return;
     }
-    let mut results = Results::default();
-    for c in batch {
-        results.push(c, answers.get(&c.id));
-    }
+    let unsent = done.iter().any(|(_, answer)| answer.is_none());
     report(true, "writing delivery results");
     BackgroundWorker::transaction(move || {
         if !extension_installed() {
+            return;
+        }
+        let schema = callback_schema();
+        let mut results = Results::default();
+        for (c, answer) in done.iter().filter(|(c, _)| c.schema == schema) {
+            results.push(c, answer.as_ref());
+        }
+        if results.ids.is_empty() {
             return;
         }
         let written = Spi::connect_mut(move |client| -> SpiResult<()> {
@@ -471,7 +516,7 @@ fn finish(batch: &[Claimed], answers: &HashMap<i64, Response>) {
     });
     // SAFETY: outside any transaction, as pgstat requires.
     unsafe { pg_sys::pgstat_report_stat(false) };
-    if answers.len() < batch.len() {
+    if unsent {
         // Callbacks released unsent (now committed) are due again at once: have the launcher
         // start a worker for them.
         shared::set_next_due_ms(shared::now_ms());

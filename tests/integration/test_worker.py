@@ -9,7 +9,7 @@ import time
 
 import psycopg
 
-from conftest import DATABASE, Behaviour
+from conftest import DATABASE, Behaviour, Receiver
 from helpers import make_list, send_message
 
 WORKERS = "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_callback worker'"
@@ -48,7 +48,7 @@ def test_no_lock_or_transaction_is_held_while_http_is_in_flight(db, receiver):
     pid = in_flight_worker(db)
     [(state, activity, xact_start, name, datname)] = db.sql(
         "SELECT state, query, xact_start, application_name, datname FROM pg_stat_activity WHERE pid = %s", [pid])
-    assert (state, activity, xact_start) == ("idle", "sending callbacks (1)", None), "no open transaction"
+    assert (state, activity, xact_start) == ("idle", "sending callbacks (1 in flight)", None), "no open transaction"
     assert name.startswith("pg_callback worker") and datname == DATABASE
     assert db.one("SELECT count(*) FROM pg_locks WHERE pid = %s AND locktype <> 'virtualxid'", [pid]) == 0
     # The row itself can be locked by anyone meanwhile.
@@ -56,6 +56,30 @@ def test_no_lock_or_transaction_is_held_while_http_is_in_flight(db, receiver):
         conn.execute("SELECT id FROM callback.callbacks FOR UPDATE NOWAIT")
         conn.rollback()
     db.wait_for("SELECT state = 'delivered' FROM callback.callbacks")
+
+
+def test_a_slow_endpoint_does_not_hold_up_the_others(db, receiver):
+    """40 callbacks to an endpoint that takes 3 s to answer, then 20 to another host. Each of
+    the 2 workers sends at most pg_callback.max_in_flight_per_host (16) to one host, of its 64
+    threads; the 20 arrive before the slow endpoint has answered anything."""
+    slow = Receiver()
+    try:
+        slow.respond("/slow", Behaviour(delay=3))
+        make_list(db, slow.url("/slow"))
+        db.sql("INSERT INTO callback.lists (account_id, name, callback_url) VALUES (1, 'fast', %s)",
+               [receiver.url("/fast")])
+        db.sql("INSERT INTO callback.campaigns (list_id, name) VALUES (2, 'fast')")
+        messages = """INSERT INTO callback.messages (campaign_id, channel, destination, status)
+                      SELECT %s, 'sms', '+1555' || g, 'delivered' FROM generate_series(1, %s) g"""
+        db.sql(messages, [1, 40])
+        first_slow = slow.wait_for(1, "/slow")[0].at
+        time.sleep(0.5)  # the workers take what they may of the slow host
+        assert 1 <= len(slow.received("/slow")) <= 2 * 16
+        db.sql(messages, [2, 20])
+        fast = receiver.wait_for(20, "/fast", timeout=2.0)
+        assert max(r.at for r in fast) < first_slow + 3, "the fast host was served while the slow one was busy"
+    finally:
+        slow.close()
 
 
 def test_settings_reload_on_sighup(db, receiver, cluster):
