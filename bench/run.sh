@@ -30,6 +30,7 @@ cluster_start "$dir" "$port" \
     "pg_callback.workers = ${PG_CALLBACK_BENCH_WORKERS:-2}" \
     "pg_callback.batch_size = ${PG_CALLBACK_BENCH_BATCH:-1000}" \
     "pg_callback.max_in_flight = ${PG_CALLBACK_BENCH_IN_FLIGHT:-16}" \
+    "pg_callback.max_in_flight_per_host = ${PG_CALLBACK_BENCH_PER_HOST:-8}" \
     "max_worker_processes = 16" \
     "synchronous_commit = off" \
     "shared_buffers = '1GB'" \

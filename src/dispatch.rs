@@ -1,14 +1,14 @@
 //! Which claimed callback a worker sends next: at most `max_in_flight` requests at once and at
 //! most `max_in_flight_per_host` to any one host, so one slow or dead endpoint holds a few
 //! threads, never all of them. No pgrx: the worker (src/worker.rs) feeds it claimed callbacks
-//! and answers, and asks it what to send, what to give back unsent, and how many more
-//! callbacks of each host a claim may take.
+//! and answers, and asks it what to send, what to give back unsent, and which hosts a claim
+//! should skip because it has enough of their callbacks already.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 /// How long a claimed callback should wait in the worker for a free slot of its host, at the
-/// rate that host answers: a claim takes no more of a host's callbacks than that.
+/// rate that host answers: a claim skips a host that has that much to do already.
 const QUEUE_TIME: Duration = Duration::from_secs(1);
 
 /// The limits a worker works within.
@@ -86,22 +86,23 @@ impl<T> Dispatcher<T> {
         });
     }
 
-    /// Moves what may go now from the queue to in flight, and returns it, oldest first.
+    /// Moves what may go now from the queue to in flight, and returns it, oldest first. Stops
+    /// at the overall limit, so a full worker pays nothing for a long queue.
     pub fn to_send(&mut self, limits: Limits) -> Vec<&T> {
         let mut keys = Vec::new();
-        let mut kept = VecDeque::with_capacity(self.queue.len());
-        while let Some(q) = self.queue.pop_front() {
-            let host = self.hosts.entry(q.host.clone()).or_default();
-            if self.in_flight.len() < limits.in_flight && host.in_flight < limits.per_host.max(1) {
-                host.queued -= 1;
-                host.in_flight += 1;
-                keys.push(q.key);
-                self.in_flight.insert(q.key, (q.host, q.item));
-            } else {
-                kept.push_back(q);
+        let mut i = 0;
+        while i < self.queue.len() && self.in_flight.len() < limits.in_flight {
+            let host = self.hosts.get_mut(&self.queue[i].host).expect("added with its host");
+            if host.in_flight >= limits.per_host.max(1) {
+                i += 1;
+                continue;
             }
+            host.queued -= 1;
+            host.in_flight += 1;
+            let q = self.queue.remove(i).expect("i is in the queue");
+            keys.push(q.key);
+            self.in_flight.insert(q.key, (q.host, q.item));
         }
-        self.queue = kept;
         keys.iter().map(|k| &self.in_flight[k].1).collect()
     }
 
@@ -118,18 +119,18 @@ impl<T> Dispatcher<T> {
         Some(item)
     }
 
-    /// Queued callbacks past their release time, taken out (to be given back unsent).
+    /// Queued callbacks past their release time, taken out (to be given back unsent). The
+    /// queue is in claim order, so they are at its front.
     pub fn overdue(&mut self, now: Instant) -> Vec<T> {
-        let (gone, kept): (VecDeque<_>, VecDeque<_>) = self.queue.drain(..).partition(|q| q.release_at <= now);
-        self.queue = kept;
-        gone.into_iter()
-            .map(|q| {
-                if let Some(h) = self.hosts.get_mut(&q.host) {
-                    h.queued -= 1;
-                }
-                q.item
-            })
-            .collect()
+        let mut gone = Vec::new();
+        while self.queue.front().is_some_and(|q| q.release_at <= now) {
+            let q = self.queue.pop_front().expect("checked above");
+            if let Some(h) = self.hosts.get_mut(&q.host) {
+                h.queued -= 1;
+            }
+            gone.push(q.item);
+        }
+        gone
     }
 
     /// Everything claimed and not answered, taken out: the worker is stopping.
@@ -141,42 +142,23 @@ impl<T> Dispatcher<T> {
             .collect()
     }
 
-    /// How many more callbacks of each known host a claim may take: enough to keep its slots
-    /// busy for QUEUE_TIME at the rate it answers, at least twice its slots. Hosts with no room
-    /// are listed apart, so that the claim skips them; a host not listed may get `unknown`.
-    pub fn rooms(&self, limits: Limits) -> Rooms {
-        let mut rooms = Rooms {
-            full: Vec::new(),
-            hosts: Vec::new(),
-            rooms: Vec::new(),
-            unknown: 2 * limits.per_host,
-        };
-        for (name, h) in &self.hosts {
+    /// The hosts a claim should skip: those with as many callbacks queued and in flight as
+    /// this worker can send within QUEUE_TIME at the rate they answer (at least two rounds of
+    /// their slots).
+    pub fn full_hosts(&self, limits: Limits) -> Vec<String> {
+        let full = |h: &Host| {
             let depth = match h.answer_time {
-                Some(t) if !t.is_zero() => (QUEUE_TIME.as_secs_f64() / t.as_secs_f64()).max(2.0),
-                Some(_) => f64::from(u32::MAX),
+                Some(t) => (QUEUE_TIME.as_secs_f64() / t.as_secs_f64().max(1e-6)).max(2.0),
                 None => 2.0,
             };
-            let wanted = (limits.per_host as f64 * depth).min(f64::from(i32::MAX)) as usize;
-            let room = wanted.saturating_sub(h.queued + h.in_flight);
-            if room == 0 {
-                rooms.full.push(name.clone());
-            } else {
-                rooms.hosts.push(name.clone());
-                rooms.rooms.push(room.min(i32::MAX as usize) as i32);
-            }
-        }
-        rooms
+            (h.queued + h.in_flight) as f64 >= limits.per_host as f64 * depth
+        };
+        self.hosts
+            .iter()
+            .filter(|(_, h)| full(h))
+            .map(|(name, _)| name.clone())
+            .collect()
     }
-}
-
-/// What a claim may take of each host (see `Dispatcher::rooms`).
-#[derive(Debug, PartialEq)]
-pub struct Rooms {
-    pub full: Vec<String>,
-    pub hosts: Vec<String>,
-    pub rooms: Vec<i32>,
-    pub unknown: usize,
 }
 
 #[cfg(test)]
@@ -244,23 +226,27 @@ mod tests {
     }
 
     #[test]
-    fn claims_take_more_of_fast_hosts_than_of_slow_ones() {
+    fn claims_skip_hosts_with_enough_to_do() {
         let mut d = Dispatcher::default();
         d.add(1, "http://slow/", later(), 1);
         d.add(2, "http://fast/", later(), 2);
         d.to_send(LIMITS);
         d.answered(1, Duration::from_secs(2));
         d.answered(2, Duration::from_millis(1));
-        let rooms = d.rooms(LIMITS);
-        let room = |host: &str| rooms.hosts.iter().position(|h| h == host).map(|i| rooms.rooms[i]);
-        // slow: two rounds of its two slots; fast: a second's worth at 1 ms an answer.
-        assert_eq!(room("slow"), Some(4));
-        assert_eq!(room("fast"), Some(2000));
-        assert_eq!(rooms.unknown, 4);
-        // A slow host with its rounds claimed already has no room: the claim skips it.
-        for key in 10..14 {
+        // Two rounds of its two slots for the slow host; a second's worth (2000) for the fast one.
+        for key in 10..13 {
             d.add(key, "http://slow/", later(), key);
+            d.add(key + 100, "http://fast/", later(), key);
         }
-        assert_eq!(d.rooms(LIMITS).full, vec!["slow".to_string()]);
+        assert!(d.full_hosts(LIMITS).is_empty());
+        d.add(13, "http://slow/", later(), 13);
+        assert_eq!(d.full_hosts(LIMITS), vec!["slow".to_string()]);
+        // A host never answered yet is full at two rounds too.
+        for key in 20..24 {
+            d.add(key, "http://new/", later(), key);
+        }
+        let mut full = d.full_hosts(LIMITS);
+        full.sort();
+        assert_eq!(full, vec!["new".to_string(), "slow".to_string()]);
     }
 }

@@ -24,6 +24,7 @@ pub mod template;
 mod error;
 mod guc;
 mod launcher;
+mod plans;
 mod record;
 mod shared;
 mod sql_functions;

@@ -9,6 +9,7 @@
 //! in the README.
 
 use crate::error::CallbackError;
+use crate::plans::{self, types, Kept};
 use crate::{render, shared, template};
 use base64::Engine;
 use pgrx::datum::{DatumWithOid, TryFromDatumError};
@@ -25,10 +26,8 @@ const SUBSCRIPTIONS: &str = include_str!("../sql/record/subscriptions.sql");
 const INSERT: &str = include_str!("../sql/record/insert.sql");
 const ATTEMPT_IDS: &str = include_str!("../sql/record/attempt_ids.sql");
 
-/// The prepared plans of this backend, for the `callback` schema they were made in: a schema
-/// dropped and created again (DROP and CREATE EXTENSION) makes them anew.
+/// The statements recording runs, prepared once per backend (src/plans.rs).
 struct Plans {
-    schema: pg_sys::Oid,
     message: OwnedPreparedStatement,
     targets: OwnedPreparedStatement,
     subscriptions: OwnedPreparedStatement,
@@ -37,67 +36,39 @@ struct Plans {
 }
 
 thread_local! {
-    static PLANS: RefCell<Option<Plans>> = const { RefCell::new(None) };
+    static PLANS: Kept<Plans> = const { RefCell::new(None) };
 }
 
-/// Parameter types by their SQL names; `message` is the row type of `callback.messages`.
-fn oids(names: &[&str], message_type: pg_sys::Oid) -> Vec<PgOid> {
-    names
-        .iter()
-        .map(|name| {
-            PgOid::from(match *name {
-                "text" => pg_sys::TEXTOID,
-                "bigint" => pg_sys::INT8OID,
-                "bool" => pg_sys::BOOLOID,
-                "message" => message_type,
-                other => unreachable!("no parameter type {other}"),
-            })
-        })
-        .collect()
+fn prepare(client: &mut SpiClient<'_>) -> SpiResult<Plans> {
+    // The message trigger passes the row itself, typed as callback.messages.
+    let message_type = client
+        .select("SELECT 'callback.messages'::regtype::oid", None, &[])?
+        .first()
+        .get_one::<pg_sys::Oid>()?
+        .unwrap_or(pg_sys::InvalidOid);
+    let mut message_args = types(&["text"]);
+    message_args.insert(0, PgOid::from(message_type));
+    let insert_args = [
+        "text", "bigint", "bigint", "bigint", "text", "bigint", "text", "text", "text", "text", "text", "text", "text",
+        "text", "bool",
+    ];
+    Ok(Plans {
+        message: client.prepare(MESSAGE, &message_args)?.keep(),
+        targets: client.prepare(TARGETS, &types(&["bigint", "bigint", "bigint"]))?.keep(),
+        subscriptions: client
+            .prepare(SUBSCRIPTIONS, &types(&["bigint", "text", "text"]))?
+            .keep(),
+        insert: client.prepare_mut(INSERT, &types(&insert_args))?.keep(),
+        attempt_ids: client.prepare(ATTEMPT_IDS, &types(&["bigint"]))?.keep(),
+    })
 }
 
-/// The `callback` schema's oid (InvalidOid when the extension is not installed): a new one
-/// after DROP and CREATE EXTENSION.
-pub(crate) fn callback_schema() -> pg_sys::Oid {
-    // SAFETY: a syscache lookup by name; missing_ok returns InvalidOid.
-    unsafe { pg_sys::get_namespace_oid(c"callback".as_ptr(), true) }
-}
-
-/// Runs `f` with this backend's plans, preparing them first if the schema is new.
+/// Runs `f` with this backend's plans.
 fn with_plans<R>(
     client: &mut SpiClient<'_>,
     f: impl FnOnce(&mut SpiClient<'_>, &Plans) -> SpiResult<R>,
 ) -> SpiResult<R> {
-    let schema = callback_schema();
-    let current = PLANS.with_borrow(|plans| plans.as_ref().is_some_and(|p| p.schema == schema));
-    if !current {
-        let message_type = client
-            .select("SELECT 'callback.messages'::regtype::oid", None, &[])?
-            .first()
-            .get_one::<pg_sys::Oid>()?
-            .unwrap_or(pg_sys::InvalidOid);
-        let oids = |names: &[&str]| oids(names, message_type);
-        let plans = Plans {
-            schema,
-            message: client.prepare(MESSAGE, &oids(&["message", "text"]))?.keep(),
-            targets: client.prepare(TARGETS, &oids(&["bigint", "bigint", "bigint"]))?.keep(),
-            subscriptions: client
-                .prepare(SUBSCRIPTIONS, &oids(&["bigint", "text", "text"]))?
-                .keep(),
-            insert: client
-                .prepare_mut(
-                    INSERT,
-                    &oids(&[
-                        "text", "bigint", "bigint", "bigint", "text", "bigint", "text", "text", "text", "text", "text",
-                        "text", "text", "text", "bool",
-                    ]),
-                )?
-                .keep(),
-            attempt_ids: client.prepare(ATTEMPT_IDS, &oids(&["bigint"]))?.keep(),
-        };
-        PLANS.set(Some(plans));
-    }
-    PLANS.with_borrow(|plans| f(client, plans.as_ref().expect("prepared above")))
+    plans::with(&PLANS, client, prepare, f)
 }
 
 /// Where an event happened: what its targets are chosen by.

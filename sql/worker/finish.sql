@@ -1,8 +1,12 @@
--- Writes a batch's results: one history row per attempt made, and each callback's new state.
--- verdict is delivered, retry (due again after wait seconds), failed, or released (not sent:
--- the worker is stopping; the attempt is not counted). Only rows still leased by worker $10
--- are touched. A callback done (delivered or failed) lets the next one with its order key go.
--- Returns which callbacks failed for good.
+-- Writes results: one history row per attempt made, and each callback's new state. verdict is
+-- delivered, retry (due again after wait seconds), failed, or released (not sent: the worker
+-- is stopping or the callback waited too long for a slot; the attempt is not counted). Only
+-- rows still leased by worker $10 are touched. A callback done (delivered or failed) lets the
+-- next one with its order key go. Returns which callbacks failed for good.
+--
+-- A done callback is deleted from the queue and inserted into callbacks_done, rather than
+-- updated across partitions: another worker's claim that meets a row deleted under it skips
+-- it, where a row moved by UPDATE would make that claim fail.
 WITH r AS (
     SELECT *
     FROM unnest($1::bigint[], $2::int[], $3::float8[], $4::float8[], $5::int[], $6::text[], $7::text[],
@@ -14,27 +18,37 @@ WITH r AS (
            r.http_status, r.excerpt, r.error
     FROM r
     WHERE r.verdict <> 'released'
-), finished AS (
-    UPDATE callback.callbacks c
-    SET state = CASE r.verdict WHEN 'delivered' THEN 'delivered' WHEN 'failed' THEN 'failed'
-                               ELSE 'pending' END::callback.callback_state,
-        due_at = CASE WHEN r.verdict = 'retry' THEN now() + make_interval(secs => r.wait) ELSE c.due_at END,
+), again AS (
+    UPDATE callback.callbacks_undone c
+    SET due_at = CASE WHEN r.verdict = 'retry' THEN now() + make_interval(secs => r.wait) ELSE c.due_at END,
         attempts = CASE WHEN r.verdict = 'released' THEN c.attempts - 1 ELSE c.attempts END,
         leased_until = NULL,
         leased_by = NULL,
-        finished_at = CASE WHEN r.verdict IN ('delivered', 'failed') THEN now() END,
         last_http_status = CASE WHEN r.verdict = 'released' THEN c.last_http_status ELSE r.http_status END,
         last_error = CASE WHEN r.verdict = 'released' THEN c.last_error ELSE r.error END
     FROM r
-    WHERE c.id = r.id AND c.state = 'pending' AND c.leased_by = $10
-    RETURNING c.id, c.state, c.order_key
+    WHERE c.id = r.id AND c.state = 'pending' AND c.leased_by = $10 AND r.verdict IN ('retry', 'released')
+), done AS (
+    DELETE FROM callback.callbacks_undone c
+    USING r
+    WHERE c.id = r.id AND c.state = 'pending' AND c.leased_by = $10 AND r.verdict IN ('delivered', 'failed')
+    RETURNING c.*, r.verdict, r.http_status AS answer_status, r.error AS answer_error
+), archived AS (
+    INSERT INTO callback.callbacks_done (
+        id, webhook_id, event, account_id, campaign_id, message_id, target, subscription_id, url, method,
+        headers, body, auth_header, signing_secret, retry_policy, order_key, state, attempts, due_at,
+        recorded_at, finished_at, last_http_status, last_error)
+    SELECT id, webhook_id, event, account_id, campaign_id, message_id, target, subscription_id, url, method,
+           headers, body, auth_header, signing_secret, retry_policy, order_key, verdict::callback.callback_state,
+           attempts, due_at, recorded_at, now(), answer_status, answer_error
+    FROM done
 ), next_in_order AS (
-    UPDATE callback.callbacks c
+    UPDATE callback.callbacks_undone c
     SET state = 'pending', due_at = now()
     WHERE c.id IN (SELECT min(w.id)
-                   FROM callback.callbacks w
-                   JOIN finished f ON f.order_key = w.order_key AND f.state IN ('delivered', 'failed')
+                   FROM callback.callbacks_undone w
+                   JOIN done d ON d.order_key = w.order_key
                    WHERE w.state = 'waiting'
                    GROUP BY w.order_key)
 )
-SELECT id, state = 'failed' AS failed FROM finished
+SELECT id, verdict = 'failed' AS failed FROM done
