@@ -7,8 +7,9 @@
 -- What the targets of an event at this campaign (or, outside campaigns, this member's list)
 -- and account are chosen from: the campaign's and the list's callback settings, the account's
 -- delivery-status webhook, whether it has subscriptions (and, for the template variables of
--- message events, the campaign's list and env, the member's list and attributes).
--- src/record.rs chooses the one most
+-- message events, the campaign's list and env). list_id: the list of a message outside
+-- campaigns (its member's). src/record.rs keeps these per backend until one of the tables
+-- they come from changes (the triggers at the end of this file), and chooses the one most
 -- specific target that is set:
 --   1. the message's own webhook (notify_url), for message.status;
 --   2. for campaign.callbacks_disabled, the campaign's alert_url;
@@ -18,15 +19,14 @@
 --   5. the list's callback_url, for the event types in the list's callback_events;
 --   6. the account's delivery-status webhook, for message.status;
 -- and every enabled subscription of the account whose filters match gets its own copy.
-CREATE FUNCTION callback._target_settings(campaign_id bigint, member_id bigint, account_id bigint)
+CREATE FUNCTION callback._target_settings(campaign_id bigint, list_id bigint, account_id bigint)
 RETURNS TABLE (
     campaign_url text, campaign_method text, campaign_format text, campaign_headers text,
     campaign_basic_auth text, campaign_bearer_token text, campaign_signing_secret text, campaign_retry_policy text,
     campaign_events text[], campaign_event_urls text, campaign_alert_url text, campaign_enabled bool,
     list_url text, list_method text, list_format text, list_headers text,
     list_basic_auth text, list_bearer_token text, list_signing_secret text, list_retry_policy text,
-    list_events text[], webhook_url text, subscribed bool,
-    campaign_list_id bigint, campaign_env text, member_list_id bigint, member_attributes text
+    list_events text[], webhook_url text, subscribed bool, campaign_list_id bigint, campaign_env text
 )
 LANGUAGE sql STABLE AS $$
     SELECT c.callback_url, c.callback_method::text, c.callback_format::text, c.callback_headers::text,
@@ -36,11 +36,10 @@ LANGUAGE sql STABLE AS $$
            l.callback_basic_auth, l.callback_bearer_token, l.signing_secret, l.retry_policy,
            l.callback_events::text[], w.url,
            EXISTS (SELECT FROM callback.subscriptions s WHERE s.account_id = _target_settings.account_id AND s.enabled),
-           c.list_id, nullif(c.env, '{}')::text, m.list_id, nullif(m.attributes, '{}')::text
+           c.list_id, nullif(c.env, '{}')::text
     FROM (SELECT) one
     LEFT JOIN callback.campaigns c ON c.id = _target_settings.campaign_id
-    LEFT JOIN callback.members m ON m.id = _target_settings.member_id
-    LEFT JOIN callback.lists l ON l.id = coalesce(c.list_id, m.list_id)
+    LEFT JOIN callback.lists l ON l.id = coalesce(c.list_id, _target_settings.list_id)
     LEFT JOIN callback.delivery_webhooks w ON w.account_id = _target_settings.account_id
 $$;
 
@@ -56,7 +55,8 @@ CREATE FUNCTION callback._record(
     data jsonb
 ) RETURNS void
 LANGUAGE sql AS $$
-    SELECT callback._record_event(event::text, account_id, campaign.id, message.id, message.member_id,
+    SELECT callback._record_event(event::text, account_id, campaign.id, message.id,
+                                  (SELECT m.list_id FROM callback.members m WHERE m.id = message.member_id),
                                   channel::text, message.notify_url, message.notify_content_type::text, vars, data)
 $$;
 
@@ -83,6 +83,19 @@ $$;
 ALTER FUNCTION callback._message_events() SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION callback._record_event(text, bigint, bigint, bigint, bigint, text, text, text, jsonb, jsonb)
     SET plan_cache_mode = force_generic_plan;
+
+-- A change to what targets are chosen from tells every backend's recording to read it again
+-- (src/record.rs), from the commit on; the changing transaction reads it afresh meanwhile.
+CREATE TRIGGER lists_settings_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON callback.lists
+    FOR EACH STATEMENT EXECUTE FUNCTION callback._settings_changed();
+CREATE TRIGGER campaigns_settings_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON callback.campaigns
+    FOR EACH STATEMENT EXECUTE FUNCTION callback._settings_changed();
+CREATE TRIGGER subscriptions_settings_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON callback.subscriptions
+    FOR EACH STATEMENT EXECUTE FUNCTION callback._settings_changed();
+CREATE TRIGGER delivery_webhooks_settings_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON callback.delivery_webhooks
+    FOR EACH STATEMENT EXECUTE FUNCTION callback._settings_changed();
+CREATE TRIGGER statuses_settings_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON callback.statuses
+    FOR EACH STATEMENT EXECUTE FUNCTION callback._settings_changed();
 CREATE TRIGGER messages_record_insert AFTER INSERT ON callback.messages
     FOR EACH ROW EXECUTE FUNCTION callback._message_events();
 CREATE TRIGGER messages_record_status AFTER UPDATE OF status ON callback.messages

@@ -61,6 +61,7 @@ pgrx::extension_sql_file!(
     requires = [
         "queue",
         shared::wake_on_commit,
+        shared::_settings_changed,
         record::record_event,
         record::_message_events
     ]

@@ -19,12 +19,15 @@ use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiHeapTupleData, SpiResult};
 use pgrx::JsonB;
 use serde_json::{json, Map, Value};
 use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
 
 const MESSAGE: &str = include_str!("../sql/record/message.sql");
 const TARGETS: &str = include_str!("../sql/record/targets.sql");
 const SUBSCRIPTIONS: &str = include_str!("../sql/record/subscriptions.sql");
 const INSERT: &str = include_str!("../sql/record/insert.sql");
 const ATTEMPT_IDS: &str = include_str!("../sql/record/attempt_ids.sql");
+const STATUSES: &str = include_str!("../sql/record/statuses.sql");
 
 /// The statements recording runs, prepared once per backend (src/plans.rs).
 struct Plans {
@@ -33,10 +36,12 @@ struct Plans {
     subscriptions: OwnedPreparedStatement,
     insert: OwnedPreparedStatement,
     attempt_ids: OwnedPreparedStatement,
+    statuses: OwnedPreparedStatement,
 }
 
 thread_local! {
     static PLANS: Kept<Plans> = const { RefCell::new(None) };
+    static CACHE: RefCell<Option<Cache>> = const { RefCell::new(None) };
 }
 
 fn prepare(client: &mut SpiClient<'_>) -> SpiResult<Plans> {
@@ -46,8 +51,7 @@ fn prepare(client: &mut SpiClient<'_>) -> SpiResult<Plans> {
         .first()
         .get_one::<pg_sys::Oid>()?
         .unwrap_or(pg_sys::InvalidOid);
-    let mut message_args = types(&["text"]);
-    message_args.insert(0, PgOid::from(message_type));
+    let message_args = [PgOid::from(message_type)];
     let insert_args = [
         "text", "bigint", "bigint", "bigint", "text", "bigint", "text", "text", "text", "text", "text", "text", "text",
         "text", "bool",
@@ -60,6 +64,7 @@ fn prepare(client: &mut SpiClient<'_>) -> SpiResult<Plans> {
             .keep(),
         insert: client.prepare_mut(INSERT, &types(&insert_args))?.keep(),
         attempt_ids: client.prepare(ATTEMPT_IDS, &types(&["bigint"]))?.keep(),
+        statuses: client.prepare(STATUSES, &[])?.keep(),
     })
 }
 
@@ -69,6 +74,89 @@ fn with_plans<R>(
     f: impl FnOnce(&mut SpiClient<'_>, &Plans) -> SpiResult<R>,
 ) -> SpiResult<R> {
     plans::with(&PLANS, client, prepare, f)
+}
+
+/// A status: whether it is final, and the event it fires.
+type Status = (bool, Option<String>);
+
+/// What recording reads on every event and rarely changes: the statuses, and what targets are
+/// chosen from, per campaign (or list) and account. Valid while the shared settings version
+/// is the one it was read at (src/shared.rs); a transaction that changes them reads afresh.
+struct Cache {
+    version: u64,
+    schema: pg_sys::Oid,
+    statuses: HashMap<String, Status>,
+    sources: HashMap<(Option<i64>, Option<i64>, i64), Rc<Sources>>,
+}
+
+/// Entries kept at most; past that the cache starts again.
+const CACHE_ENTRIES: usize = 10_000;
+
+fn read_statuses(client: &mut SpiClient<'_>, plans: &Plans) -> SpiResult<HashMap<String, Status>> {
+    let mut statuses = HashMap::new();
+    for row in client.select(&plans.statuses, None, &[])? {
+        let status: String = row.get_by_name("status")?.unwrap_or_default();
+        statuses.insert(
+            status,
+            (row.get_by_name("final")?.unwrap_or(false), row.get_by_name("fires")?),
+        );
+    }
+    Ok(statuses)
+}
+
+fn read_sources(client: &mut SpiClient<'_>, plans: &Plans, key: (Option<i64>, Option<i64>, i64)) -> SpiResult<Sources> {
+    let args = [key.0.into(), key.1.into(), key.2.into()];
+    let row = client
+        .select(&plans.targets, Some(1), &args)?
+        .first()
+        .get_heap_tuple()?;
+    Sources::of(&row.expect("_target_settings returns one row"))
+}
+
+/// Runs `f` with the cache, made valid first (or, when nothing may be cached, a fresh one
+/// used once).
+fn with_cache<R>(
+    client: &mut SpiClient<'_>,
+    plans: &Plans,
+    f: impl FnOnce(&mut SpiClient<'_>, &mut Cache) -> SpiResult<R>,
+) -> SpiResult<R> {
+    let schema = plans::callback_schema();
+    let version = shared::settings_version().filter(|_| !shared::settings_changed_here());
+    let fresh = |client: &mut SpiClient<'_>| -> SpiResult<Cache> {
+        Ok(Cache {
+            version: version.unwrap_or(0),
+            schema,
+            statuses: read_statuses(client, plans)?,
+            sources: HashMap::new(),
+        })
+    };
+    let Some(version) = version else {
+        let mut once = fresh(client)?;
+        return f(client, &mut once);
+    };
+    let mut cache = match CACHE.take() {
+        Some(c) if c.version == version && c.schema == schema && c.sources.len() < CACHE_ENTRIES => c,
+        _ => fresh(client)?,
+    };
+    let result = f(client, &mut cache);
+    CACHE.set(Some(cache));
+    result
+}
+
+impl Cache {
+    fn sources(
+        &mut self,
+        client: &mut SpiClient<'_>,
+        plans: &Plans,
+        key: (Option<i64>, Option<i64>, i64),
+    ) -> SpiResult<Rc<Sources>> {
+        if let Some(found) = self.sources.get(&key) {
+            return Ok(Rc::clone(found));
+        }
+        let sources = Rc::new(read_sources(client, plans, key)?);
+        self.sources.insert(key, Rc::clone(&sources));
+        Ok(sources)
+    }
 }
 
 /// Where an event happened: what its targets are chosen by.
@@ -141,6 +229,8 @@ struct Sources {
     list_events: Vec<String>,
     webhook_url: Option<String>,
     subscribed: bool,
+    campaign_list_id: Option<i64>,
+    campaign_env: Map<String, Value>,
 }
 
 impl Sources {
@@ -155,6 +245,8 @@ impl Sources {
             list_events: row.get_by_name("list_events")?.unwrap_or_default(),
             webhook_url: row.get_by_name("webhook_url")?,
             subscribed: row.get_by_name("subscribed")?.unwrap_or(false),
+            campaign_list_id: row.get_by_name("campaign_list_id")?,
+            campaign_env: json_object(row.get_by_name("campaign_env")?),
         })
     }
 
@@ -300,7 +392,8 @@ fn now_unix_micros() -> i64 {
     unsafe { pg_sys::GetCurrentTransactionStartTimestamp() + POSTGRES_EPOCH_IN_UNIX_MICROS }
 }
 
-/// Records an event for the PL/pgSQL triggers (through `callback._record`).
+/// Records an event for the PL/pgSQL triggers (through `callback._record`). `list_id`: the
+/// list of a message outside campaigns (its member's).
 #[pg_extern(volatile, parallel_unsafe, name = "_record_event")]
 #[allow(clippy::too_many_arguments)]
 fn record_event(
@@ -308,7 +401,7 @@ fn record_event(
     account_id: i64,
     campaign_id: Option<i64>,
     message_id: Option<i64>,
-    member_id: Option<i64>,
+    list_id: Option<i64>,
     channel: Option<&str>,
     notify_url: Option<&str>,
     notify_format: Option<&str>,
@@ -329,15 +422,10 @@ fn record_event(
     };
     Spi::connect_mut(|client| {
         with_plans(client, |client, plans| {
-            let args = [campaign_id.into(), member_id.into(), account_id.into()];
-            let sources = Sources::of(
-                &client
-                    .select(&plans.targets, Some(1), &args)?
-                    .first()
-                    .get_heap_tuple()?
-                    .expect("one row"),
-            )?;
-            record(client, plans, event, &scope, &sources, &mut vars, data.0)
+            with_cache(client, plans, |client, cache| {
+                let sources = cache.sources(client, plans, (campaign_id, list_id, account_id))?;
+                record(client, plans, event, &scope, &sources, &mut vars, data.0)
+            })
         })
     })
     .unwrap_or_else(|e| error!("recording {event}: {e}"));
@@ -356,6 +444,8 @@ fn _message_events<'a>(
     if new.get_by_name::<bool>("notify")? != Some(true) {
         return Ok(None);
     }
+    let status: String = new.get_by_name("status")?.unwrap_or_default();
+    let intermediate = new.get_by_name::<bool>("intermediate_reports")?.unwrap_or(false);
     let previous: Option<String> = match trigger.old() {
         Some(old) => old.get_by_name("status")?,
         None => None,
@@ -365,106 +455,107 @@ fn _message_events<'a>(
     let row = unsafe { DatumWithOid::new(new, row_type) };
     Spi::connect_mut(|client| {
         with_plans(client, |client, plans| {
-            let facts = client
-                .select(&plans.message, Some(1), &[row, previous.as_deref().into()])?
-                .first();
-            let is_final = facts.get_by_name::<bool, _>("final")?.unwrap_or(false);
-            let fires: Option<String> = facts.get_by_name("fires")?;
-            let was_final = facts.get_by_name::<bool, _>("was_final")?.unwrap_or(false);
-            let intermediate = facts.get_by_name::<bool, _>("intermediate_reports")?.unwrap_or(false);
-            if !(is_final || intermediate || fires.is_some()) {
-                return Ok(());
-            }
-            let text = |name: &str| facts.get_by_name::<String, _>(name);
-            let id = |name: &str| facts.get_by_name::<i64, _>(name);
-            let message_id = id("id")?.expect("a message has an id");
-            let account_id = id("account_id")?.expect("a message has an account");
-            let campaign_id = id("campaign_id")?;
-            let member_id = id("member_id")?;
-            let campaign_list_id = id("campaign_list_id")?;
-            let channel = text("channel")?;
-            let status = text("status")?;
-            let batch_id = text("batch_id")?;
-            let destination = text("destination")?;
-            let (error_code, error_message) = (text("error_code")?, text("error_message")?);
+            with_cache(client, plans, |client, cache| {
+                let (is_final, fires) = cache.statuses.get(&status).cloned().unwrap_or((false, None));
+                let was_final = previous
+                    .as_ref()
+                    .and_then(|p| cache.statuses.get(p))
+                    .is_some_and(|s| s.0);
+                if !(is_final || intermediate || fires.is_some()) {
+                    return Ok(());
+                }
+                let message = client.select(&plans.message, Some(1), &[row])?.first();
+                let text = |name: &str| message.get_by_name::<String, _>(name);
+                let id = |name: &str| message.get_by_name::<i64, _>(name);
+                let message_id = id("id")?.expect("a message has an id");
+                let account_id = id("account_id")?.expect("a message has an account");
+                let campaign_id = id("campaign_id")?;
+                let member_id = id("member_id")?;
+                let member_list_id = id("member_list_id")?;
+                let channel = text("channel")?;
+                let batch_id = text("batch_id")?;
+                let destination = text("destination")?;
+                let (error_code, error_message) = (text("error_code")?, text("error_message")?);
+                let sources = cache.sources(client, plans, (campaign_id, member_list_id, account_id))?;
+                let campaign_list_id = sources.campaign_list_id;
 
-            // Variables: member attributes, then campaign env, then the built-ins.
-            let mut vars = json_object(text("member_attributes")?);
-            vars.extend(json_object(text("campaign_env")?));
-            let builtins = [
-                ("id", json!(message_id)),
-                ("messageId", json!(message_id)),
-                ("memberId", json!(member_id)),
-                ("campaignId", json!(campaign_id)),
-                ("communicationId", json!(campaign_id)),
-                ("listId", json!(campaign_list_id.or(id("member_list_id")?))),
-                ("accountId", json!(account_id)),
-                ("batchId", json!(batch_id)),
-                ("status", json!(status)),
-                ("channel", json!(channel)),
-                ("destination", json!(destination)),
-            ];
-            vars.extend(
-                builtins
-                    .into_iter()
-                    .filter(|(_, v)| !v.is_null())
-                    .map(|(k, v)| (k.to_string(), v)),
-            );
+                // Variables: member attributes, then campaign env, then the built-ins.
+                let mut vars = json_object(text("member_attributes")?);
+                vars.extend(sources.campaign_env.clone());
+                let builtins = [
+                    ("id", json!(message_id)),
+                    ("messageId", json!(message_id)),
+                    ("memberId", json!(member_id)),
+                    ("campaignId", json!(campaign_id)),
+                    ("communicationId", json!(campaign_id)),
+                    ("listId", json!(campaign_list_id.or(member_list_id))),
+                    ("accountId", json!(account_id)),
+                    ("batchId", json!(batch_id)),
+                    ("status", json!(status)),
+                    ("channel", json!(channel)),
+                    ("destination", json!(destination)),
+                ];
+                vars.extend(
+                    builtins
+                        .into_iter()
+                        .filter(|(_, v)| !v.is_null())
+                        .map(|(k, v)| (k.to_string(), v)),
+                );
 
-            let error = (error_code.is_some() || error_message.is_some())
-                .then(|| json!({"code": error_code, "message": error_message}));
-            let mut data = json!({
-                "message_id": message_id,
-                "account_id": account_id,
-                "campaign_id": campaign_id,
-                "list_id": campaign_list_id,
-                "member_id": member_id,
-                "batch_id": batch_id,
-                "channel": channel,
-                "destination": destination,
-                "status": status,
-                "previous_status": previous,
-                "final": is_final,
-                "error": error,
-                "callback_data": text("callback_data")?,
-                "created_at": text("created_at")?,
-                "status_at": text("status_at")?,
-            });
-            let notify_url = text("notify_url")?;
-            let notify_format = text("notify_format")?;
-            let sources = Sources::of(&facts.get_heap_tuple()?.expect("one row"))?;
-            let scope = Scope {
-                account_id,
-                campaign_id,
-                message_id: Some(message_id),
-                channel: channel.as_deref(),
-                notify_url: notify_url.as_deref(),
-                notify_format: notify_format.as_deref(),
-            };
-            if is_final || intermediate {
-                record(
-                    client,
-                    plans,
-                    "message.status",
-                    &scope,
-                    &sources,
-                    &mut vars.clone(),
-                    data.clone(),
-                )?;
-            }
-            if let Some(fires) = fires {
-                record(client, plans, &fires, &scope, &sources, &mut vars.clone(), data.clone())?;
-            }
-            if is_final && !was_final {
-                let ids = client
-                    .select(&plans.attempt_ids, Some(1), &[message_id.into()])?
-                    .first()
-                    .get_one::<Vec<i64>>()?
-                    .unwrap_or_default();
-                data["attempt_ids"] = json!(ids);
-                record(client, plans, "message.final", &scope, &sources, &mut vars, data)?;
-            }
-            Ok(())
+                let error = (error_code.is_some() || error_message.is_some())
+                    .then(|| json!({"code": error_code, "message": error_message}));
+                let mut data = json!({
+                    "message_id": message_id,
+                    "account_id": account_id,
+                    "campaign_id": campaign_id,
+                    "list_id": campaign_list_id,
+                    "member_id": member_id,
+                    "batch_id": batch_id,
+                    "channel": channel,
+                    "destination": destination,
+                    "status": status,
+                    "previous_status": previous,
+                    "final": is_final,
+                    "error": error,
+                    "callback_data": text("callback_data")?,
+                    "created_at": text("created_at")?,
+                    "status_at": text("status_at")?,
+                });
+                let notify_url = text("notify_url")?;
+                let notify_format = text("notify_format")?;
+                let scope = Scope {
+                    account_id,
+                    campaign_id,
+                    message_id: Some(message_id),
+                    channel: channel.as_deref(),
+                    notify_url: notify_url.as_deref(),
+                    notify_format: notify_format.as_deref(),
+                };
+                if is_final || intermediate {
+                    record(
+                        client,
+                        plans,
+                        "message.status",
+                        &scope,
+                        &sources,
+                        &mut vars.clone(),
+                        data.clone(),
+                    )?;
+                }
+                if let Some(fires) = &fires {
+                    record(client, plans, fires, &scope, &sources, &mut vars.clone(), data.clone())?;
+                }
+                if is_final && !was_final {
+                    let ids = client
+                        .select(&plans.attempt_ids, Some(1), &[message_id.into()])?
+                        .first()
+                        .get_one::<Vec<i64>>()?
+                        .unwrap_or_default();
+                    data["attempt_ids"] = json!(ids);
+                    record(client, plans, "message.final", &scope, &sources, &mut vars, data)?;
+                }
+                Ok(())
+            })
         })
     })
     .unwrap_or_else(|e| error!("recording the status of a message: {e}"));

@@ -8,7 +8,7 @@ use pgrx::callbacks::{register_xact_callback, PgXactCallbackEvent};
 use pgrx::prelude::*;
 use pgrx::{pg_shmem_init, PGRXSharedMemory, PgAtomic};
 use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU64, Ordering};
 
 /// The most workers that can run at once (the bound of `pg_callback.workers`).
 pub const MAX_WORKERS: usize = 32;
@@ -26,6 +26,8 @@ static PROCS: PgAtomic<Procs> = unsafe { PgAtomic::new(c"pg_callback_procs") };
 static WAKE: PgAtomic<AtomicBool> = unsafe { PgAtomic::new(c"pg_callback_wake") };
 /// When the next retry or lease expiry comes due, in Unix milliseconds (i64::MAX: none known).
 static NEXT_DUE_MS: PgAtomic<AtomicI64> = unsafe { PgAtomic::new(c"pg_callback_next_due") };
+/// Raised by every commit that changed what recording caches (src/record.rs).
+static SETTINGS_VERSION: PgAtomic<AtomicU64> = unsafe { PgAtomic::new(c"pg_callback_settings_version") };
 
 /// Whether the library was preloaded and the shared memory above exists in this process.
 static PRELOADED: AtomicBool = AtomicBool::new(false);
@@ -35,6 +37,7 @@ pub fn init() {
     pg_shmem_init!(PROCS);
     pg_shmem_init!(WAKE);
     pg_shmem_init!(NEXT_DUE_MS = AtomicI64::new(i64::MAX));
+    pg_shmem_init!(SETTINGS_VERSION);
     PRELOADED.store(true, Ordering::SeqCst);
 }
 
@@ -102,9 +105,49 @@ pub fn set_next_due_ms(ms: i64) {
     NEXT_DUE_MS.get().store(ms, Ordering::SeqCst);
 }
 
+/// The version of what recording caches; None without shared memory (not preloaded), when
+/// nothing can be cached.
+pub fn settings_version() -> Option<u64> {
+    PRELOADED
+        .load(Ordering::SeqCst)
+        .then(|| SETTINGS_VERSION.get().load(Ordering::SeqCst))
+}
+
+fn bump_settings_version() {
+    SETTINGS_VERSION.get().fetch_add(1, Ordering::SeqCst);
+}
+
+fn local_xid() -> u32 {
+    // SAFETY: MyProc is valid in every backend.
+    unsafe { (*pg_sys::MyProc).lxid }
+}
+
 thread_local! {
     /// The local transaction id whose commit hook is armed already.
     static ARMED: Cell<u32> = const { Cell::new(0) };
+    /// The local transaction id that changed what recording caches.
+    static CHANGED: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Whether this transaction changed what recording caches: it must read it afresh.
+pub fn settings_changed_here() -> bool {
+    CHANGED.get() == local_xid()
+}
+
+/// Statement trigger on the tables recording caches: from this transaction's commit on, every
+/// backend reads them again; until then this transaction reads them afresh each time.
+#[pg_trigger]
+fn _settings_changed<'a>(
+    _trigger: &'a PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, std::convert::Infallible> {
+    if settings_changed_here() {
+        return Ok(None);
+    }
+    CHANGED.set(local_xid());
+    if PRELOADED.load(Ordering::SeqCst) {
+        register_xact_callback(PgXactCallbackEvent::Commit, bump_settings_version);
+    }
+    Ok(None)
 }
 
 /// Wakes the delivery workers when the current transaction commits. Called by the triggers
@@ -114,8 +157,7 @@ pub fn wake_on_commit() {
     if !PRELOADED.load(Ordering::SeqCst) {
         return;
     }
-    // SAFETY: MyProc is valid in every backend.
-    let lxid = unsafe { (*pg_sys::MyProc).lxid };
+    let lxid = local_xid();
     if ARMED.get() == lxid {
         return;
     }
