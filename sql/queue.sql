@@ -55,6 +55,9 @@ CREATE TABLE callback.callbacks_undone PARTITION OF callback.callbacks
     FOR VALUES IN ('waiting', 'pending', 'held') WITH (fillfactor = 70);
 CREATE TABLE callback.callbacks_done PARTITION OF callback.callbacks
     FOR VALUES IN ('delivered', 'failed');
+-- Recording inserts into the queue directly (routing a row through the parent costs more than
+-- the insert itself); the parent's identity does not apply there, so the same sequence does.
+ALTER TABLE callback.callbacks_undone ALTER id SET DEFAULT nextval('callback.callbacks_id_seq');
 -- Unique per partition (a key on the parent would have to include state); ids come from one sequence.
 CREATE UNIQUE INDEX callbacks_undone_id ON callback.callbacks_undone (id);
 CREATE UNIQUE INDEX callbacks_done_id ON callback.callbacks_done (id);

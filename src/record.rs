@@ -12,8 +12,7 @@ use crate::error::CallbackError;
 use crate::plans::{self, types, Kept};
 use crate::{render, shared, template};
 use base64::Engine;
-use pgrx::datum::{DatumWithOid, TryFromDatumError};
-use pgrx::pg_sys::PgOid;
+use pgrx::datum::TryFromDatumError;
 use pgrx::prelude::*;
 use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiHeapTupleData, SpiResult};
 use pgrx::JsonB;
@@ -22,7 +21,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-const MESSAGE: &str = include_str!("../sql/record/message.sql");
+const MEMBER: &str = include_str!("../sql/record/member.sql");
 const TARGETS: &str = include_str!("../sql/record/targets.sql");
 const SUBSCRIPTIONS: &str = include_str!("../sql/record/subscriptions.sql");
 const INSERT: &str = include_str!("../sql/record/insert.sql");
@@ -31,7 +30,7 @@ const STATUSES: &str = include_str!("../sql/record/statuses.sql");
 
 /// The statements recording runs, prepared once per backend (src/plans.rs).
 struct Plans {
-    message: OwnedPreparedStatement,
+    member: OwnedPreparedStatement,
     targets: OwnedPreparedStatement,
     subscriptions: OwnedPreparedStatement,
     insert: OwnedPreparedStatement,
@@ -45,19 +44,12 @@ thread_local! {
 }
 
 fn prepare(client: &mut SpiClient<'_>) -> SpiResult<Plans> {
-    // The message trigger passes the row itself, typed as callback.messages.
-    let message_type = client
-        .select("SELECT 'callback.messages'::regtype::oid", None, &[])?
-        .first()
-        .get_one::<pg_sys::Oid>()?
-        .unwrap_or(pg_sys::InvalidOid);
-    let message_args = [PgOid::from(message_type)];
     let insert_args = [
         "text", "bigint", "bigint", "bigint", "text", "bigint", "text", "text", "text", "text", "text", "text", "text",
         "text", "bool",
     ];
     Ok(Plans {
-        message: client.prepare(MESSAGE, &message_args)?.keep(),
+        member: client.prepare(MEMBER, &types(&["bigint"]))?.keep(),
         targets: client.prepare(TARGETS, &types(&["bigint", "bigint", "bigint"]))?.keep(),
         subscriptions: client
             .prepare(SUBSCRIPTIONS, &types(&["bigint", "text", "text"]))?
@@ -386,8 +378,10 @@ fn record(
 }
 
 /// Now (the transaction's start, as `now()`) in microseconds since 1970.
+/// 2000-01-01, where Postgres counts timestamps from, in microseconds since 1970.
+const POSTGRES_EPOCH_IN_UNIX_MICROS: i64 = 946_684_800_000_000;
+
 fn now_unix_micros() -> i64 {
-    const POSTGRES_EPOCH_IN_UNIX_MICROS: i64 = 946_684_800_000_000;
     // SAFETY: reads the current transaction's start time.
     unsafe { pg_sys::GetCurrentTransactionStartTimestamp() + POSTGRES_EPOCH_IN_UNIX_MICROS }
 }
@@ -450,9 +444,20 @@ fn _message_events<'a>(
         Some(old) => old.get_by_name("status")?,
         None => None,
     };
-    let row_type = new.composite_type_oid().unwrap_or(pg_sys::InvalidOid);
-    // SAFETY: the row's own type, as the plan's first parameter.
-    let row = unsafe { DatumWithOid::new(new, row_type) };
+    let text = |name: &str| new.get_by_name::<String>(name);
+    let id = |name: &str| new.get_by_name::<i64>(name);
+    let message_id = id("id")?.expect("a message has an id");
+    let account_id = id("account_id")?.expect("a message has an account");
+    let campaign_id = id("campaign_id")?;
+    let member_id = id("member_id")?;
+    let batch_id = text("batch_id")?;
+    let destination = text("destination")?;
+    let (error_code, error_message) = (text("error_code")?, text("error_message")?);
+    let (callback_data, notify_url) = (text("callback_data")?, text("notify_url")?);
+    let row = NewRow::of(trigger);
+    let channel = row.label(c"channel");
+    let notify_format = row.label(c"notify_content_type");
+    let (created_at, status_at) = (row.iso(c"created_at"), row.iso(c"updated_at"));
     Spi::connect_mut(|client| {
         with_plans(client, |client, plans| {
             with_cache(client, plans, |client, cache| {
@@ -464,23 +469,21 @@ fn _message_events<'a>(
                 if !(is_final || intermediate || fires.is_some()) {
                     return Ok(());
                 }
-                let message = client.select(&plans.message, Some(1), &[row])?.first();
-                let text = |name: &str| message.get_by_name::<String, _>(name);
-                let id = |name: &str| message.get_by_name::<i64, _>(name);
-                let message_id = id("id")?.expect("a message has an id");
-                let account_id = id("account_id")?.expect("a message has an account");
-                let campaign_id = id("campaign_id")?;
-                let member_id = id("member_id")?;
-                let member_list_id = id("member_list_id")?;
-                let channel = text("channel")?;
-                let batch_id = text("batch_id")?;
-                let destination = text("destination")?;
-                let (error_code, error_message) = (text("error_code")?, text("error_message")?);
+                let (member_list_id, member_attributes) = match member_id {
+                    Some(member) => {
+                        let row = client.select(&plans.member, Some(1), &[member.into()])?.first();
+                        (
+                            row.get_by_name::<i64, _>("list_id")?,
+                            row.get_by_name::<String, _>("attributes")?,
+                        )
+                    }
+                    None => (None, None),
+                };
                 let sources = cache.sources(client, plans, (campaign_id, member_list_id, account_id))?;
                 let campaign_list_id = sources.campaign_list_id;
 
                 // Variables: member attributes, then campaign env, then the built-ins.
-                let mut vars = json_object(text("member_attributes")?);
+                let mut vars = json_object(member_attributes);
                 vars.extend(sources.campaign_env.clone());
                 let builtins = [
                     ("id", json!(message_id)),
@@ -517,12 +520,10 @@ fn _message_events<'a>(
                     "previous_status": previous,
                     "final": is_final,
                     "error": error,
-                    "callback_data": text("callback_data")?,
-                    "created_at": text("created_at")?,
-                    "status_at": text("status_at")?,
+                    "callback_data": callback_data,
+                    "created_at": created_at,
+                    "status_at": status_at,
                 });
-                let notify_url = text("notify_url")?;
-                let notify_format = text("notify_format")?;
                 let scope = Scope {
                     account_id,
                     campaign_id,
@@ -560,6 +561,52 @@ fn _message_events<'a>(
     })
     .unwrap_or_else(|e| error!("recording the status of a message: {e}"));
     Ok(None)
+}
+
+/// The new row of a row trigger, for the columns pgrx reads no Rust type from: enums (as their
+/// label) and timestamps (as bodies write them).
+struct NewRow {
+    tuple: *mut pg_sys::HeapTupleData,
+    desc: pg_sys::TupleDesc,
+}
+
+impl NewRow {
+    fn of(trigger: &PgTrigger) -> NewRow {
+        let data = trigger.trigger_data();
+        // An UPDATE's new row is tg_newtuple; an INSERT's is tg_trigtuple.
+        let tuple = if data.tg_newtuple.is_null() {
+            data.tg_trigtuple
+        } else {
+            data.tg_newtuple
+        };
+        // SAFETY: a row trigger's relation is open while it runs.
+        NewRow {
+            tuple,
+            desc: unsafe { (*data.tg_relation).rd_att },
+        }
+    }
+
+    fn datum(&self, column: &std::ffi::CStr) -> Option<pg_sys::Datum> {
+        // SAFETY: the row and its descriptor belong to the running trigger; the column number
+        // comes from that descriptor.
+        unsafe {
+            let number = pg_sys::SPI_fnumber(self.desc, column.as_ptr());
+            let number = std::num::NonZeroUsize::new(usize::try_from(number).ok()?)?;
+            pgrx::heap_getattr_raw(self.tuple, number, self.desc)
+        }
+    }
+
+    fn label(&self, column: &std::ffi::CStr) -> Option<String> {
+        let value = self.datum(column)?;
+        Some(pgrx::enum_helper::lookup_enum_by_oid(pg_sys::Oid::from(value.value() as u32)).0)
+    }
+
+    fn iso(&self, column: &std::ffi::CStr) -> Option<String> {
+        let value = self.datum(column)?;
+        Some(render::iso_timestamp(
+            value.value() as i64 + POSTGRES_EPOCH_IN_UNIX_MICROS,
+        ))
+    }
 }
 
 /// A JSON object given as text (member attributes, campaign env); empty when NULL.
