@@ -6,6 +6,11 @@
 //! with it over channels.
 
 use crate::retry::parse_retry_after;
+use std::collections::HashMap;
+use ureq::config::Config;
+use ureq::http::Uri;
+use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 use std::io::Read;
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
@@ -57,14 +62,45 @@ pub struct Pool {
 
 /// The agent every thread shares: kept-alive connections, no redirects, every status an answer.
 fn agent(config: PoolConfig) -> ureq::Agent {
-    ureq::Agent::config_builder()
+    let config = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .max_redirects(0)
         .max_idle_connections(config.threads.max(1) * 4)
         .max_idle_connections_per_host(config.threads.max(1))
         .user_agent(concat!("pg_callback/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .into()
+        .build();
+    ureq::Agent::with_parts(config, DefaultConnector::default(), KeptNames::default())
+}
+
+/// How long a host's addresses are used before it is looked up again.
+const NAMES_KEPT_FOR: Duration = Duration::from_secs(30);
+
+/// Name resolution that keeps a host's addresses for NAMES_KEPT_FOR. ureq looks a host up for
+/// every request, kept-alive connection or not, on a thread of its own when the request has a
+/// timeout: at thousands of requests a second, starting those threads cost more than sending.
+#[derive(Debug, Default)]
+struct KeptNames {
+    names: Mutex<HashMap<String, (Instant, ResolvedSocketAddrs)>>,
+}
+
+impl Resolver for KeptNames {
+    fn resolve(&self, uri: &Uri, config: &Config, timeout: NextTimeout) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let key = format!("{:?}://{:?}", uri.scheme(), uri.authority());
+        let kept = |names: &HashMap<String, (Instant, ResolvedSocketAddrs)>| {
+            names.get(&key).filter(|(at, _)| at.elapsed() < NAMES_KEPT_FOR).map(|(_, addrs)| addrs.clone())
+        };
+        if let Some(addrs) = self.names.lock().ok().and_then(|names| kept(&names)) {
+            return Ok(addrs);
+        }
+        let addrs = DefaultResolver::default().resolve(uri, config, timeout)?;
+        if let Ok(mut names) = self.names.lock() {
+            if names.len() >= 10_000 {
+                names.clear();
+            }
+            names.insert(key, (Instant::now(), addrs.clone()));
+        }
+        Ok(addrs)
+    }
 }
 
 /// Blocks every signal in the calling thread, so the process's signals go to the main thread.
