@@ -26,6 +26,10 @@ static PROCS: PgAtomic<Procs> = unsafe { PgAtomic::new(c"pg_callback_procs") };
 static WAKE: PgAtomic<AtomicBool> = unsafe { PgAtomic::new(c"pg_callback_wake") };
 /// When the next retry or lease expiry comes due, in Unix milliseconds (i64::MAX: none known).
 static NEXT_DUE_MS: PgAtomic<AtomicI64> = unsafe { PgAtomic::new(c"pg_callback_next_due") };
+/// Whether leases of workers that no longer run may be left: true when shared memory is made
+/// (at start, and after a crash restart, which a killed worker causes) and when a worker stops
+/// on an error. The next worker to start releases them (sql/worker/recover.sql).
+static ORPHANED_LEASES: PgAtomic<AtomicBool> = unsafe { PgAtomic::new(c"pg_callback_orphaned_leases") };
 /// Raised by every commit that changed what recording caches (src/record.rs).
 static SETTINGS_VERSION: PgAtomic<AtomicU64> = unsafe { PgAtomic::new(c"pg_callback_settings_version") };
 
@@ -38,6 +42,7 @@ pub fn init() {
     pg_shmem_init!(WAKE);
     pg_shmem_init!(NEXT_DUE_MS = AtomicI64::new(i64::MAX));
     pg_shmem_init!(SETTINGS_VERSION);
+    pg_shmem_init!(ORPHANED_LEASES = AtomicBool::new(true));
     PRELOADED.store(true, Ordering::SeqCst);
 }
 
@@ -86,6 +91,16 @@ pub fn wake() {
     for worker in &procs.workers {
         set_latch(worker.load(Ordering::SeqCst));
     }
+}
+
+/// A worker stopped on an error, leaving its leases.
+pub fn leases_orphaned() {
+    ORPHANED_LEASES.get().store(true, Ordering::SeqCst);
+}
+
+/// Whether leases may be orphaned, lowering the flag: the caller releases them.
+pub fn take_orphaned_leases() -> bool {
+    ORPHANED_LEASES.get().swap(false, Ordering::SeqCst)
 }
 
 /// Lowers the wake flag, saying whether it was raised.

@@ -104,6 +104,7 @@ pub extern "C-unwind" fn pg_callback_worker_main(arg: pg_sys::Datum) {
                 CaughtError::RustPanic { ereport, .. } => ereport.message().to_string(),
             };
             warning!("pg_callback worker stopped by an error: {message}");
+            shared::leases_orphaned();
         })
         .execute();
     shared::set_worker(slot, false);
@@ -163,7 +164,13 @@ fn run() {
         shared::take_wake();
         return;
     }
-    BackgroundWorker::transaction(|| Spi::run(RECOVER)).unwrap_or_else(|e| warning!("recovering leases: {e}"));
+    // It reads the whole queue, so only when a worker may have left leases behind.
+    if shared::take_orphaned_leases() {
+        BackgroundWorker::transaction(|| Spi::run(RECOVER)).unwrap_or_else(|e| {
+            shared::leases_orphaned();
+            warning!("recovering leases: {e}")
+        });
+    }
     // The claim must walk the due index in order and stop after a batch. On a queue filled a
     // moment ago the statistics are stale, and the planner would rather read every due row
     // and sort them (7x the cost, for a backlog of 100,000).
@@ -242,10 +249,7 @@ fn run() {
         }
         if !work.is_empty() || !answered.is_empty() {
             idle_since = Instant::now();
-            if last_purge.is_none_or(|t| t.elapsed() >= PURGE_EVERY) {
-                purge();
-                last_purge = Some(Instant::now());
-            }
+            purge_if_due(&mut last_purge);
             report(false, &format!("sending callbacks ({} in flight)", work.in_flight()));
             // Back at once for an answer; after TICK otherwise, for new callbacks and writes.
             next_answer = pool.next(TICK);
@@ -258,10 +262,7 @@ fn run() {
         let idle_limit = Duration::from_millis(guc::IDLE_EXIT_MS.get().max(0) as u64);
         let idle_for = idle_since.elapsed();
         if idle_for >= idle_limit {
-            if last_purge.is_none_or(|t| t.elapsed() >= PURGE_EVERY) {
-                purge();
-                last_purge = Some(Instant::now());
-            }
+            purge_if_due(&mut last_purge);
             shared::set_next_due_ms(next_due.map(|ms| ms as i64).unwrap_or(i64::MAX));
             if !shared::wake_wanted() {
                 return;
@@ -276,6 +277,14 @@ fn run() {
         }
         report(false, "waiting for callbacks");
         BackgroundWorker::wait_latch(Some(wait));
+    }
+}
+
+/// Purges (below) if it has not for PURGE_EVERY.
+fn purge_if_due(last: &mut Option<Instant>) {
+    if last.is_none_or(|t| t.elapsed() >= PURGE_EVERY) {
+        purge();
+        *last = Some(Instant::now());
     }
 }
 
