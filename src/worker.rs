@@ -38,7 +38,8 @@ const WRITE_EVERY: Duration = Duration::from_millis(20);
 const PURGE_BATCH: i64 = 10_000;
 const PURGE_EVERY: Duration = Duration::from_secs(60);
 
-/// The worker's two statements run thousands of times a second, prepared once (src/plans.rs).
+/// The worker's two statements run thousands of times a second, parsed once (src/plans.rs) and
+/// planned at each run (see `run`).
 struct Plans {
     claim: OwnedPreparedStatement,
     finish: OwnedPreparedStatement,
@@ -129,6 +130,14 @@ fn pool_config() -> PoolConfig {
 /// Shows what the worker does in pg_stat_activity: `running` with the step while in a
 /// transaction, `idle` (with what it waits for) otherwise.
 fn report(running: bool, what: &str) {
+    thread_local! {
+        static LAST: std::cell::RefCell<(bool, String)> = const { std::cell::RefCell::new((false, String::new())) };
+    }
+    // The send loop reports on every turn; only a change is written to shared memory.
+    if LAST.with_borrow(|(r, w)| *r == running && w == what) {
+        return;
+    }
+    LAST.set((running, what.to_string()));
     let state = if running {
         pg_sys::BackendState::STATE_RUNNING
     } else {
@@ -173,9 +182,14 @@ fn run() {
     }
     // The claim must walk the due index in order and stop after a batch. On a queue filled a
     // moment ago the statistics are stale, and the planner would rather read every due row
-    // and sort them (7x the cost, for a backlog of 100,000).
-    BackgroundWorker::transaction(|| Spi::run("SET enable_bitmapscan = off; SET enable_sort = off"))
-        .unwrap_or_else(|e| warning!("setting the planner for claims: {e}"));
+    // and sort them (7x the cost, for a backlog of 100,000). And the worker's statements are
+    // planned for the queue as it is at each run: a plan kept from when it was empty joined a
+    // million rows against the batch row by row.
+    // A statement that runs away anyway is ended (its worker stops and a new one starts) rather
+    // than holding up a fast shutdown, which waits for the statement.
+    let planner = "SET enable_bitmapscan = off; SET enable_sort = off; SET plan_cache_mode = force_custom_plan; \
+                   SET statement_timeout = '2min'";
+    BackgroundWorker::transaction(|| Spi::run(planner)).unwrap_or_else(|e| warning!("setting the planner: {e}"));
     let mut pool = Pool::new(pool_config());
     // Callbacks are claimed a batch at a time, sent as threads and their hosts' limits allow,
     // and their results written every WRITE_EVERY (or sooner when a batch's worth is in): a
