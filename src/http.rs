@@ -7,15 +7,15 @@
 
 use crate::retry::parse_retry_after;
 use std::collections::HashMap;
-use ureq::config::Config;
-use ureq::http::Uri;
-use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
-use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 use std::io::Read;
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
+use ureq::config::Config;
+use ureq::http::Uri;
+use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
 /// One request to make.
 #[derive(Debug, Clone)]
@@ -87,7 +87,10 @@ impl Resolver for KeptNames {
     fn resolve(&self, uri: &Uri, config: &Config, timeout: NextTimeout) -> Result<ResolvedSocketAddrs, ureq::Error> {
         let key = format!("{:?}://{:?}", uri.scheme(), uri.authority());
         let kept = |names: &HashMap<String, (Instant, ResolvedSocketAddrs)>| {
-            names.get(&key).filter(|(at, _)| at.elapsed() < NAMES_KEPT_FOR).map(|(_, addrs)| addrs.clone())
+            names
+                .get(&key)
+                .filter(|(at, _)| at.elapsed() < NAMES_KEPT_FOR)
+                .map(|(_, addrs)| addrs.clone())
         };
         if let Some(addrs) = self.names.lock().ok().and_then(|names| kept(&names)) {
             return Ok(addrs);
