@@ -9,6 +9,7 @@ use pgrx::prelude::*;
 use pgrx::{pg_shmem_init, PGRXSharedMemory, PgAtomic};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU64, Ordering};
+use std::thread::LocalKey;
 
 /// The most workers that can run at once (the bound of `pg_callback.workers`).
 pub const MAX_WORKERS: usize = 32;
@@ -138,10 +139,24 @@ fn local_xid() -> u32 {
 }
 
 thread_local! {
-    /// The local transaction id whose commit hook is armed already.
+    /// The local transaction id whose commit hook `wake` is armed already.
     static ARMED: Cell<u32> = const { Cell::new(0) };
-    /// The local transaction id that changed what recording caches.
+    /// The local transaction id that changed what recording caches (its commit hook
+    /// `bump_settings_version` is armed).
     static CHANGED: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Runs `hook` when the current transaction commits, once however often this is called in
+/// it: `armed` remembers the transaction. Without shared memory there is nothing to do at commit.
+fn on_commit_once(armed: &'static LocalKey<Cell<u32>>, hook: fn()) {
+    let lxid = local_xid();
+    if armed.get() == lxid {
+        return;
+    }
+    armed.set(lxid);
+    if PRELOADED.load(Ordering::SeqCst) {
+        register_xact_callback(PgXactCallbackEvent::Commit, hook);
+    }
 }
 
 /// Whether this transaction changed what recording caches: it must read it afresh.
@@ -155,13 +170,7 @@ pub fn settings_changed_here() -> bool {
 fn _settings_changed<'a>(
     _trigger: &'a PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, std::convert::Infallible> {
-    if settings_changed_here() {
-        return Ok(None);
-    }
-    CHANGED.set(local_xid());
-    if PRELOADED.load(Ordering::SeqCst) {
-        register_xact_callback(PgXactCallbackEvent::Commit, bump_settings_version);
-    }
+    on_commit_once(&CHANGED, bump_settings_version);
     Ok(None)
 }
 
@@ -169,13 +178,5 @@ fn _settings_changed<'a>(
 /// that record callbacks; arms one hook per transaction however often it is called.
 #[pg_extern(volatile, parallel_unsafe, name = "_wake_on_commit")]
 pub fn wake_on_commit() {
-    if !PRELOADED.load(Ordering::SeqCst) {
-        return;
-    }
-    let lxid = local_xid();
-    if ARMED.get() == lxid {
-        return;
-    }
-    ARMED.set(lxid);
-    register_xact_callback(PgXactCallbackEvent::Commit, wake);
+    on_commit_once(&ARMED, wake);
 }
