@@ -83,6 +83,11 @@ $$;
 ALTER FUNCTION callback._message_events() SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION callback._record_event(text, bigint, bigint, bigint, bigint, text, text, text, jsonb, jsonb)
     SET plan_cache_mode = force_generic_plan;
+CREATE TRIGGER messages_record_insert AFTER INSERT ON callback.messages
+    FOR EACH ROW EXECUTE FUNCTION callback._message_events();
+CREATE TRIGGER messages_record_status AFTER UPDATE OF status ON callback.messages
+    FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status)
+    EXECUTE FUNCTION callback._message_events();
 
 -- A change to what targets are chosen from tells every backend's recording to read it again
 -- (src/record.rs), from the commit on; the changing transaction reads it afresh meanwhile.
@@ -96,11 +101,6 @@ CREATE TRIGGER delivery_webhooks_settings_changed AFTER INSERT OR UPDATE OR DELE
     FOR EACH STATEMENT EXECUTE FUNCTION callback._settings_changed();
 CREATE TRIGGER statuses_settings_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON callback.statuses
     FOR EACH STATEMENT EXECUTE FUNCTION callback._settings_changed();
-CREATE TRIGGER messages_record_insert AFTER INSERT ON callback.messages
-    FOR EACH ROW EXECUTE FUNCTION callback._message_events();
-CREATE TRIGGER messages_record_status AFTER UPDATE OF status ON callback.messages
-    FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status)
-    EXECUTE FUNCTION callback._message_events();
 
 -- message.attempt: an attempt of a message got its outcome.
 CREATE FUNCTION callback._attempt_events() RETURNS trigger

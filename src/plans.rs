@@ -1,7 +1,8 @@
 //! Statements prepared once per backend and kept across transactions: recording runs in every
 //! application transaction, and a worker claims and writes results thousands of times a
-//! second, so neither should parse and plan its SQL each time. A set of plans belongs to the
-//! `callback` schema it was made for; DROP and CREATE EXTENSION make a new one.
+//! second, so neither should parse its SQL each time (recording keeps generic plans too; the
+//! worker plans each run, see src/worker.rs). A set of plans belongs to the `callback` schema
+//! it was made for; DROP and CREATE EXTENSION make a new one.
 
 use pgrx::pg_sys::{self, PgOid};
 use pgrx::spi::{SpiClient, SpiResult};

@@ -71,6 +71,10 @@ fn with_plans<R>(
 /// A status: whether it is final, and the event it fires.
 type Status = (bool, Option<String>);
 
+/// What a set of target settings is read for: campaign, list (of a message outside
+/// campaigns), account.
+type SourcesKey = (Option<i64>, Option<i64>, i64);
+
 /// What recording reads on every event and rarely changes: the statuses, and what targets are
 /// chosen from, per campaign (or list) and account. Valid while the shared settings version
 /// is the one it was read at (src/shared.rs); a transaction that changes them reads afresh.
@@ -78,7 +82,7 @@ struct Cache {
     version: u64,
     schema: pg_sys::Oid,
     statuses: HashMap<String, Status>,
-    sources: HashMap<(Option<i64>, Option<i64>, i64), Rc<Sources>>,
+    sources: HashMap<SourcesKey, Rc<Sources>>,
 }
 
 /// Entries kept at most; past that the cache starts again.
@@ -96,7 +100,7 @@ fn read_statuses(client: &mut SpiClient<'_>, plans: &Plans) -> SpiResult<HashMap
     Ok(statuses)
 }
 
-fn read_sources(client: &mut SpiClient<'_>, plans: &Plans, key: (Option<i64>, Option<i64>, i64)) -> SpiResult<Sources> {
+fn read_sources(client: &mut SpiClient<'_>, plans: &Plans, key: SourcesKey) -> SpiResult<Sources> {
     let args = [key.0.into(), key.1.into(), key.2.into()];
     let row = client
         .select(&plans.targets, Some(1), &args)?
@@ -136,12 +140,7 @@ fn with_cache<R>(
 }
 
 impl Cache {
-    fn sources(
-        &mut self,
-        client: &mut SpiClient<'_>,
-        plans: &Plans,
-        key: (Option<i64>, Option<i64>, i64),
-    ) -> SpiResult<Rc<Sources>> {
+    fn sources(&mut self, client: &mut SpiClient<'_>, plans: &Plans, key: SourcesKey) -> SpiResult<Rc<Sources>> {
         if let Some(found) = self.sources.get(&key) {
             return Ok(Rc::clone(found));
         }
@@ -297,15 +296,14 @@ fn record(
     event: &str,
     scope: &Scope,
     sources: &Sources,
-    vars: &mut Map<String, Value>,
-    data: Value,
+    vars: &Map<String, Value>,
+    data: &Value,
 ) -> SpiResult<()> {
-    let subscribed = sources.subscribed;
     let mut targets: Vec<(&str, Option<i64>, Delivery, bool)> = Vec::new();
     if let Some((kind, delivery, held)) = sources.primary(event, scope) {
         targets.push((kind, None, delivery, held));
     }
-    if subscribed {
+    if sources.subscribed {
         let args = [scope.account_id.into(), event.into(), scope.channel.into()];
         for row in client.select(&plans.subscriptions, None, &args)? {
             let delivery = Delivery::of(&row, "")?.expect("a subscription has a method");
@@ -315,6 +313,7 @@ fn record(
     if targets.is_empty() {
         return Ok(());
     }
+    let mut vars = vars.clone();
     vars.insert("event".into(), event.into());
     let envelope = json!({"type": event, "timestamp": render::iso_timestamp(now_unix_micros()), "data": data});
     let order_scope = match (scope.message_id, scope.campaign_id) {
@@ -324,7 +323,7 @@ fn record(
     };
     let mut due = false;
     for (kind, subscription_id, delivery, held) in targets {
-        let url = template::render(&delivery.url, vars).unwrap_or_else(|error| {
+        let url = template::render(&delivery.url, &vars).unwrap_or_else(|error| {
             CallbackError::Template {
                 template: delivery.url.clone(),
                 error,
@@ -377,10 +376,10 @@ fn record(
     Ok(())
 }
 
-/// Now (the transaction's start, as `now()`) in microseconds since 1970.
 /// 2000-01-01, where Postgres counts timestamps from, in microseconds since 1970.
 const POSTGRES_EPOCH_IN_UNIX_MICROS: i64 = 946_684_800_000_000;
 
+/// Now (the transaction's start, as `now()`) in microseconds since 1970.
 fn now_unix_micros() -> i64 {
     // SAFETY: reads the current transaction's start time.
     unsafe { pg_sys::GetCurrentTransactionStartTimestamp() + POSTGRES_EPOCH_IN_UNIX_MICROS }
@@ -410,7 +409,7 @@ fn record_event(
         notify_url,
         notify_format,
     };
-    let mut vars = match vars.0 {
+    let vars = match vars.0 {
         Value::Object(map) => map,
         _ => Map::new(),
     };
@@ -418,7 +417,7 @@ fn record_event(
         with_plans(client, |client, plans| {
             with_cache(client, plans, |client, cache| {
                 let sources = cache.sources(client, plans, (campaign_id, list_id, account_id))?;
-                record(client, plans, event, &scope, &sources, &mut vars, data.0)
+                record(client, plans, event, &scope, &sources, &vars, &data.0)
             })
         })
     })
@@ -444,20 +443,6 @@ fn _message_events<'a>(
         Some(old) => old.get_by_name("status")?,
         None => None,
     };
-    let text = |name: &str| new.get_by_name::<String>(name);
-    let id = |name: &str| new.get_by_name::<i64>(name);
-    let message_id = id("id")?.expect("a message has an id");
-    let account_id = id("account_id")?.expect("a message has an account");
-    let campaign_id = id("campaign_id")?;
-    let member_id = id("member_id")?;
-    let batch_id = text("batch_id")?;
-    let destination = text("destination")?;
-    let (error_code, error_message) = (text("error_code")?, text("error_message")?);
-    let (callback_data, notify_url) = (text("callback_data")?, text("notify_url")?);
-    let row = NewRow::of(trigger);
-    let channel = row.label(c"channel");
-    let notify_format = row.label(c"notify_content_type");
-    let (created_at, status_at) = (row.iso(c"created_at"), row.iso(c"updated_at"));
     Spi::connect_mut(|client| {
         with_plans(client, |client, plans| {
             with_cache(client, plans, |client, cache| {
@@ -469,6 +454,21 @@ fn _message_events<'a>(
                 if !(is_final || intermediate || fires.is_some()) {
                     return Ok(());
                 }
+                // Something is recorded: read the rest of the row.
+                let text = |name: &str| new.get_by_name::<String>(name);
+                let id = |name: &str| new.get_by_name::<i64>(name);
+                let message_id = id("id")?.expect("a message has an id");
+                let account_id = id("account_id")?.expect("a message has an account");
+                let campaign_id = id("campaign_id")?;
+                let member_id = id("member_id")?;
+                let batch_id = text("batch_id")?;
+                let destination = text("destination")?;
+                let (error_code, error_message) = (text("error_code")?, text("error_message")?);
+                let (callback_data, notify_url) = (text("callback_data")?, text("notify_url")?);
+                let row = NewRow::of(trigger);
+                let channel = row.label(c"channel");
+                let notify_format = row.label(c"notify_content_type");
+                let (created_at, status_at) = (row.iso(c"created_at"), row.iso(c"updated_at"));
                 let (member_list_id, member_attributes) = match member_id {
                     Some(member) => {
                         let row = client.select(&plans.member, Some(1), &[member.into()])?.first();
@@ -533,18 +533,10 @@ fn _message_events<'a>(
                     notify_format: notify_format.as_deref(),
                 };
                 if is_final || intermediate {
-                    record(
-                        client,
-                        plans,
-                        "message.status",
-                        &scope,
-                        &sources,
-                        &mut vars.clone(),
-                        data.clone(),
-                    )?;
+                    record(client, plans, "message.status", &scope, &sources, &vars, &data)?;
                 }
                 if let Some(fires) = &fires {
-                    record(client, plans, fires, &scope, &sources, &mut vars.clone(), data.clone())?;
+                    record(client, plans, fires, &scope, &sources, &vars, &data)?;
                 }
                 if is_final && !was_final {
                     let ids = client
@@ -553,7 +545,7 @@ fn _message_events<'a>(
                         .get_one::<Vec<i64>>()?
                         .unwrap_or_default();
                     data["attempt_ids"] = json!(ids);
-                    record(client, plans, "message.final", &scope, &sources, &mut vars, data)?;
+                    record(client, plans, "message.final", &scope, &sources, &vars, &data)?;
                 }
                 Ok(())
             })

@@ -1,6 +1,7 @@
-//! A delivery worker: claims a batch of due callbacks (one short transaction), sends them from
-//! the HTTP pool with no transaction or row lock held, writes the batch's results in one
-//! transaction, and exits after `pg_callback.idle_exit` with nothing to send.
+//! A delivery worker: claims due callbacks a batch at a time (one short transaction), sends
+//! them from the HTTP pool as threads and their hosts' limits allow (src/dispatch.rs), with no
+//! transaction or row lock held, writes results as they come in, and exits after
+//! `pg_callback.idle_exit` with nothing to send.
 //!
 //! All SPI happens on this, the main thread; the HTTP threads see only owned data.
 
