@@ -46,6 +46,7 @@ pub fn types(names: &[&str]) -> Vec<PgOid> {
                 "int" => pg_sys::INT4OID,
                 "float8" => pg_sys::FLOAT8OID,
                 "bool" => pg_sys::BOOLOID,
+                "uuid" => pg_sys::UUIDOID,
                 "text[]" => pg_sys::TEXTARRAYOID,
                 "bigint[]" => pg_sys::INT8ARRAYOID,
                 "int[]" => pg_sys::INT4ARRAYOID,

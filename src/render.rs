@@ -55,8 +55,20 @@ pub fn render(format: Format, envelope: &Value) -> String {
 
 /// A time as bodies carry it: ISO 8601 in UTC with microseconds, as `callback._iso()` writes it.
 pub fn iso_timestamp(unix_micros: i64) -> String {
+    use chrono::{Datelike, Timelike};
     match chrono::DateTime::from_timestamp_micros(unix_micros) {
-        Some(time) => time.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+        // Written field by field: a format string is parsed at each call (recording writes two).
+        Some(t) if (0..=9999).contains(&t.year()) => format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+            t.year(),
+            t.month(),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            t.timestamp_subsec_micros()
+        ),
+        Some(t) => t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
         None => String::new(),
     }
 }
@@ -173,6 +185,8 @@ mod tests {
         // SELECT callback._iso('2026-11-23 01:02:03.000045+00') gives the same text.
         assert_eq!(iso_timestamp(1_795_395_723_000_045), "2026-11-23T01:02:03.000045Z");
         assert_eq!(iso_timestamp(0), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(iso_timestamp(-1), "1969-12-31T23:59:59.999999Z");
+        assert_eq!(iso_timestamp(253_402_300_800_000_000), "+10000-01-01T00:00:00.000000Z");
     }
 
     fn envelope() -> Value {

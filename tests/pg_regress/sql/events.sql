@@ -54,8 +54,9 @@ UPDATE callback.lists SET callback_method = 'GET', callback_url = 'https://crm.e
 UPDATE callback.messages SET status = 'failed' WHERE id = 3;
 SELECT method, url, headers, body, auth_header FROM callback.callbacks WHERE id = (SELECT max(id) FROM callback.callbacks);
 
--- Each callback has its own webhook id. The first callback of each order key (message or
+-- Each callback has its own webhook id, a random (version 4) UUID. The first callback of each order key (message or
 -- campaign, and URL) is pending and due now; the later ones wait their turn.
 SELECT count(DISTINCT webhook_id) = count(*) AS distinct_webhook_ids,
+       bool_and(webhook_id::text ~ '^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$') AS random_uuids,
        bool_and(CASE WHEN id = first THEN state = 'pending' AND due_at <= now() ELSE state = 'waiting' END) AS in_order
 FROM (SELECT *, min(id) OVER (PARTITION BY order_key) AS first FROM callback.callbacks) c;
