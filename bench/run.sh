@@ -31,6 +31,7 @@ cluster_start "$dir" "$port" \
     "pg_callback.batch_size = ${PG_CALLBACK_BENCH_BATCH:-1000}" \
     "pg_callback.max_in_flight = ${PG_CALLBACK_BENCH_IN_FLIGHT:-16}" \
     "pg_callback.max_in_flight_per_host = ${PG_CALLBACK_BENCH_PER_HOST:-8}" \
+    "pg_callback.allowed_destinations = '127.0.0.1'" \
     "max_worker_processes = 16" \
     "synchronous_commit = off" \
     "shared_buffers = '1GB'" \

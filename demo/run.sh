@@ -22,11 +22,13 @@ python3 demo/receiver.py "$receiver_port" "$secret" > "/tmp/pg_callback_demo_rec
 receiver_pid=$!
 trap 'kill $receiver_pid 2>/dev/null; cluster_stop "$dir"' EXIT
 
-# 5 minutes between the strict policy's attempts become 3 seconds.
+# 5 minutes between the strict policy's attempts become 3 seconds; the receiver is on
+# loopback, which pg_callback refuses unless allowed.
 cluster_start "$dir" "$port" \
     "shared_preload_libraries = 'pg_callback'" \
     "pg_callback.database = 'postgres'" \
-    "pg_callback.time_scale = 0.01"
+    "pg_callback.time_scale = 0.01" \
+    "pg_callback.allowed_destinations = '127.0.0.1'"
 cluster_psql "$dir" "$port" -c "CREATE EXTENSION pg_callback"
 cluster_psql "$dir" "$port" -e -f demo/demo.sql \
     -v receiver="http://127.0.0.1:$receiver_port" -v secret="$secret"

@@ -1,5 +1,6 @@
 //! Every setting of pg_callback, defined in one place; the README's settings table mirrors it.
 
+use crate::destinations::Destinations;
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 use std::ffi::CString;
 
@@ -13,6 +14,7 @@ pub static IDLE_EXIT_MS: GucSetting<i32> = GucSetting::<i32>::new(2_000);
 pub static RESPONSE_EXCERPT_BYTES: GucSetting<i32> = GucSetting::<i32>::new(1024);
 pub static TIME_SCALE: GucSetting<f64> = GucSetting::<f64>::new(1.0);
 pub static RETENTION_S: GucSetting<i32> = GucSetting::<i32>::new(7 * 24 * 3600);
+pub static ALLOWED_DESTINATIONS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
 
 /// Registers the settings; called from `_PG_init`. Postgres refuses postmaster-level
 /// settings after startup, so those two are defined only while preloading (they matter only
@@ -128,6 +130,53 @@ fn define_reloadable_settings() {
         GucContext::Sighup,
         GucFlags::default(),
     );
+    // SAFETY: the hook only reads the new value and sets the error detail.
+    unsafe {
+        GucRegistry::define_string_guc_with_hooks(
+            c"pg_callback.allowed_destinations",
+            c"Host names and address ranges callbacks may be sent to although they are loopback, private, link-local or metadata addresses.",
+            c"Separated by commas, e.g. 'localhost, 10.1.0.0/16, hooks.internal'. Empty (the default) refuses every such address; '0.0.0.0/0, ::/0' allows all.",
+            &ALLOWED_DESTINATIONS,
+            GucContext::Sighup,
+            GucFlags::default(),
+            Some(check_allowed_destinations),
+            None,
+            None,
+        );
+    }
+}
+
+/// Refuses a value of pg_callback.allowed_destinations that does not parse.
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn check_allowed_destinations(
+    newval: *mut *mut std::ffi::c_char,
+    _extra: *mut *mut std::ffi::c_void,
+    _source: pgrx::pg_sys::GucSource::Type,
+) -> bool {
+    // SAFETY: Postgres passes the new value, a C string or NULL.
+    let value = unsafe {
+        (*newval)
+            .as_ref()
+            .map(|v| std::ffi::CStr::from_ptr(v).to_string_lossy().into_owned())
+    };
+    match Destinations::parse(value.as_deref().unwrap_or("")) {
+        Ok(_) => true,
+        Err(why) => {
+            let why = CString::new(why).unwrap_or_default();
+            // SAFETY: Postgres reports (and then frees) the detail set here.
+            unsafe { pgrx::pg_sys::GUC_check_errdetail_string = pgrx::pg_sys::pstrdup(why.as_ptr()) };
+            false
+        }
+    }
+}
+
+/// What pg_callback.allowed_destinations allows (the check hook made sure it parses).
+pub fn allowed_destinations() -> Destinations {
+    let setting = ALLOWED_DESTINATIONS
+        .get()
+        .and_then(|c| c.into_string().ok())
+        .unwrap_or_default();
+    Destinations::parse(&setting).unwrap_or_default()
 }
 
 pub fn database() -> String {

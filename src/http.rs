@@ -5,11 +5,12 @@
 //! SIGTERM and SIGHUP reach the worker's main thread, and they exchange only owned data
 //! with it over channels.
 
+use crate::destinations::Destinations;
 use crate::retry::parse_retry_after;
 use std::collections::HashMap;
 use std::io::Read;
-use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 use ureq::config::Config;
@@ -55,21 +56,28 @@ pub struct PoolConfig {
 
 pub struct Pool {
     config: PoolConfig,
+    allowed: Arc<RwLock<Destinations>>,
     jobs: Option<Sender<Request>>,
     results: Receiver<Response>,
     threads: Vec<JoinHandle<()>>,
 }
 
-/// The agent every thread shares: kept-alive connections, no redirects, every status an answer.
-fn agent(config: PoolConfig) -> ureq::Agent {
+/// The agent every thread shares: kept-alive connections, no redirects, every status an answer,
+/// no proxy (the guard checks the addresses connected to), only the destinations allowed.
+fn agent(config: PoolConfig, allowed: Arc<RwLock<Destinations>>) -> ureq::Agent {
     let config = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .max_redirects(0)
+        .proxy(None)
         .max_idle_connections(config.threads.max(1) * 4)
         .max_idle_connections_per_host(config.threads.max(1))
         .user_agent(concat!("pg_callback/", env!("CARGO_PKG_VERSION")))
         .build();
-    ureq::Agent::with_parts(config, DefaultConnector::default(), KeptNames::default())
+    let names = KeptNames {
+        names: Mutex::default(),
+        allowed,
+    };
+    ureq::Agent::with_parts(config, DefaultConnector::default(), names)
 }
 
 /// How long a host's addresses are used before it is looked up again.
@@ -78,9 +86,12 @@ const NAMES_KEPT_FOR: Duration = Duration::from_secs(30);
 /// Name resolution that keeps a host's addresses for NAMES_KEPT_FOR. ureq looks a host up for
 /// every request, kept-alive connection or not, on a thread of its own when the request has a
 /// timeout: at thousands of requests a second, starting those threads cost more than sending.
-#[derive(Debug, Default)]
+/// It answers only the addresses that may be connected to (src/destinations.rs); ureq
+/// connects to no other, for a new connection or a kept-alive one.
+#[derive(Debug)]
 struct KeptNames {
     names: Mutex<HashMap<String, (Instant, ResolvedSocketAddrs)>>,
+    allowed: Arc<RwLock<Destinations>>,
 }
 
 impl Resolver for KeptNames {
@@ -93,7 +104,7 @@ impl Resolver for KeptNames {
                 .map(|(_, addrs)| addrs.clone())
         };
         if let Some(addrs) = self.names.lock().ok().and_then(|names| kept(&names)) {
-            return Ok(addrs);
+            return self.guard(uri, addrs);
         }
         let addrs = DefaultResolver::default().resolve(uri, config, timeout)?;
         if let Ok(mut names) = self.names.lock() {
@@ -102,7 +113,31 @@ impl Resolver for KeptNames {
             }
             names.insert(key, (Instant::now(), addrs.clone()));
         }
-        Ok(addrs)
+        self.guard(uri, addrs)
+    }
+}
+
+impl KeptNames {
+    /// The addresses of `uri`'s host that may be connected to; an error saying why not when
+    /// there is none.
+    fn guard(&self, uri: &Uri, addrs: ResolvedSocketAddrs) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let host = uri.host().unwrap_or_default();
+        let allowed = self.allowed.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut kept = self.empty();
+        let mut refusal = None;
+        for addr in addrs.iter() {
+            match allowed.refusal(host, addr.ip()) {
+                None => kept.push(*addr),
+                Some(why) => refusal = refusal.or(Some(why)),
+            }
+        }
+        match refusal {
+            Some(why) if kept.is_empty() => Err(ureq::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                why,
+            ))),
+            _ => Ok(kept),
+        }
     }
 }
 
@@ -117,11 +152,13 @@ fn block_signals() {
 }
 
 impl Pool {
-    pub fn new(config: PoolConfig) -> Pool {
+    /// A pool that sends only to the destinations `allowed` (and to public addresses).
+    pub fn new(config: PoolConfig, allowed: Destinations) -> Pool {
         let (jobs, job_rx) = channel::<Request>();
         let (result_tx, results) = channel::<Response>();
         let job_rx = Arc::new(Mutex::new(job_rx));
-        let agent = agent(config);
+        let allowed = Arc::new(RwLock::new(allowed));
+        let agent = agent(config, Arc::clone(&allowed));
         let threads = (0..config.threads.max(1))
             .map(|i| {
                 let job_rx = Arc::clone(&job_rx);
@@ -147,6 +184,7 @@ impl Pool {
             .collect();
         Pool {
             config,
+            allowed,
             jobs: Some(jobs),
             results,
             threads,
@@ -155,6 +193,11 @@ impl Pool {
 
     pub fn config(&self) -> PoolConfig {
         self.config
+    }
+
+    /// Changes what may be sent to, from the next request on.
+    pub fn allow(&self, allowed: Destinations) {
+        *self.allowed.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = allowed;
     }
 
     /// Queues a request; a thread takes it as soon as one is free.
@@ -167,10 +210,7 @@ impl Pool {
 
     /// The next answer, waiting at most `timeout`.
     pub fn next(&self, timeout: Duration) -> Option<Response> {
-        match self.results.recv_timeout(timeout) {
-            Ok(response) => Some(response),
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
-        }
+        self.results.recv_timeout(timeout).ok()
     }
 }
 
@@ -250,6 +290,8 @@ fn call(agent: &ureq::Agent, r: &Request) -> Result<ureq::http::Response<ureq::B
 fn describe(e: &ureq::Error) -> String {
     match e {
         ureq::Error::Timeout(what) => format!("timeout: {what}"),
+        // The guard's refusal (KeptNames::guard), as it is.
+        ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::PermissionDenied => io.to_string(),
         ureq::Error::Io(io) => format!("connection error: {io}"),
         ureq::Error::HostNotFound => "host not found".to_string(),
         ureq::Error::ConnectionFailed => "connection error: connection failed".to_string(),
@@ -285,6 +327,11 @@ mod tests {
         (url, handle)
     }
 
+    /// What the tests send to: loopback, refused unless allowed.
+    fn loopback() -> Destinations {
+        Destinations::parse("127.0.0.1").unwrap()
+    }
+
     fn request(url: String) -> Request {
         Request {
             key: 7,
@@ -301,7 +348,7 @@ mod tests {
     fn posts_and_reports_status_excerpt_and_retry_after() {
         let (url, server) =
             receiver("HTTP/1.1 429 Too Many Requests\r\nRetry-After: 30\r\nContent-Length: 11\r\n\r\nslow down!!");
-        let pool = Pool::new(PoolConfig { threads: 2 });
+        let pool = Pool::new(PoolConfig { threads: 2 }, loopback());
         pool.submit(request(url));
         let answer = pool.next(Duration::from_secs(5)).expect("an answer");
         assert_eq!(answer.key, 7);
@@ -318,7 +365,7 @@ mod tests {
     fn redirects_are_answers_not_followed() {
         let (url, _server) =
             receiver("HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:1/\r\nContent-Length: 0\r\n\r\n");
-        let pool = Pool::new(PoolConfig { threads: 1 });
+        let pool = Pool::new(PoolConfig { threads: 1 }, loopback());
         pool.submit(request(url));
         assert_eq!(pool.next(Duration::from_secs(5)).unwrap().status, Some(302));
     }
@@ -326,10 +373,36 @@ mod tests {
     #[test]
     fn refused_connections_are_errors() {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let pool = Pool::new(PoolConfig { threads: 1 });
+        let pool = Pool::new(PoolConfig { threads: 1 }, loopback());
         pool.submit(request(format!("http://127.0.0.1:{port}/")));
         let answer = pool.next(Duration::from_secs(5)).unwrap();
         assert_eq!(answer.status, None);
         assert!(answer.error.unwrap().starts_with("connection error"));
+    }
+
+    #[test]
+    fn protected_destinations_are_refused_before_connecting() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let pool = Pool::new(PoolConfig { threads: 1 }, Destinations::default());
+        for url in [format!("http://127.0.0.1:{port}/"), format!("http://localhost:{port}/")] {
+            pool.submit(request(url));
+            let answer = pool.next(Duration::from_secs(5)).unwrap();
+            assert_eq!(answer.status, None);
+            let error = answer.error.unwrap();
+            assert!(
+                error.starts_with("destination refused: ") && error.contains("loopback"),
+                "{error}"
+            );
+        }
+        assert!(listener.accept().is_err(), "nothing connected");
+        // Allowed by name, its addresses may be connected to; allowed again after a change.
+        pool.allow(Destinations::parse("localhost").unwrap());
+        let (url, server) = receiver("HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n");
+        let url = url.replace("127.0.0.1", "localhost");
+        pool.submit(request(url));
+        assert_eq!(pool.next(Duration::from_secs(5)).unwrap().status, Some(204));
+        server.join().unwrap();
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! This file is a table of contents: the modules, what `_PG_init` sets up, then the schema's
 //! SQL files in the order they run. Modules without pgrx (`template`, `render`, `settings`,
-//! `retry`, `signing`, `http`) hold the logic that needs no database and are unit-tested on
+//! `retry`, `signing`, `http`, `dispatch`, `destinations`) hold the logic that needs no database and are unit-tested on
 //! their own.
 
 use pgrx::prelude::*;
@@ -11,7 +11,8 @@ use pgrx::prelude::*;
 pgrx::pg_module_magic!();
 
 // No pgrx: URL templates, bodies, setting checks, retry schedules, signatures, the HTTP pool,
-// which callback to send next.
+// which callback to send next, where callbacks may be sent.
+pub mod destinations;
 pub mod dispatch;
 pub mod http;
 pub mod render;

@@ -192,7 +192,7 @@ fn run() {
     let planner = "SET enable_bitmapscan = off; SET enable_sort = off; SET plan_cache_mode = force_custom_plan; \
                    SET statement_timeout = '2min'";
     BackgroundWorker::transaction(|| Spi::run(planner)).unwrap_or_else(|e| warning!("setting the planner: {e}"));
-    let mut pool = Pool::new(pool_config());
+    let mut pool = Pool::new(pool_config(), guc::allowed_destinations());
     // Callbacks are claimed a batch at a time, sent as threads and their hosts' limits allow,
     // and their results written every WRITE_EVERY (or sooner when a batch's worth is in): a
     // slow endpoint holds up only its own callbacks.
@@ -211,10 +211,11 @@ fn run() {
         if BackgroundWorker::sighup_received() {
             // SAFETY: main thread, outside any transaction.
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+            pool.allow(guc::allowed_destinations());
         }
         // A new pool for new pool settings, once the old one has nothing on the wire.
         if work.is_empty() && pool.config() != pool_config() {
-            pool = Pool::new(pool_config());
+            pool = Pool::new(pool_config(), guc::allowed_destinations());
         }
         if stopping() {
             // Claimed but not answered: released unsent, for another worker (sent at least once).

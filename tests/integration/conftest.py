@@ -30,6 +30,8 @@ SETTINGS = [
     "pg_callback.idle_exit = '1s'",
     "max_worker_processes = 16",
     "log_min_messages = log",
+    # The receivers run on loopback, which the SSRF guard refuses by default.
+    "pg_callback.allowed_destinations = '127.0.0.1'",
 ]
 
 
