@@ -28,7 +28,7 @@ END $$;
 
 CREATE TABLE callback.accounts (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    name text NOT NULL UNIQUE CONSTRAINT name_not_empty CHECK (name <> ''),
+    name text NOT NULL UNIQUE CONSTRAINT name_1_to_200_characters CHECK (length(name) BETWEEN 1 AND 200),
     created_at timestamptz NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE callback.accounts IS 'A customer of the platform; every list, campaign, message and callback belongs to one.';
@@ -120,7 +120,7 @@ RETURN (SELECT array_agg(attname::text ORDER BY attnum) FROM pg_attribute
 CREATE TABLE callback.lists (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     account_id bigint NOT NULL REFERENCES callback.accounts,
-    name text NOT NULL CONSTRAINT name_not_empty CHECK (name <> ''),
+    name text NOT NULL CONSTRAINT name_1_to_200_characters CHECK (length(name) BETWEEN 1 AND 200),
     LIKE callback.callback_settings,
     created_at timestamptz NOT NULL DEFAULT now(),
     UNIQUE (account_id, name)
@@ -130,7 +130,7 @@ CREATE TABLE callback.campaigns (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     list_id bigint NOT NULL REFERENCES callback.lists,
     account_id bigint NOT NULL REFERENCES callback.accounts,
-    name text NOT NULL CONSTRAINT name_not_empty CHECK (name <> ''),
+    name text NOT NULL CONSTRAINT name_1_to_200_characters CHECK (length(name) BETWEEN 1 AND 200),
     status callback.campaign_status NOT NULL DEFAULT 'draft',
     LIKE callback.callback_settings,
     callbacks_enabled bool NOT NULL DEFAULT true,
@@ -149,6 +149,7 @@ ALTER TABLE callback.lists
     ALTER event_urls SET DEFAULT '{}', ALTER event_urls SET NOT NULL,
     ALTER notification_list SET DEFAULT '{}', ALTER notification_list SET NOT NULL,
     ALTER env SET DEFAULT '{}', ALTER env SET NOT NULL,
+    ADD CONSTRAINT env_at_most_16384_characters CHECK (length(env::text) <= 16384),
     ADD FOREIGN KEY (retry_policy) REFERENCES callback.retry_policies;
 
 -- A campaign's settings have no defaults: the inheritance trigger fills what the INSERT left NULL.
@@ -161,6 +162,7 @@ ALTER TABLE callback.campaigns
     ALTER event_urls SET NOT NULL,
     ALTER notification_list SET NOT NULL,
     ALTER env SET NOT NULL,
+    ADD CONSTRAINT env_at_most_16384_characters CHECK (length(env::text) <= 16384),
     ADD FOREIGN KEY (retry_policy) REFERENCES callback.retry_policies;
 
 COMMENT ON TABLE callback.lists IS 'A list of members (recipients) with the callback settings its campaigns inherit.';
@@ -172,8 +174,9 @@ CREATE TABLE callback.members (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     list_id bigint NOT NULL REFERENCES callback.lists ON DELETE CASCADE,
     account_id bigint NOT NULL REFERENCES callback.accounts,
-    destination text,
-    attributes jsonb NOT NULL DEFAULT '{}' CONSTRAINT attributes_a_json_object CHECK (jsonb_typeof(attributes) = 'object'),
+    destination text CONSTRAINT destination_at_most_320_characters CHECK (length(destination) <= 320),
+    attributes jsonb NOT NULL DEFAULT '{}' CONSTRAINT attributes_a_json_object CHECK (jsonb_typeof(attributes) = 'object')
+        CONSTRAINT attributes_at_most_16384_characters CHECK (length(attributes::text) <= 16384),
     created_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX ON callback.members (list_id);
@@ -184,12 +187,12 @@ CREATE TABLE callback.messages (
     account_id bigint NOT NULL REFERENCES callback.accounts,
     campaign_id bigint REFERENCES callback.campaigns,
     member_id bigint REFERENCES callback.members ON DELETE SET NULL,
-    batch_id text,
+    batch_id text CONSTRAINT batch_id_at_most_255_characters CHECK (length(batch_id) <= 255),
     channel callback.channel NOT NULL,
-    destination text NOT NULL CONSTRAINT destination_not_empty CHECK (destination <> ''),
+    destination text NOT NULL CONSTRAINT destination_1_to_320_characters CHECK (length(destination) BETWEEN 1 AND 320),
     status text NOT NULL DEFAULT 'queued' REFERENCES callback.statuses,
-    error_code text,
-    error_message text,
+    error_code text CONSTRAINT error_code_at_most_64_characters CHECK (length(error_code) <= 64),
+    error_message text CONSTRAINT error_message_at_most_2000_characters CHECK (length(error_message) <= 2000),
     notify bool NOT NULL DEFAULT true,
     notify_url text,
     notify_content_type callback.body_format NOT NULL DEFAULT 'json',

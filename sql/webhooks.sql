@@ -15,7 +15,7 @@ CREATE TRIGGER delivery_webhooks_check BEFORE INSERT OR UPDATE ON callback.deliv
 CREATE TABLE callback.subscriptions (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     account_id bigint NOT NULL REFERENCES callback.accounts ON DELETE CASCADE,
-    name text,
+    name text CONSTRAINT name_at_most_200_characters CHECK (length(name) <= 200),
     events callback.event_type[] NOT NULL DEFAULT '{}',
     channels callback.channel[] NOT NULL DEFAULT '{}',
     callback_url text NOT NULL,

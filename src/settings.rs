@@ -65,6 +65,11 @@ pub fn check_url(setting: &str, url: &str, require_https: bool) -> Result<(), Se
             bad(setting, "the URL contains white space or control characters").hint("Percent-encode spaces as %20.")
         );
     }
+    if !url.is_ascii() {
+        return Err(bad(setting, "the URL contains characters outside ASCII").hint(
+            "Percent-encode them in the path and query (ü is %C3%BC) and write an international host name in its xn-- form.",
+        ));
+    }
     let names = template::variables(url).map_err(|e| bad(setting, e.to_string()))?;
     let origin_end = url
         .find("://")
@@ -297,6 +302,8 @@ mod tests {
             ("https://example.com/${a b}", "white space"),
             ("https://example.com/${}", "not a valid variable name"),
             ("file:///etc/passwd", "scheme \"file\""),
+            ("https://example.com/bücher", "outside ASCII"),
+            ("https://bücher.example/", "outside ASCII"),
         ];
         for (url, expected) in cases {
             let p = problem(check_url("callback_url", url, false));

@@ -2,6 +2,7 @@
 //!
 //! No pgrx here, so the rules are plain unit tests.
 
+use crate::settings::MAX_URL_BYTES;
 use serde_json::{Map, Value};
 use std::fmt;
 
@@ -14,6 +15,8 @@ pub enum TemplateError {
     BadName { name: String },
     /// A placeholder whose name has no value for this event.
     Unknown { name: String },
+    /// Filled in, the URL is longer than MAX_URL_BYTES.
+    TooLong { bytes: usize },
 }
 
 impl fmt::Display for TemplateError {
@@ -24,6 +27,9 @@ impl fmt::Display for TemplateError {
             }
             TemplateError::BadName { name } => write!(f, "\"${{{name}}}\" is not a valid variable name"),
             TemplateError::Unknown { name } => write!(f, "template variable \"{name}\" has no value"),
+            TemplateError::TooLong { bytes } => {
+                write!(f, "filled in, the URL is {bytes} bytes long, over the limit of {MAX_URL_BYTES}")
+            }
         }
     }
 }
@@ -83,7 +89,8 @@ pub fn variables(template: &str) -> Result<Vec<String>, TemplateError> {
 /// The template with every `${name}` replaced by the percent-encoded value of `vars[name]`.
 ///
 /// Strings are used as they are, numbers and booleans in their JSON form; a missing
-/// name or a null, array or object value is an error, so a URL is never sent half-filled.
+/// name or a null, array or object value is an error, so a URL is never sent half-filled; so
+/// is a URL over MAX_URL_BYTES once filled.
 pub fn render(template: &str, vars: &Map<String, Value>) -> Result<String, TemplateError> {
     let mut out = String::with_capacity(template.len() + 32);
     for piece in parse(template)? {
@@ -99,6 +106,9 @@ pub fn render(template: &str, vars: &Map<String, Value>) -> Result<String, Templ
                 percent_encode_into(&value, &mut out);
             }
         }
+    }
+    if out.len() > MAX_URL_BYTES {
+        return Err(TemplateError::TooLong { bytes: out.len() });
     }
     Ok(out)
 }
@@ -168,6 +178,17 @@ mod tests {
                 Err(TemplateError::Unknown { name: name.into() })
             );
         }
+    }
+
+    #[test]
+    fn a_url_too_long_once_filled_is_an_error() {
+        let long = vars(json!({"id": "x".repeat(2000)}));
+        let filled = render("https://crm.example.com/${id}", &long);
+        assert_eq!(filled, Ok(format!("https://crm.example.com/{}", "x".repeat(2000))));
+        // Each ü is two bytes, each percent-encoded in three characters.
+        let longer = vars(json!({"id": "ü".repeat(400)}));
+        let filled = render("https://crm.example.com/${id}", &longer);
+        assert_eq!(filled, Err(TemplateError::TooLong { bytes: 2424 }));
     }
 
     #[test]

@@ -1,4 +1,5 @@
--- Bad input is refused with a clear message and SQLSTATE, and nothing is half-written.
+-- Bad input is refused with a clear message and SQLSTATE, and nothing is half-written: a
+-- fingerprint of every table of the schema is the same after all the refused statements.
 \set SHOW_CONTEXT never
 SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS pg_callback CASCADE;
@@ -7,12 +8,27 @@ CREATE EXTENSION pg_callback;
 INSERT INTO callback.accounts (name) VALUES ('acme');
 INSERT INTO callback.lists (account_id, name, callback_url) VALUES (1, 'customers', 'https://crm.example.com/dlr');
 INSERT INTO callback.campaigns (list_id, name) VALUES (1, 'spring');
+INSERT INTO callback.accounts (name) VALUES ('globex');
+INSERT INTO callback.members (list_id, attributes) VALUES (1, '{"customerId": "c-1"}');
+INSERT INTO callback.messages (campaign_id, channel, destination) VALUES (1, 'sms', '+15550001');
+INSERT INTO callback.retry_policies (name, kind, max_attempts, intervals)
+VALUES ('backoff', 'intervals', 3, '{30 seconds, 10 minutes}');
+SELECT name, kind, max_attempts, intervals FROM callback.retry_policies WHERE name = 'backoff';
 
-CREATE TEMP VIEW written AS
-SELECT (SELECT count(*) FROM callback.lists) AS lists, (SELECT count(*) FROM callback.campaigns) AS campaigns,
-       (SELECT count(*) FROM callback.messages) AS messages, (SELECT count(*) FROM callback.callbacks) AS callbacks,
-       (SELECT count(*) FROM callback.subscriptions) AS subscriptions;
-SELECT * FROM written;
+-- Every row of every table of the schema, hashed.
+CREATE FUNCTION pg_temp.fingerprint() RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    t regclass;
+    rows text;
+    all_rows text := '';
+BEGIN
+    FOR t IN SELECT c.oid FROM pg_class c WHERE c.relnamespace = 'callback'::regnamespace AND c.relkind = 'r' ORDER BY c.relname LOOP
+        EXECUTE format('SELECT string_agg(x::text, '','' ORDER BY x::text) FROM %s x', t) INTO rows;
+        all_rows := all_rows || t::text || ':' || coalesce(rows, '') || ';';
+    END LOOP;
+    RETURN md5(all_rows);
+END $$;
+SELECT pg_temp.fingerprint() AS before \gset
 
 -- URLs.
 INSERT INTO callback.lists (account_id, name, callback_url) VALUES (1, 'a', 'crm.example.com/dlr');
@@ -82,15 +98,17 @@ INSERT INTO callback.retry_policies (name, kind, max_attempts, step, timeout) VA
 \echo :LAST_ERROR_SQLSTATE
 INSERT INTO callback.retry_policies (name, kind, max_attempts, step) VALUES ('Bad Name', 'fixed', 3, '1 minute');
 \echo :LAST_ERROR_SQLSTATE
+INSERT INTO callback.retry_policies (name, kind, max_attempts, step, jitter) VALUES ('jittery', 'fixed', 3, '1 minute', 2);
+\echo :LAST_ERROR_SQLSTATE
+INSERT INTO callback.retry_policies (name, kind, max_attempts, step, success_codes) VALUES ('redirects', 'fixed', 3, '1 minute', '3xx');
+\echo :LAST_ERROR_SQLSTATE
+INSERT INTO callback.retry_policies (name, kind, max_attempts, step, cap) VALUES ('capped', 'exponential', 3, '1 hour', '1 minute');
+\echo :LAST_ERROR_SQLSTATE
 \set VERBOSITY default
-INSERT INTO callback.retry_policies (name, kind, max_attempts, intervals)
-VALUES ('backoff', 'intervals', 3, '{30 seconds, 10 minutes}');
-SELECT name, kind, max_attempts, intervals FROM callback.retry_policies WHERE name = 'backoff';
 
 -- Campaigns, members, messages and attempts that point nowhere or across accounts.
 INSERT INTO callback.campaigns (list_id, name) VALUES (999, 'orphan');
 \echo :LAST_ERROR_SQLSTATE
-INSERT INTO callback.accounts (name) VALUES ('globex');
 INSERT INTO callback.campaigns (list_id, account_id, name) VALUES (1, 2, 'stolen');
 \echo :LAST_ERROR_SQLSTATE
 INSERT INTO callback.members (list_id, attributes) VALUES (999, '{}');
@@ -114,5 +132,111 @@ INSERT INTO callback.attempts (message_id, status) VALUES (999, 'busy');
 INSERT INTO callback.lists (account_id, name) VALUES (999, 'nobody''s');
 \echo :LAST_ERROR_SQLSTATE
 
+-- URLs: outside ASCII, too long, a variable in the host, HTTPS required, too long once filled.
+INSERT INTO callback.lists (account_id, name, callback_url) VALUES (1, 'i', 'https://crm.example.com/bücher');
+\echo :LAST_ERROR_SQLSTATE
+INSERT INTO callback.lists (account_id, name, callback_url) VALUES (1, 'j', 'https://crm.example.com/' || repeat('a', 3000));
+\echo :LAST_ERROR_SQLSTATE
+INSERT INTO callback.lists (account_id, name, callback_url) VALUES (1, 'k', 'https://${tenant}.example.com/dlr');
+\echo :LAST_ERROR_SQLSTATE
+SELECT callback.create_delivery_webhook(1, 'http://crm.example.com/status');
+\echo :LAST_ERROR_SQLSTATE
+SELECT callback.create_delivery_webhook(1, NULL);
+\echo :LAST_ERROR_SQLSTATE
+BEGIN;
+UPDATE callback.members SET attributes = jsonb_build_object('customerId', repeat('ü', 400));
+UPDATE callback.lists SET callback_url = 'https://crm.example.com/dlr/${customerId}';
+UPDATE callback.messages SET member_id = 1, status = 'delivered';
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+
+-- Template variables: unknown, and values that try to reshape the URL (percent-encoded, so
+-- they stay one path segment: shown by the callback recorded in the transaction below).
+BEGIN;
+UPDATE callback.lists SET callback_url = 'https://crm.example.com/dlr/${orderId}';
+UPDATE callback.messages SET status = 'delivered';
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+BEGIN;
+UPDATE callback.members SET attributes = '{"customerId": "../admin?x=1#y@evil.example"}';
+UPDATE callback.lists SET callback_url = 'https://crm.example.com/dlr/${customerId}';
+UPDATE callback.messages SET member_id = 1, status = 'delivered';
+SELECT url FROM callback.callbacks;
+ROLLBACK;
+
+-- Headers: a NUL, too long, too many, not a string, not an object.
+UPDATE callback.lists SET callback_headers = '{"X-Tenant": "\u0000"}';
+\echo :LAST_ERROR_SQLSTATE
+UPDATE callback.lists SET callback_headers = jsonb_build_object('X-Tenant', repeat('v', 5000));
+\echo :LAST_ERROR_SQLSTATE
+UPDATE callback.lists SET callback_headers = (SELECT jsonb_object_agg('X-H' || g, 'v') FROM generate_series(1, 40) g);
+\echo :LAST_ERROR_SQLSTATE
+UPDATE callback.lists SET callback_headers = '{"X-Tenant": 5}';
+\echo :LAST_ERROR_SQLSTATE
+UPDATE callback.lists SET callback_headers = '"X-Tenant: acme"';
+\echo :LAST_ERROR_SQLSTATE
+
+-- Environment variables and member attributes: not an object, nested, too large, bad JSON.
+UPDATE callback.campaigns SET env = '["term"]';
+\echo :LAST_ERROR_SQLSTATE
+UPDATE callback.campaigns SET env = '{"term": {"year": 2026}}';
+\echo :LAST_ERROR_SQLSTATE
+\set VERBOSITY terse
+UPDATE callback.campaigns SET env = jsonb_build_object('term', repeat('t', 20000));
+\echo :LAST_ERROR_SQLSTATE
+UPDATE callback.members SET attributes = jsonb_build_object('note', repeat('n', 20000));
+\echo :LAST_ERROR_SQLSTATE
+\set VERBOSITY default
+INSERT INTO callback.members (list_id, attributes) VALUES (1, '{"name": "\ud800"}');
+\echo :LAST_ERROR_SQLSTATE
+
+-- Very long values (what a body carries is bounded: see the README's limits).
+\set VERBOSITY terse
+INSERT INTO callback.accounts (name) VALUES (repeat('a', 201));
+\echo :LAST_ERROR_SQLSTATE
+INSERT INTO callback.lists (account_id, name) VALUES (1, repeat('l', 100000));
+\echo :LAST_ERROR_SQLSTATE
+UPDATE callback.messages SET destination = repeat('d', 321);
+\echo :LAST_ERROR_SQLSTATE
+UPDATE callback.messages SET batch_id = repeat('b', 256);
+\echo :LAST_ERROR_SQLSTATE
+UPDATE callback.messages SET error_code = repeat('e', 65);
+\echo :LAST_ERROR_SQLSTATE
+UPDATE callback.messages SET status = 'failed', error_message = repeat('e', 1000000);
+\echo :LAST_ERROR_SQLSTATE
+UPDATE callback.messages SET callback_data = repeat('c', 4001);
+\echo :LAST_ERROR_SQLSTATE
+\set VERBOSITY default
+
+-- NULLs.
+\set VERBOSITY terse
+INSERT INTO callback.lists (account_id, name) VALUES (1, NULL);
+\echo :LAST_ERROR_SQLSTATE
+UPDATE callback.messages SET channel = NULL;
+\echo :LAST_ERROR_SQLSTATE
+UPDATE callback.messages SET status = NULL;
+\echo :LAST_ERROR_SQLSTATE
+\set VERBOSITY default
+SELECT callback.replay(NULL);
+\echo :LAST_ERROR_SQLSTATE
+SELECT callback.disable_campaign_callbacks(NULL);
+\echo :LAST_ERROR_SQLSTATE
+SELECT callback.purge(NULL);
+\echo :LAST_ERROR_SQLSTATE
+
+-- Functions given what does not exist or makes no sense.
+SELECT callback.replay(999);
+\echo :LAST_ERROR_SQLSTATE
+SELECT callback.enable_campaign_callbacks(999);
+\echo :LAST_ERROR_SQLSTATE
+SELECT callback.purge('-1 day');
+\echo :LAST_ERROR_SQLSTATE
+SELECT callback.reset_campaign_settings(1, '{callback_color}');
+\echo :LAST_ERROR_SQLSTATE
+INSERT INTO callback.subscriptions (account_id, events, callback_url) VALUES (1, '{message.opened}', 'https://crm.example.com/s');
+\echo :LAST_ERROR_SQLSTATE
+INSERT INTO callback.subscriptions (account_id, channels, callback_url) VALUES (1, '{fax}', 'https://crm.example.com/s');
+\echo :LAST_ERROR_SQLSTATE
+
 -- Nothing of the above was written.
-SELECT * FROM written;
+SELECT pg_temp.fingerprint() = :'before' AS nothing_written;
