@@ -126,15 +126,17 @@ END $$;
 COMMENT ON FUNCTION callback.enable_campaign_callbacks(bigint) IS
     'Enables the campaign''s callbacks again and releases every held one, due at once (in event order for each target).';
 
-CREATE FUNCTION callback.replay(callback_id bigint) RETURNS callback.callbacks
+-- It returns the callback without its credentials, which tenants may not read.
+CREATE FUNCTION callback.replay(callback_id bigint)
+RETURNS TABLE (id bigint, webhook_id uuid, state callback.callback_state, attempts int, due_at timestamptz,
+               finished_at timestamptz)
 LANGUAGE plpgsql AS $$
-DECLARE
-    replayed callback.callbacks;
 BEGIN
     UPDATE callback.callbacks c
     SET state = 'pending', due_at = now(), attempts = 0, finished_at = NULL, leased_until = NULL, leased_by = NULL
     WHERE c.id = replay.callback_id AND c.state IN ('failed', 'delivered')
-    RETURNING * INTO replayed;
+    RETURNING c.id, c.webhook_id, c.state, c.attempts, c.due_at, c.finished_at
+    INTO id, webhook_id, state, attempts, due_at, finished_at;
     IF NOT FOUND THEN
         PERFORM FROM callback.callbacks c WHERE c.id = replay.callback_id;
         IF NOT FOUND THEN
@@ -145,7 +147,7 @@ BEGIN
                   HINT = 'Only failed or delivered callbacks can be replayed.';
     END IF;
     PERFORM callback._wake_on_commit();
-    RETURN replayed;
+    RETURN NEXT;
 END $$;
 COMMENT ON FUNCTION callback.replay(bigint) IS
     'Sends a failed (or delivered) callback again from its first attempt, with the same webhook-id, URL and body.';

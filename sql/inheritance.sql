@@ -42,12 +42,15 @@ BEGIN
 END $$;
 
 -- BEFORE UPDATE: a setting changed on the campaign itself becomes its own; the list's changes
--- (made by _list_propagate, which sets callback.inheriting) do not.
+-- (made by _list_propagate, which sets callback.inheriting) do not. The settings named in
+-- callback.resetting (set by reset_campaign_settings) are taken from the list again: here,
+-- because a tenant may write credentials but not read them (sql/tenants.sql).
 CREATE FUNCTION callback._campaign_override() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
     new_row jsonb;
     old_row jsonb;
+    list_row jsonb;
     setting text;
 BEGIN
     IF NEW.list_id <> OLD.list_id OR NEW.account_id <> OLD.account_id THEN
@@ -56,6 +59,16 @@ BEGIN
                   HINT = 'Create a new campaign from the other list.';
     END IF;
     IF current_setting('callback.inheriting', true) = 'on' THEN
+        RETURN NEW;
+    END IF;
+    IF coalesce(current_setting('callback.resetting', true), '') <> '' THEN
+        new_row := to_jsonb(NEW);
+        SELECT to_jsonb(l) INTO list_row FROM callback.lists l WHERE l.id = NEW.list_id;
+        FOREACH setting IN ARRAY string_to_array(current_setting('callback.resetting'), ',') LOOP
+            new_row := jsonb_set(new_row, ARRAY[setting], list_row -> setting);
+            NEW.overridden := array_remove(NEW.overridden, setting);
+        END LOOP;
+        NEW := jsonb_populate_record(NEW, new_row - 'overridden');
         RETURN NEW;
     END IF;
     new_row := to_jsonb(NEW);
@@ -100,13 +113,11 @@ CREATE TRIGGER lists_propagate AFTER UPDATE ON callback.lists
     FOR EACH ROW EXECUTE FUNCTION callback._list_propagate();
 
 CREATE FUNCTION callback.reset_campaign_settings(campaign_id bigint, settings text[] DEFAULT NULL)
-RETURNS callback.campaigns
+RETURNS text[]
 LANGUAGE plpgsql AS $$
 DECLARE
-    campaign callback.campaigns;
-    list_row jsonb;
     unknown text[];
-    setting text;
+    own text[];
 BEGIN
     settings := coalesce(settings, callback._settings_columns());
     unknown := ARRAY(SELECT unnest(settings) EXCEPT SELECT unnest(callback._settings_columns()));
@@ -115,23 +126,16 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = format('Callback settings are %s.', array_to_string(callback._settings_columns(), ', '));
     END IF;
-    SELECT to_jsonb(l) INTO list_row
-    FROM callback.campaigns c JOIN callback.lists l ON l.id = c.list_id
-    WHERE c.id = reset_campaign_settings.campaign_id;
+    -- _campaign_override copies them from the list.
+    PERFORM set_config('callback.resetting', array_to_string(settings, ','), true);
+    UPDATE callback.campaigns c SET overridden = c.overridden WHERE c.id = reset_campaign_settings.campaign_id
+    RETURNING c.overridden INTO own;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'campaign % does not exist', campaign_id USING ERRCODE = 'undefined_object';
     END IF;
-    PERFORM set_config('callback.inheriting', 'on', true);
-    FOREACH setting IN ARRAY settings LOOP
-        EXECUTE format('UPDATE callback.campaigns SET %I = (jsonb_populate_record(NULL::callback.callback_settings, $1)).%I,
-                               overridden = array_remove(overridden, %L) WHERE id = $2',
-                       setting, setting, setting)
-            USING list_row, campaign_id;
-    END LOOP;
-    PERFORM set_config('callback.inheriting', 'off', true);
-    SELECT * INTO campaign FROM callback.campaigns c WHERE c.id = reset_campaign_settings.campaign_id;
-    RETURN campaign;
+    PERFORM set_config('callback.resetting', '', true);
+    RETURN own;
 END $$;
 
 COMMENT ON FUNCTION callback.reset_campaign_settings(bigint, text[]) IS
-    'Makes a campaign take its list''s callback settings again and follow later changes of them. settings: which ones (NULL: all).';
+    'Makes a campaign take its list''s callback settings again and follow later changes of them. settings: which ones (NULL: all). Returns the settings the campaign still sets itself.';

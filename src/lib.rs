@@ -68,10 +68,12 @@ pgrx::extension_sql_file!(
     ]
 );
 // Disabling and enabling campaigns' callbacks, alerts, replay, history, the campaign report.
+pgrx::extension_sql_file!("../sql/delivery.sql", name = "delivery", requires = ["events"]);
+// Tenants: row-level security per account, credentials write-only, the privileges of roles.
 pgrx::extension_sql_file!(
-    "../sql/delivery.sql",
-    name = "delivery",
-    requires = ["events"],
+    "../sql/tenants.sql",
+    name = "tenants",
+    requires = ["delivery"],
     finalize
 );
 

@@ -37,10 +37,10 @@ UPDATE callback.lists SET callback_url = 'https://crm3.example.com/dlr' WHERE id
 SELECT name, callback_url FROM callback.campaigns ORDER BY id;
 
 -- reset_campaign_settings makes a campaign follow its list again, for the named settings or all.
-SELECT name, callback_url, callback_method, overridden
-FROM callback.reset_campaign_settings((SELECT id FROM callback.campaigns WHERE name = 'summer'), '{callback_url}');
-SELECT name, callback_url, callback_method, retry_policy, overridden
-FROM callback.reset_campaign_settings((SELECT id FROM callback.campaigns WHERE name = 'spring'));
+-- It returns the settings the campaign still sets itself.
+SELECT callback.reset_campaign_settings((SELECT id FROM callback.campaigns WHERE name = 'summer'), '{callback_url}') AS still_own;
+SELECT callback.reset_campaign_settings((SELECT id FROM callback.campaigns WHERE name = 'spring')) AS still_own;
+SELECT name, callback_url, callback_method, retry_policy, overridden FROM callback.campaigns ORDER BY id;
 UPDATE callback.lists SET callback_url = 'https://crm4.example.com/dlr' WHERE id = 1;
 SELECT name, callback_url, callback_method, overridden FROM callback.campaigns ORDER BY id;
 

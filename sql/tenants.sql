@@ -1,0 +1,138 @@
+-- Tenants: each account's rows are visible and changeable only by the roles granted that
+-- account (row-level security); credentials and signing secrets can be written by them but
+-- not read; members of callback_admin see and change everything. The README's Security
+-- section describes the model.
+--
+-- Triggers run as the extension's owner (SECURITY DEFINER): they read the credentials a
+-- callback needs and write the queue, which tenants may not. The row-level checks of the
+-- table a tenant writes still apply to the row after the triggers, so a row pointing at
+-- another account's list or campaign (whose account the triggers copy) is refused.
+
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'callback_admin') THEN
+        CREATE ROLE callback_admin NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'callback_tenant') THEN
+        CREATE ROLE callback_tenant NOLOGIN;
+    END IF;
+END $$;
+
+CREATE TABLE callback.account_roles (
+    account_id bigint NOT NULL REFERENCES callback.accounts ON DELETE CASCADE,
+    role_name name NOT NULL,
+    PRIMARY KEY (account_id, role_name)
+);
+COMMENT ON TABLE callback.account_roles IS 'Which roles act for which account (and their members with them). Managed by grant_account() and revoke_account().';
+
+CREATE FUNCTION callback._admin() RETURNS bool
+LANGUAGE sql STABLE
+RETURN pg_has_role(current_user, 'callback_admin', 'MEMBER');
+
+-- The accounts the current role acts for (account_roles' own policy shows a role its rows).
+CREATE FUNCTION callback._accounts() RETURNS bigint[]
+LANGUAGE sql STABLE
+RETURN (SELECT coalesce(array_agg(account_id), '{}') FROM callback.account_roles);
+
+ALTER TABLE callback.account_roles ENABLE ROW LEVEL SECURITY;
+CREATE POLICY own_roles ON callback.account_roles
+    USING ((SELECT callback._admin())
+           OR EXISTS (SELECT FROM pg_roles r WHERE r.rolname = role_name AND pg_has_role(current_user, r.oid, 'MEMBER')));
+
+-- One policy per table holding an account_id: the row's account must be one of the role's.
+-- The subqueries run once per statement.
+DO $$
+DECLARE
+    t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['lists', 'campaigns', 'members', 'messages', 'attempts', 'subscriptions',
+                             'delivery_webhooks', 'alerts', 'callbacks', 'callbacks_undone', 'callbacks_done'] LOOP
+        EXECUTE format('ALTER TABLE callback.%I ENABLE ROW LEVEL SECURITY', t);
+        EXECUTE format('CREATE POLICY own_account ON callback.%I
+                            USING ((SELECT callback._admin()) OR account_id = ANY ((SELECT callback._accounts())::bigint[]))', t);
+    END LOOP;
+END $$;
+ALTER TABLE callback.accounts ENABLE ROW LEVEL SECURITY;
+CREATE POLICY own_account ON callback.accounts
+    USING ((SELECT callback._admin()) OR id = ANY ((SELECT callback._accounts())::bigint[]));
+-- An attempt's history goes with its callback.
+ALTER TABLE callback.deliveries ENABLE ROW LEVEL SECURITY;
+CREATE POLICY own_account ON callback.deliveries
+    USING ((SELECT callback._admin()) OR EXISTS (SELECT FROM callback.callbacks c WHERE c.id = callback_id));
+ALTER VIEW callback.history SET (security_invoker = true);
+
+-- Triggers as the owner; nothing runs with the caller's search_path.
+DO $$
+DECLARE
+    f regprocedure;
+BEGIN
+    FOR f IN SELECT p.oid FROM pg_proc p
+             WHERE p.pronamespace = 'callback'::regnamespace AND p.prorettype = 'trigger'::regtype LOOP
+        EXECUTE format('ALTER FUNCTION %s SECURITY DEFINER SET search_path = pg_catalog, pg_temp', f);
+    END LOOP;
+END $$;
+
+CREATE FUNCTION callback.grant_account(account_id bigint, role_name name) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM callback._require_account(account_id);
+    IF NOT EXISTS (SELECT FROM pg_roles r WHERE r.rolname = grant_account.role_name) THEN
+        RAISE EXCEPTION 'role "%" does not exist', role_name USING ERRCODE = 'undefined_object';
+    END IF;
+    INSERT INTO callback.account_roles VALUES (account_id, role_name) ON CONFLICT DO NOTHING;
+    EXECUTE format('GRANT callback_tenant TO %I', role_name);
+END $$;
+COMMENT ON FUNCTION callback.grant_account(bigint, name) IS
+    'Lets a role (and its members) see and change the account''s lists, campaigns, members, messages, callbacks and history, and makes it a member of callback_tenant.';
+
+CREATE FUNCTION callback.revoke_account(account_id bigint, role_name name) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    DELETE FROM callback.account_roles a WHERE a.account_id = revoke_account.account_id AND a.role_name = revoke_account.role_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'role "%" does not act for account %', role_name, account_id USING ERRCODE = 'undefined_object';
+    END IF;
+    IF NOT EXISTS (SELECT FROM callback.account_roles a WHERE a.role_name = revoke_account.role_name)
+       AND EXISTS (SELECT FROM pg_roles r WHERE r.rolname = revoke_account.role_name) THEN
+        EXECUTE format('REVOKE callback_tenant FROM %I', role_name);
+    END IF;
+END $$;
+COMMENT ON FUNCTION callback.revoke_account(bigint, name) IS
+    'Takes the account away from the role; a role left with no account leaves callback_tenant.';
+
+-- Privileges. Administrators: everything.
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA callback FROM PUBLIC;
+GRANT USAGE ON SCHEMA callback TO callback_admin, callback_tenant;
+GRANT ALL ON ALL TABLES IN SCHEMA callback TO callback_admin;
+GRANT ALL ON ALL SEQUENCES IN SCHEMA callback TO callback_admin;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA callback TO callback_admin;
+
+-- Tenants: their accounts' rows (the policies above), settings shared by all read-only.
+GRANT USAGE ON ALL SEQUENCES IN SCHEMA callback TO callback_tenant;
+GRANT SELECT ON callback.accounts, callback.account_roles, callback.retry_policies, callback.statuses,
+    callback.deliveries, callback.alerts, callback.history TO callback_tenant;
+GRANT SELECT, INSERT, UPDATE, DELETE ON callback.members, callback.messages, callback.attempts,
+    callback.delivery_webhooks TO callback_tenant;
+GRANT INSERT, UPDATE, DELETE ON callback.lists, callback.campaigns, callback.subscriptions TO callback_tenant;
+-- Every column but the credentials may be read; replay may update a callback's state.
+DO $$
+DECLARE
+    t text;
+    readable text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['lists', 'campaigns', 'subscriptions', 'callbacks'] LOOP
+        SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) INTO readable
+        FROM pg_attribute
+        WHERE attrelid = format('callback.%I', t)::regclass AND attnum > 0 AND NOT attisdropped
+          AND attname NOT IN ('callback_basic_auth', 'callback_bearer_token', 'signing_secret', 'auth_header');
+        EXECUTE format('GRANT SELECT (%s) ON callback.%I TO callback_tenant', readable, t);
+    END LOOP;
+END $$;
+GRANT UPDATE (state, due_at, attempts, finished_at, leased_until, leased_by) ON callback.callbacks TO callback_tenant;
+-- Every function but those that record, purge or grant.
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA callback TO callback_tenant;
+REVOKE EXECUTE ON FUNCTION callback._record_event(text, bigint, bigint, bigint, bigint, text, text, text, jsonb, jsonb),
+    callback._record(callback.event_type, callback.campaigns, callback.messages, bigint, callback.channel, jsonb, jsonb),
+    callback._target_settings(bigint, bigint, bigint), callback._disable_campaign_callbacks(bigint, bigint),
+    callback.purge(interval, bigint), callback.grant_account(bigint, name), callback.revoke_account(bigint, name)
+    FROM callback_tenant;
