@@ -106,7 +106,14 @@ impl Resolver for KeptNames {
         if let Some(addrs) = self.names.lock().ok().and_then(|names| kept(&names)) {
             return self.guard(uri, addrs);
         }
-        let addrs = DefaultResolver::default().resolve(uri, config, timeout)?;
+        // The standard library's lookup fails with an I/O error ("failed to lookup address
+        // information: ..."); the history says what it means.
+        let addrs = DefaultResolver::default()
+            .resolve(uri, config, timeout)
+            .map_err(|e| match e {
+                ureq::Error::Io(_) => ureq::Error::HostNotFound,
+                other => other,
+            })?;
         if let Ok(mut names) = self.names.lock() {
             if names.len() >= 10_000 {
                 names.clear();
@@ -378,6 +385,14 @@ mod tests {
         let answer = pool.next(Duration::from_secs(5)).unwrap();
         assert_eq!(answer.status, None);
         assert!(answer.error.unwrap().starts_with("connection error"));
+    }
+
+    #[test]
+    fn names_that_do_not_resolve_are_host_not_found() {
+        let pool = Pool::new(PoolConfig { threads: 1 }, loopback());
+        pool.submit(request("http://no-such-host.invalid/".into()));
+        let answer = pool.next(Duration::from_secs(10)).unwrap();
+        assert_eq!((answer.status, answer.error.as_deref()), (None, Some("host not found")));
     }
 
     #[test]

@@ -28,7 +28,10 @@ impl fmt::Display for TemplateError {
             TemplateError::BadName { name } => write!(f, "\"${{{name}}}\" is not a valid variable name"),
             TemplateError::Unknown { name } => write!(f, "template variable \"{name}\" has no value"),
             TemplateError::TooLong { bytes } => {
-                write!(f, "filled in, the URL is {bytes} bytes long, over the limit of {MAX_URL_BYTES}")
+                write!(
+                    f,
+                    "filled in, the URL is {bytes} bytes long, over the limit of {MAX_URL_BYTES}"
+                )
             }
         }
     }

@@ -127,6 +127,8 @@ class Receiver:
     def __init__(self):
         self.requests = []
         self.plans = {}
+        self.connections = set()
+        self.plan_for_each = None
         self.lock = threading.Condition()
         receiver = self
 
@@ -136,11 +138,23 @@ class Receiver:
             def log_message(self, *args):
                 pass
 
+            def setup(self):
+                super().setup()
+                with receiver.lock:
+                    receiver.connections.add(self.connection)
+
+            def finish(self):
+                with receiver.lock:
+                    receiver.connections.discard(self.connection)
+                super().finish()
+
             def handle_one(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 path = self.path.split("?")[0]
                 with receiver.lock:
+                    if path not in receiver.plans and receiver.plan_for_each:
+                        receiver.plans[path] = list(receiver.plan_for_each)
                     plan = receiver.plans.get(path) or [Behaviour()]
                     behaviour = plan.pop(0) if len(plan) > 1 else plan[0]
                     receiver.requests.append(
@@ -161,11 +175,28 @@ class Receiver:
 
             do_GET = do_POST = handle_one
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.handler = Handler
+        self.port = 0
+        self.up()
+
+    def up(self):
+        """Listens (again, on the same port after down())."""
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), self.handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
+
+    def down(self):
+        """Stops listening and cuts the open connections: connections are refused until up()."""
+        self.server.shutdown()
+        self.server.server_close()
+        with self.lock:
+            for connection in list(self.connections):
+                try:
+                    connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
 
     def url(self, path="/hook"):
         return f"http://127.0.0.1:{self.port}{path}"
@@ -173,6 +204,13 @@ class Receiver:
     def respond(self, path, *behaviours):
         with self.lock:
             self.plans[path] = list(behaviours)
+
+    def respond_all(self, *behaviours):
+        """How requests to every path not given its own plan are answered: each path in turn
+        gets these behaviours (the last repeats)."""
+        with self.lock:
+            self.plan_for_each = list(behaviours)
+            self.plans.clear()
 
     def received(self, path=None):
         with self.lock:
@@ -191,8 +229,7 @@ class Receiver:
                 self.lock.wait(remaining)
 
     def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self.down()
 
 
 @pytest.fixture
