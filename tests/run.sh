@@ -57,5 +57,8 @@ fi
 
 if wanted integration; then
 echo "== integration tests"
+export PG_CALLBACK_FAULT_REPORT="$work/faults.md"
 python3 -m pytest -q tests/integration
+echo "== the fault suite's tally (RELIABILITY.md)"
+cat "$PG_CALLBACK_FAULT_REPORT"
 fi

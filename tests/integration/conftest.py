@@ -106,6 +106,8 @@ class Received:
     headers: dict
     body: bytes
     at: float
+    # The status the receiver answered with; None when it dropped the connection.
+    answer: int | None = None
 
     def json(self):
         return json.loads(self.body)
@@ -158,7 +160,8 @@ class Receiver:
                     plan = receiver.plans.get(path) or [Behaviour()]
                     behaviour = plan.pop(0) if len(plan) > 1 else plan[0]
                     receiver.requests.append(
-                        Received(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body, time.time()))
+                        Received(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body,
+                                 time.time(), None if behaviour.drop else behaviour.status))
                     receiver.lock.notify_all()
                 if behaviour.delay:
                     time.sleep(behaviour.delay)
