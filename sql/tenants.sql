@@ -24,6 +24,7 @@ CREATE TABLE callback.account_roles (
     PRIMARY KEY (account_id, role_name)
 );
 COMMENT ON TABLE callback.account_roles IS 'Which roles act for which account (and their members with them). Managed by grant_account() and revoke_account().';
+SELECT pg_catalog.pg_extension_config_dump('callback.account_roles', '');
 
 CREATE FUNCTION callback._admin() RETURNS bool
 LANGUAGE sql STABLE
@@ -110,7 +111,8 @@ GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA callback TO callback_admin;
 -- Tenants: their accounts' rows (the policies above), settings shared by all read-only.
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA callback TO callback_tenant;
 GRANT SELECT ON callback.accounts, callback.account_roles, callback.retry_policies, callback.statuses,
-    callback.deliveries, callback.alerts, callback.history TO callback_tenant;
+    callback.deliveries, callback.alerts, callback.history, callback.queue, callback.endpoint_health,
+    callback.campaign_summary TO callback_tenant;
 GRANT SELECT, INSERT, UPDATE, DELETE ON callback.members, callback.messages, callback.attempts,
     callback.delivery_webhooks TO callback_tenant;
 GRANT INSERT, UPDATE, DELETE ON callback.lists, callback.campaigns, callback.subscriptions TO callback_tenant;
@@ -129,10 +131,12 @@ BEGIN
     END LOOP;
 END $$;
 GRANT UPDATE (state, due_at, attempts, finished_at, leased_until, leased_by) ON callback.callbacks TO callback_tenant;
--- Every function but those that record, purge or grant.
+-- Every function but those that record, attach, purge or grant, or show the workers.
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA callback TO callback_tenant;
 REVOKE EXECUTE ON FUNCTION callback._record_event(text, bigint, bigint, bigint, bigint, text, text, text, jsonb, jsonb),
     callback._record(callback.event_type, callback.campaigns, callback.messages, bigint, callback.channel, jsonb, jsonb),
     callback._target_settings(bigint, bigint, bigint), callback._disable_campaign_callbacks(bigint, bigint),
-    callback.purge(interval, bigint), callback.grant_account(bigint, name), callback.revoke_account(bigint, name)
+    callback.purge(interval, bigint), callback.grant_account(bigint, name), callback.revoke_account(bigint, name),
+    callback._worker_stats(), callback.attach(regclass, name, name, name, name, name, name, name, name, name, name),
+    callback.detach(regclass), callback._attached_events()
     FROM callback_tenant;

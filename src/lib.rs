@@ -3,8 +3,8 @@
 //!
 //! This file is a table of contents: the modules, what `_PG_init` sets up, then the schema's
 //! SQL files in the order they run. Modules without pgrx (`template`, `render`, `settings`,
-//! `retry`, `signing`, `http`, `dispatch`, `destinations`) hold the logic that needs no database and are unit-tested on
-//! their own.
+//! `retry`, `signing`, `http`, `dispatch`, `destinations`) hold the logic that needs no
+//! database and are unit-tested on their own.
 
 use pgrx::prelude::*;
 
@@ -69,13 +69,22 @@ pgrx::extension_sql_file!(
 );
 // Disabling and enabling campaigns' callbacks, alerts, replay, history, the campaign report.
 pgrx::extension_sql_file!("../sql/delivery.sql", name = "delivery", requires = ["events"]);
-// Tenants: row-level security per account, credentials write-only, the privileges of roles.
+// Operating it: the queue, endpoint health, workers and campaigns; sending now, replaying many.
 pgrx::extension_sql_file!(
-    "../sql/tenants.sql",
-    name = "tenants",
-    requires = ["delivery"],
-    finalize
+    "../sql/views.sql",
+    name = "views",
+    requires = ["delivery", shared::worker_stats]
 );
+// Attaching to an application's own message table.
+pgrx::extension_sql_file!(
+    "../sql/attach.sql",
+    name = "attach",
+    requires = ["views", record::_attached_events]
+);
+// What pg_dump keeps of the extension's tables.
+pgrx::extension_sql_file!("../sql/dump.sql", name = "dump", requires = ["attach"]);
+// Tenants: row-level security per account, credentials write-only, the privileges of roles.
+pgrx::extension_sql_file!("../sql/tenants.sql", name = "tenants", requires = ["dump"], finalize);
 
 /// Required by `cargo pgrx test`.
 #[cfg(test)]

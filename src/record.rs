@@ -29,6 +29,7 @@ const SUBSCRIPTIONS: &str = include_str!("../sql/record/subscriptions.sql");
 const INSERT: &str = include_str!("../sql/record/insert.sql");
 const ATTEMPT_IDS: &str = include_str!("../sql/record/attempt_ids.sql");
 const STATUSES: &str = include_str!("../sql/record/statuses.sql");
+const ACCOUNT_OF: &str = include_str!("../sql/record/account_of.sql");
 
 /// The statements recording runs, prepared once per backend (src/plans.rs).
 struct Plans {
@@ -38,6 +39,7 @@ struct Plans {
     insert: OwnedPreparedStatement,
     attempt_ids: OwnedPreparedStatement,
     statuses: OwnedPreparedStatement,
+    account_of: OwnedPreparedStatement,
 }
 
 thread_local! {
@@ -61,6 +63,7 @@ fn prepare(client: &mut SpiClient<'_>) -> SpiResult<Plans> {
         insert: client.prepare_mut(INSERT, &types(&insert_args))?.keep(),
         attempt_ids: client.prepare(ATTEMPT_IDS, &types(&["bigint"]))?.keep(),
         statuses: client.prepare(STATUSES, &[])?.keep(),
+        account_of: client.prepare(ACCOUNT_OF, &types(&["bigint", "bigint"]))?.keep(),
     })
 }
 
@@ -449,9 +452,128 @@ fn record_event(
     .unwrap_or_else(|e| error!("recording {event}: {e}"));
 }
 
-/// AFTER INSERT or UPDATE OF status on `callback.messages`: records message.status (final
-/// statuses, or every status for messages with intermediate_reports), the event the status
-/// fires (message.sent, message.problem), and message.final when the message first becomes final.
+/// A message whose status changed, as recording reads it: a row of `callback.messages`, or of
+/// an application's own table attached with `callback.attach()`.
+struct Message {
+    id: i64,
+    account_id: i64,
+    campaign_id: Option<i64>,
+    /// The list of a message outside campaigns: its member's, or an attached table's list column.
+    list_id: Option<i64>,
+    member_id: Option<i64>,
+    batch_id: Option<String>,
+    channel: Option<String>,
+    destination: Option<String>,
+    status: String,
+    previous: Option<String>,
+    error_code: Option<String>,
+    error_message: Option<String>,
+    callback_data: Option<String>,
+    notify_url: Option<String>,
+    notify_format: Option<String>,
+    member_attributes: Option<String>,
+    created_at: Option<String>,
+    status_at: Option<String>,
+    /// Whether its attempts are in `callback.attempts` (not for attached tables).
+    has_attempts: bool,
+}
+
+/// What a status change records, from the cached statuses: whether the new status is final,
+/// the event it fires, whether the previous one was final.
+fn status_events(cache: &Cache, status: &str, previous: Option<&str>) -> (bool, Option<String>, bool) {
+    let (is_final, fires) = cache.statuses.get(status).cloned().unwrap_or((false, None));
+    let was_final = previous.and_then(|p| cache.statuses.get(p)).is_some_and(|s| s.0);
+    (is_final, fires, was_final)
+}
+
+/// Records message.status (final statuses, or every status with intermediate reports), the
+/// event the status fires (message.sent, message.problem), and message.final when the message
+/// first becomes final.
+fn record_message(
+    client: &mut SpiClient<'_>,
+    plans: &Plans,
+    cache: &mut Cache,
+    m: Message,
+    intermediate: bool,
+) -> SpiResult<()> {
+    let (is_final, fires, was_final) = status_events(cache, &m.status, m.previous.as_deref());
+    let sources = cache.sources(client, plans, (m.campaign_id, m.list_id, m.account_id))?;
+    let campaign_list_id = sources.campaign_list_id;
+
+    // Variables: member attributes, then campaign env, then the built-ins.
+    let mut vars = json_object(m.member_attributes.clone());
+    vars.extend(sources.campaign_env.clone());
+    let builtins = [
+        ("id", json!(m.id)),
+        ("messageId", json!(m.id)),
+        ("memberId", json!(m.member_id)),
+        ("campaignId", json!(m.campaign_id)),
+        ("communicationId", json!(m.campaign_id)),
+        ("listId", json!(campaign_list_id.or(m.list_id))),
+        ("accountId", json!(m.account_id)),
+        ("batchId", json!(m.batch_id)),
+        ("status", json!(m.status)),
+        ("channel", json!(m.channel)),
+        ("destination", json!(m.destination)),
+    ];
+    vars.extend(
+        builtins
+            .into_iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| (k.to_string(), v)),
+    );
+
+    let error = (m.error_code.is_some() || m.error_message.is_some())
+        .then(|| json!({"code": m.error_code, "message": m.error_message}));
+    let mut data = json!({
+        "message_id": m.id,
+        "account_id": m.account_id,
+        "campaign_id": m.campaign_id,
+        "list_id": campaign_list_id,
+        "member_id": m.member_id,
+        "batch_id": m.batch_id,
+        "channel": m.channel,
+        "destination": m.destination,
+        "status": m.status,
+        "previous_status": m.previous,
+        "final": is_final,
+        "error": error,
+        "callback_data": m.callback_data,
+        "created_at": m.created_at,
+        "status_at": m.status_at,
+    });
+    let scope = Scope {
+        account_id: m.account_id,
+        campaign_id: m.campaign_id,
+        message_id: Some(m.id),
+        channel: m.channel.as_deref(),
+        notify_url: m.notify_url.as_deref(),
+        notify_format: m.notify_format.as_deref(),
+    };
+    if is_final || intermediate {
+        record(client, plans, "message.status", &scope, &sources, &vars, &data)?;
+    }
+    if let Some(fires) = &fires {
+        record(client, plans, fires, &scope, &sources, &vars, &data)?;
+    }
+    if is_final && !was_final {
+        let ids = if m.has_attempts {
+            client
+                .select(&plans.attempt_ids, Some(1), &[m.id.into()])?
+                .first()
+                .get_one::<Vec<i64>>()?
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        data["attempt_ids"] = json!(ids);
+        record(client, plans, "message.final", &scope, &sources, &vars, &data)?;
+    }
+    Ok(())
+}
+
+/// AFTER INSERT or UPDATE OF status on `callback.messages`: records what the change means
+/// (`record_message`), reading the rest of the row only when something is recorded.
 #[pg_trigger]
 fn _message_events<'a>(
     trigger: &'a PgTrigger<'a>,
@@ -471,30 +593,15 @@ fn _message_events<'a>(
     Spi::connect_mut(|client| {
         with_plans(client, |client, plans| {
             with_cache(client, plans, |client, cache| {
-                let (is_final, fires) = cache.statuses.get(&status).cloned().unwrap_or((false, None));
-                let was_final = previous
-                    .as_ref()
-                    .and_then(|p| cache.statuses.get(p))
-                    .is_some_and(|s| s.0);
+                let (is_final, fires, _) = status_events(cache, &status, previous.as_deref());
                 if !(is_final || intermediate || fires.is_some()) {
                     return Ok(());
                 }
                 // Something is recorded: read the rest of the row.
                 let text = |name: &str| new.get_by_name::<String>(name);
                 let id = |name: &str| new.get_by_name::<i64>(name);
-                let message_id = id("id")?.expect("a message has an id");
-                let account_id = id("account_id")?.expect("a message has an account");
-                let campaign_id = id("campaign_id")?;
                 let member_id = id("member_id")?;
-                let batch_id = text("batch_id")?;
-                let destination = text("destination")?;
-                let (error_code, error_message) = (text("error_code")?, text("error_message")?);
-                let (callback_data, notify_url) = (text("callback_data")?, text("notify_url")?);
-                let row = NewRow::of(trigger);
-                let channel = row.label(c"channel");
-                let notify_format = row.label(c"notify_content_type");
-                let (created_at, status_at) = (row.iso(c"created_at"), row.iso(c"updated_at"));
-                let (member_list_id, member_attributes) = match member_id {
+                let (list_id, member_attributes) = match member_id {
                     Some(member) => {
                         let row = client.select(&plans.member, Some(1), &[member.into()])?.first();
                         (
@@ -504,75 +611,29 @@ fn _message_events<'a>(
                     }
                     None => (None, None),
                 };
-                let sources = cache.sources(client, plans, (campaign_id, member_list_id, account_id))?;
-                let campaign_list_id = sources.campaign_list_id;
-
-                // Variables: member attributes, then campaign env, then the built-ins.
-                let mut vars = json_object(member_attributes);
-                vars.extend(sources.campaign_env.clone());
-                let builtins = [
-                    ("id", json!(message_id)),
-                    ("messageId", json!(message_id)),
-                    ("memberId", json!(member_id)),
-                    ("campaignId", json!(campaign_id)),
-                    ("communicationId", json!(campaign_id)),
-                    ("listId", json!(campaign_list_id.or(member_list_id))),
-                    ("accountId", json!(account_id)),
-                    ("batchId", json!(batch_id)),
-                    ("status", json!(status)),
-                    ("channel", json!(channel)),
-                    ("destination", json!(destination)),
-                ];
-                vars.extend(
-                    builtins
-                        .into_iter()
-                        .filter(|(_, v)| !v.is_null())
-                        .map(|(k, v)| (k.to_string(), v)),
-                );
-
-                let error = (error_code.is_some() || error_message.is_some())
-                    .then(|| json!({"code": error_code, "message": error_message}));
-                let mut data = json!({
-                    "message_id": message_id,
-                    "account_id": account_id,
-                    "campaign_id": campaign_id,
-                    "list_id": campaign_list_id,
-                    "member_id": member_id,
-                    "batch_id": batch_id,
-                    "channel": channel,
-                    "destination": destination,
-                    "status": status,
-                    "previous_status": previous,
-                    "final": is_final,
-                    "error": error,
-                    "callback_data": callback_data,
-                    "created_at": created_at,
-                    "status_at": status_at,
-                });
-                let scope = Scope {
-                    account_id,
-                    campaign_id,
-                    message_id: Some(message_id),
-                    channel: channel.as_deref(),
-                    notify_url: notify_url.as_deref(),
-                    notify_format: notify_format.as_deref(),
+                let row = RawRow::new(trigger);
+                let message = Message {
+                    id: id("id")?.expect("a message has an id"),
+                    account_id: id("account_id")?.expect("a message has an account"),
+                    campaign_id: id("campaign_id")?,
+                    list_id,
+                    member_id,
+                    batch_id: text("batch_id")?,
+                    channel: row.label(c"channel"),
+                    destination: text("destination")?,
+                    status: status.clone(),
+                    previous: previous.clone(),
+                    error_code: text("error_code")?,
+                    error_message: text("error_message")?,
+                    callback_data: text("callback_data")?,
+                    notify_url: text("notify_url")?,
+                    notify_format: row.label(c"notify_content_type"),
+                    member_attributes,
+                    created_at: row.iso(c"created_at"),
+                    status_at: row.iso(c"updated_at"),
+                    has_attempts: true,
                 };
-                if is_final || intermediate {
-                    record(client, plans, "message.status", &scope, &sources, &vars, &data)?;
-                }
-                if let Some(fires) = &fires {
-                    record(client, plans, fires, &scope, &sources, &vars, &data)?;
-                }
-                if is_final && !was_final {
-                    let ids = client
-                        .select(&plans.attempt_ids, Some(1), &[message_id.into()])?
-                        .first()
-                        .get_one::<Vec<i64>>()?
-                        .unwrap_or_default();
-                    data["attempt_ids"] = json!(ids);
-                    record(client, plans, "message.final", &scope, &sources, &vars, &data)?;
-                }
-                Ok(())
+                record_message(client, plans, cache, message, intermediate)
             })
         })
     })
@@ -580,15 +641,92 @@ fn _message_events<'a>(
     Ok(None)
 }
 
-/// The new row of a row trigger, for the columns pgrx reads no Rust type from: enums (as their
-/// label) and timestamps (as bodies write them).
-struct NewRow {
+/// AFTER INSERT or UPDATE OF its status column on an application's table attached with
+/// `callback.attach()`: records what `callback.messages` would. Its arguments name the columns,
+/// `field=column` (sql/attach.sql); values are read as text, so any integer type holds ids and
+/// any type the status. The account is its campaign's or list's.
+#[pg_trigger]
+fn _attached_events<'a>(
+    trigger: &'a PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, TryFromDatumError> {
+    let args = trigger.extra_args().unwrap_or_default();
+    let columns: HashMap<&str, &str> = args.iter().filter_map(|a| a.split_once('=')).collect();
+    let new = RawRow::new(trigger);
+    let value = |row: &RawRow, field: &str| columns.get(field).and_then(|column| row.text(column));
+    let Some(status) = value(&new, "status") else {
+        return Ok(None);
+    };
+    let previous = RawRow::old(trigger).and_then(|old| value(&old, "status"));
+    let number = |field: &str| -> Option<i64> {
+        value(&new, field).map(|v| {
+            v.parse()
+                .unwrap_or_else(|_| error!("pg_callback: {field} \"{v}\" of an attached table is not an integer"))
+        })
+    };
+    Spi::connect_mut(|client| {
+        with_plans(client, |client, plans| {
+            with_cache(client, plans, |client, cache| {
+                let (is_final, fires, _) = status_events(cache, &status, previous.as_deref());
+                if !(is_final || fires.is_some()) {
+                    return Ok(());
+                }
+                let (campaign_id, list_id) = (number("campaign_id"), number("list_id"));
+                let args = [campaign_id.into(), list_id.into()];
+                let account = client
+                    .select(&plans.account_of, Some(1), &args)?
+                    .first()
+                    .get_one::<i64>()?;
+                let Some(account_id) = account else {
+                    let (what, id) = match campaign_id {
+                        Some(id) => ("campaign", Some(id)),
+                        None => ("list", list_id),
+                    };
+                    let id = id.map_or("NULL".to_string(), |id| id.to_string());
+                    ereport!(
+                        ERROR,
+                        PgSqlErrorCode::ERRCODE_FOREIGN_KEY_VIOLATION,
+                        format!("{what} {id} of an attached message does not exist"),
+                        "callback.attach() records callbacks only for rows of a campaign or list of pg_callback."
+                    );
+                };
+                let message = Message {
+                    id: number("id").unwrap_or_else(|| error!("pg_callback: an attached message has no id")),
+                    account_id,
+                    campaign_id,
+                    list_id,
+                    member_id: None,
+                    batch_id: value(&new, "batch_id"),
+                    channel: value(&new, "channel"),
+                    destination: value(&new, "destination"),
+                    status: status.clone(),
+                    previous: previous.clone(),
+                    error_code: value(&new, "error_code"),
+                    error_message: value(&new, "error_message"),
+                    callback_data: value(&new, "callback_data"),
+                    notify_url: None,
+                    notify_format: None,
+                    member_attributes: None,
+                    created_at: None,
+                    status_at: Some(render::iso_timestamp(now_unix_micros())),
+                    has_attempts: false,
+                };
+                record_message(client, plans, cache, message, false)
+            })
+        })
+    })
+    .unwrap_or_else(|e| error!("recording the status of an attached message: {e}"));
+    Ok(None)
+}
+
+/// The new (or old) row of a row trigger, read without pgrx's conversions: enums as their
+/// label, timestamps as bodies write them, any column as text.
+struct RawRow {
     tuple: *mut pg_sys::HeapTupleData,
     desc: pg_sys::TupleDesc,
 }
 
-impl NewRow {
-    fn of(trigger: &PgTrigger) -> NewRow {
+impl RawRow {
+    fn new(trigger: &PgTrigger) -> RawRow {
         let data = trigger.trigger_data();
         // An UPDATE's new row is tg_newtuple; an INSERT's is tg_trigtuple.
         let tuple = if data.tg_newtuple.is_null() {
@@ -597,20 +735,33 @@ impl NewRow {
             data.tg_newtuple
         };
         // SAFETY: a row trigger's relation is open while it runs.
-        NewRow {
+        RawRow {
             tuple,
             desc: unsafe { (*data.tg_relation).rd_att },
         }
     }
 
+    /// An UPDATE's old row (tg_trigtuple); None for an INSERT.
+    fn old(trigger: &PgTrigger) -> Option<RawRow> {
+        let data = trigger.trigger_data();
+        (!data.tg_newtuple.is_null()).then(|| RawRow {
+            tuple: data.tg_trigtuple,
+            // SAFETY: as in new().
+            desc: unsafe { (*data.tg_relation).rd_att },
+        })
+    }
+
+    fn number(&self, column: &std::ffi::CStr) -> Option<std::num::NonZeroUsize> {
+        // SAFETY: the descriptor belongs to the running trigger.
+        let number = unsafe { pg_sys::SPI_fnumber(self.desc, column.as_ptr()) };
+        std::num::NonZeroUsize::new(usize::try_from(number).ok()?)
+    }
+
     fn datum(&self, column: &std::ffi::CStr) -> Option<pg_sys::Datum> {
+        let number = self.number(column)?;
         // SAFETY: the row and its descriptor belong to the running trigger; the column number
         // comes from that descriptor.
-        unsafe {
-            let number = pg_sys::SPI_fnumber(self.desc, column.as_ptr());
-            let number = std::num::NonZeroUsize::new(usize::try_from(number).ok()?)?;
-            pgrx::heap_getattr_raw(self.tuple, number, self.desc)
-        }
+        unsafe { pgrx::heap_getattr_raw(self.tuple, number, self.desc) }
     }
 
     fn label(&self, column: &std::ffi::CStr) -> Option<String> {
@@ -623,6 +774,17 @@ impl NewRow {
         Some(render::iso_timestamp(
             value.value() as i64 + POSTGRES_EPOCH_IN_UNIX_MICROS,
         ))
+    }
+
+    /// A column's value as its type's output function writes it; None when NULL or missing.
+    fn text(&self, column: &str) -> Option<String> {
+        let column = std::ffi::CString::new(column).ok()?;
+        let number = self.number(&column)?;
+        // SAFETY: as in datum(); SPI_getvalue returns NULL or a palloc'd C string.
+        unsafe {
+            let value = pg_sys::SPI_getvalue(self.tuple, self.desc, number.get() as i32);
+            (!value.is_null()).then(|| std::ffi::CStr::from_ptr(value).to_string_lossy().into_owned())
+        }
     }
 }
 

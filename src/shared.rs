@@ -34,6 +34,32 @@ static ORPHANED_LEASES: PgAtomic<AtomicBool> = unsafe { PgAtomic::new(c"pg_callb
 /// Raised by every commit that changed what recording caches (src/record.rs).
 static SETTINGS_VERSION: PgAtomic<AtomicU64> = unsafe { PgAtomic::new(c"pg_callback_settings_version") };
 
+/// What each worker slot has done, for `callback.workers`: the process in it now (or last),
+/// and counts since the server started.
+#[derive(Default)]
+pub struct WorkerStats {
+    pid: AtomicI32,
+    running: AtomicBool,
+    started_ms: AtomicI64,
+    in_flight: AtomicI32,
+    delivered: AtomicU64,
+    retried: AtomicU64,
+    failed: AtomicU64,
+    last_claim_ms: AtomicI64,
+    last_claim_size: AtomicI32,
+    last_write_ms: AtomicI64,
+}
+
+#[derive(Default)]
+pub struct Stats {
+    workers: [WorkerStats; MAX_WORKERS],
+}
+unsafe impl PGRXSharedMemory for Stats {}
+
+static STATS: PgAtomic<Stats> = unsafe { PgAtomic::new(c"pg_callback_stats") };
+/// This process's worker slot, when it is a worker.
+static MY_SLOT: AtomicI32 = AtomicI32::new(-1);
+
 /// Whether the library was preloaded and the shared memory above exists in this process.
 static PRELOADED: AtomicBool = AtomicBool::new(false);
 
@@ -44,6 +70,7 @@ pub fn init() {
     pg_shmem_init!(NEXT_DUE_MS = AtomicI64::new(i64::MAX));
     pg_shmem_init!(SETTINGS_VERSION);
     pg_shmem_init!(ORPHANED_LEASES = AtomicBool::new(true));
+    pg_shmem_init!(STATS);
     PRELOADED.store(true, Ordering::SeqCst);
 }
 
@@ -79,6 +106,97 @@ pub fn set_launcher() {
 pub fn set_worker(slot: usize, running: bool) {
     let value = if running { my_procno() } else { 0 };
     PROCS.get().workers[slot].store(value, Ordering::SeqCst);
+    let stats = &STATS.get().workers[slot];
+    stats.running.store(running, Ordering::SeqCst);
+    stats.in_flight.store(0, Ordering::SeqCst);
+    if running {
+        MY_SLOT.store(slot as i32, Ordering::SeqCst);
+        // SAFETY: set in every process.
+        stats.pid.store(unsafe { pg_sys::MyProcPid }, Ordering::SeqCst);
+        stats.started_ms.store(now_ms(), Ordering::SeqCst);
+    }
+}
+
+/// This worker's statistics (None outside a worker).
+fn my_stats() -> Option<&'static WorkerStats> {
+    let slot = usize::try_from(MY_SLOT.load(Ordering::SeqCst)).ok()?;
+    Some(&STATS.get().workers[slot])
+}
+
+/// This worker claimed `count` callbacks (an empty claim is no batch).
+pub fn worker_claimed(count: usize) {
+    if let Some(stats) = my_stats().filter(|_| count > 0) {
+        stats.last_claim_ms.store(now_ms(), Ordering::SeqCst);
+        stats.last_claim_size.store(count as i32, Ordering::SeqCst);
+    }
+}
+
+/// This worker has `count` requests in flight.
+pub fn worker_in_flight(count: usize) {
+    if let Some(stats) = my_stats() {
+        stats.in_flight.store(count as i32, Ordering::SeqCst);
+    }
+}
+
+/// This worker wrote the results of attempts: delivered, to be retried, failed for good.
+pub fn worker_wrote(delivered: u64, retried: u64, failed: u64) {
+    if let Some(stats) = my_stats() {
+        stats.delivered.fetch_add(delivered, Ordering::SeqCst);
+        stats.retried.fetch_add(retried, Ordering::SeqCst);
+        stats.failed.fetch_add(failed, Ordering::SeqCst);
+        stats.last_write_ms.store(now_ms(), Ordering::SeqCst);
+    }
+}
+
+/// The statistics of every worker slot that has been used since the server started
+/// (`callback.workers`); none when the library is not preloaded. Times in Unix milliseconds.
+#[pg_extern(volatile, parallel_safe, name = "_worker_stats")]
+#[allow(clippy::type_complexity)]
+fn worker_stats() -> TableIterator<
+    'static,
+    (
+        name!(slot, i32),
+        name!(pid, i32),
+        name!(running, bool),
+        name!(started_ms, i64),
+        name!(in_flight, i32),
+        name!(delivered, i64),
+        name!(retried, i64),
+        name!(failed, i64),
+        name!(last_claim_ms, Option<i64>),
+        name!(last_claim_size, Option<i32>),
+        name!(last_write_ms, Option<i64>),
+    ),
+> {
+    let used: Vec<_> = if PRELOADED.load(Ordering::SeqCst) {
+        let when = |ms: i64| (ms > 0).then_some(ms);
+        STATS
+            .get()
+            .workers
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| w.pid.load(Ordering::SeqCst) != 0)
+            .map(|(slot, w)| {
+                let last_claim = when(w.last_claim_ms.load(Ordering::SeqCst));
+                (
+                    slot as i32,
+                    w.pid.load(Ordering::SeqCst),
+                    w.running.load(Ordering::SeqCst),
+                    w.started_ms.load(Ordering::SeqCst),
+                    w.in_flight.load(Ordering::SeqCst),
+                    w.delivered.load(Ordering::SeqCst) as i64,
+                    w.retried.load(Ordering::SeqCst) as i64,
+                    w.failed.load(Ordering::SeqCst) as i64,
+                    last_claim,
+                    last_claim.map(|_| w.last_claim_size.load(Ordering::SeqCst)),
+                    when(w.last_write_ms.load(Ordering::SeqCst)),
+                )
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    TableIterator::new(used)
 }
 
 /// Raises the wake flag and sets every latch: launcher and running workers.

@@ -245,6 +245,7 @@ fn run() {
                 log!("pg_callback worker: extension pg_callback was dropped; exiting");
                 return;
             };
+            shared::worker_claimed(claimed.len());
             more = claimed.len() == wanted;
             // A short claim may have passed over callbacks given back since: start over next time.
             cursor = if more {
@@ -268,6 +269,7 @@ fn run() {
             idle_since = Instant::now();
             purge_if_due(&mut last_purge);
             report(false, &format!("sending callbacks ({} in flight)", work.in_flight()));
+            shared::worker_in_flight(work.in_flight());
             // Back at once for an answer; after TICK otherwise, for new callbacks and writes.
             next_answer = pool.next(TICK);
             continue;
@@ -547,9 +549,9 @@ fn finish(done: Vec<(Claimed, Option<Response>)>) {
     }
     let unsent = done.iter().any(|(_, answer)| answer.is_none());
     report(true, "writing delivery results");
-    BackgroundWorker::transaction(move || {
+    let verdicts = BackgroundWorker::transaction(move || {
         if !extension_installed() {
-            return;
+            return Vec::new();
         }
         let schema = callback_schema();
         let mut results = Results::default();
@@ -557,8 +559,9 @@ fn finish(done: Vec<(Claimed, Option<Response>)>) {
             results.push(c, answer.as_ref());
         }
         if results.ids.is_empty() {
-            return;
+            return Vec::new();
         }
+        let verdicts = results.verdict.clone();
         let args = [
             results.ids.into(),
             results.attempts.into(),
@@ -588,7 +591,10 @@ fn finish(done: Vec<(Claimed, Option<Response>)>) {
         if let Err(e) = written {
             error!("pg_callback worker: writing delivery results failed: {e}");
         }
+        verdicts
     });
+    let count = |verdict: &str| verdicts.iter().filter(|v| **v == verdict).count() as u64;
+    shared::worker_wrote(count("delivered"), count("retry"), count("failed"));
     // SAFETY: outside any transaction, as pgstat requires.
     unsafe { pg_sys::pgstat_report_stat(false) };
     if unsent {

@@ -140,3 +140,26 @@ def test_redirects_are_not_followed(db, receiver):
     db.wait_for("SELECT state = 'delivered' FROM callback.callbacks")
     assert receiver.received("/elsewhere") == []
     assert [r[0] for r in db.sql("SELECT http_status FROM callback.campaign_history(1)")] == [302, 200]
+
+
+def test_an_attached_application_table_delivers_like_messages(db, receiver):
+    make_list(db, receiver.url("/crm/${id}"))
+    db.sql("DROP TABLE IF EXISTS public.crm_sms")
+    db.sql("CREATE TABLE public.crm_sms (sms_id int PRIMARY KEY, campaign int, phone text, state text)")
+    try:
+        db.sql("""SELECT callback.attach('public.crm_sms', 'sms_id', 'state', campaign_column => 'campaign',
+                                         destination_column => 'phone')""")
+        db.sql("INSERT INTO public.crm_sms VALUES (41, 1, '+15550041', 'queued')")
+        db.sql("UPDATE public.crm_sms SET state = 'delivered'")
+        [request] = receiver.wait_for(1)
+        assert request.path == "/crm/41"
+        data = request.json()["data"]
+        assert (data["message_id"], data["status"], data["previous_status"], data["destination"]) == \
+            (41, "delivered", "queued", "+15550041")
+        db.wait_for("SELECT state = 'delivered' FROM callback.callbacks", what="the callback delivered")
+        # Detached, a change records nothing.
+        db.sql("SELECT callback.detach('public.crm_sms')")
+        db.sql("UPDATE public.crm_sms SET state = 'read'")
+        assert db.one("SELECT count(*) FROM callback.callbacks") == 1
+    finally:
+        db.sql("DROP TABLE public.crm_sms")

@@ -182,3 +182,20 @@ def test_retention_deletes_old_delivered_callbacks_and_their_history(db, receive
     finally:
         db.sql("ALTER SYSTEM RESET pg_callback.retention")
         db.sql("SELECT pg_reload_conf()")
+
+
+def test_the_workers_view_shows_what_each_worker_did(db, receiver):
+    make_list(db, receiver.url("/dlr"))
+    receiver.respond("/dlr", Behaviour(status=500), Behaviour(status=200))
+    totals = "SELECT coalesce(sum(delivered), 0), coalesce(sum(retried), 0) FROM callback.workers"
+    [(delivered, retried)] = db.sql(totals)
+    db.sql("""INSERT INTO callback.messages (campaign_id, channel, destination, status)
+              SELECT 1, 'sms', '+1555' || g, 'delivered' FROM generate_series(1, 5) g""")
+    db.wait_for("SELECT count(*) = 5 FROM callback.callbacks WHERE state = 'delivered'", what="five delivered")
+    # Counted since the server started, so by difference.
+    db.wait_for(f"SELECT ({totals.replace(', coalesce(sum(retried), 0)', '')}) - %s = 5", [delivered],
+                what="five more delivered in callback.workers")
+    assert db.one("SELECT sum(retried) FROM callback.workers") - retried == 1
+    recent = db.sql("""SELECT pid FROM callback.workers
+                       WHERE pid > 0 AND last_claim_at > now() - interval '1 minute' AND last_claim_size > 0""")
+    assert recent, "no worker claimed a batch in the last minute"

@@ -1,0 +1,138 @@
+-- What an operator looks at from psql: the queue per endpoint, each endpoint's health, the
+-- workers, each campaign's deliveries; and what they do about it: send a callback now, replay
+-- many. Views run with the caller's rights, so a tenant sees its own account's rows.
+
+-- The scheme, host and port of a URL: what delivery limits per host and health is judged by.
+CREATE FUNCTION callback._endpoint(url text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN lower(substring(url from '^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*'));
+
+CREATE VIEW callback.queue WITH (security_invoker = true) AS
+SELECT callback._endpoint(c.url) AS endpoint,
+       count(*) AS depth,
+       count(*) FILTER (WHERE c.state = 'pending' AND c.due_at <= now() AND c.leased_until IS NULL) AS due,
+       count(*) FILTER (WHERE c.leased_until > now()) AS in_flight,
+       count(*) FILTER (WHERE c.state = 'pending' AND c.due_at > now()) AS retrying,
+       count(*) FILTER (WHERE c.state = 'waiting') AS waiting,
+       count(*) FILTER (WHERE c.state = 'held') AS held,
+       coalesce(max(now() - c.due_at) FILTER (WHERE c.state = 'pending' AND c.due_at <= now()), '0') AS lag,
+       min(c.recorded_at) AS oldest_recorded_at
+FROM callback.callbacks c
+WHERE c.state IN ('waiting', 'pending', 'held')
+GROUP BY 1;
+COMMENT ON VIEW callback.queue IS 'Callbacks not done yet, per endpoint (scheme, host and port): how many, due now, in flight, waiting for a retry, waiting behind an earlier one, held; lag: how long the longest-due callback has been due.';
+
+CREATE VIEW callback.endpoint_health WITH (security_invoker = true) AS
+WITH attempts AS (
+    SELECT callback._endpoint(c.url) AS endpoint, d.started_at, d.error IS NULL AS ok, d.http_status, d.error
+    FROM callback.deliveries d
+    JOIN callback.callbacks c ON c.id = d.callback_id
+), last_success AS (
+    SELECT endpoint, max(started_at) FILTER (WHERE ok) AS at FROM attempts GROUP BY endpoint
+)
+SELECT a.endpoint,
+       count(*) AS attempts,
+       round(avg(a.ok::int), 4) AS success_rate,
+       count(*) FILTER (WHERE a.started_at > now() - interval '1 hour') AS attempts_last_hour,
+       round(avg(a.ok::int) FILTER (WHERE a.started_at > now() - interval '1 hour'), 4) AS success_rate_last_hour,
+       count(*) FILTER (WHERE NOT a.ok AND a.started_at > coalesce(s.at, '-infinity')) AS consecutive_failures,
+       s.at AS last_success_at,
+       max(a.started_at) FILTER (WHERE NOT a.ok) AS last_failure_at,
+       (array_agg(a.error ORDER BY a.started_at DESC) FILTER (WHERE NOT a.ok))[1] AS last_error,
+       max(a.started_at) AS last_attempt_at
+FROM attempts a
+JOIN last_success s USING (endpoint)
+GROUP BY a.endpoint, s.at;
+COMMENT ON VIEW callback.endpoint_health IS 'Every endpoint (scheme, host and port) in the history kept: attempts and success rate, overall and in the last hour; failures since the last success; the last success, failure and error.';
+
+CREATE VIEW callback.workers AS
+SELECT w.slot, w.pid, w.running, to_timestamp(w.started_ms / 1000.0) AS started_at, w.in_flight,
+       w.delivered, w.retried, w.failed,
+       to_timestamp(w.last_claim_ms / 1000.0) AS last_claim_at, w.last_claim_size,
+       to_timestamp(w.last_write_ms / 1000.0) AS last_write_at
+FROM callback._worker_stats() w;
+COMMENT ON VIEW callback.workers IS 'Each worker slot used since the server started, from shared memory: the process in it now (running) or last, requests in flight, attempts delivered, to be retried and failed for good since the server started, the last batch claimed and the last results written.';
+
+CREATE VIEW callback.campaign_summary WITH (security_invoker = true) AS
+SELECT c.id AS campaign_id, c.account_id, c.name, c.status, c.callbacks_enabled,
+       count(cb.id) AS callbacks,
+       count(cb.id) FILTER (WHERE cb.state = 'delivered') AS delivered,
+       count(cb.id) FILTER (WHERE cb.state = 'failed') AS failed,
+       count(cb.id) FILTER (WHERE cb.state IN ('waiting', 'pending')) AS to_send,
+       count(cb.id) FILTER (WHERE cb.state = 'held') AS held,
+       coalesce(sum(cb.attempts), 0) AS attempts,
+       max(cb.finished_at) FILTER (WHERE cb.state = 'delivered') AS last_delivered_at,
+       (SELECT count(*) FROM callback.alerts a WHERE a.campaign_id = c.id) AS alerts
+FROM callback.campaigns c
+LEFT JOIN callback.callbacks cb ON cb.campaign_id = c.id
+GROUP BY c.id;
+COMMENT ON VIEW callback.campaign_summary IS 'Each campaign''s callbacks: how many, delivered, failed, still to send, held; attempts made, the last delivery, alerts raised.';
+
+CREATE FUNCTION callback.retry_now(callback_id bigint) RETURNS timestamptz
+LANGUAGE plpgsql AS $$
+DECLARE
+    current_state callback.callback_state;
+BEGIN
+    UPDATE callback.callbacks c SET due_at = now()
+    WHERE c.id = retry_now.callback_id AND c.state = 'pending' AND c.leased_until IS NULL;
+    IF FOUND THEN
+        PERFORM callback._wake_on_commit();
+        RETURN now();
+    END IF;
+    SELECT c.state INTO current_state FROM callback.callbacks c WHERE c.id = retry_now.callback_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'callback % does not exist', callback_id USING ERRCODE = 'undefined_object';
+    END IF;
+    RAISE EXCEPTION 'callback % is % and cannot be sent now', callback_id,
+        CASE WHEN current_state = 'pending' THEN 'being sent' ELSE current_state::text END
+        USING ERRCODE = 'object_not_in_prerequisite_state',
+              HINT = CASE current_state
+                  WHEN 'waiting' THEN 'It waits for an earlier callback with the same URL and message; send that one.'
+                  WHEN 'held' THEN 'Its campaign''s callbacks are disabled: callback.enable_campaign_callbacks().'
+                  WHEN 'pending' THEN 'A worker is sending it now.'
+                  ELSE 'It is done: callback.replay() sends it again.' END;
+END $$;
+COMMENT ON FUNCTION callback.retry_now(bigint) IS
+    'Makes a callback waiting for its next attempt due now (e.g. once its endpoint is fixed); returns when.';
+
+-- The first replayed callback of each order key is due at once unless one of its key is not
+-- done yet; the others wait their turn, as they did the first time.
+CREATE FUNCTION callback.replay_all(campaign_id bigint DEFAULT NULL, finished_from timestamptz DEFAULT NULL,
+                                    finished_to timestamptz DEFAULT NULL, state callback.callback_state DEFAULT 'failed')
+RETURNS bigint
+LANGUAGE plpgsql SET enable_nestloop = off AS $$
+DECLARE
+    replayed bigint;
+BEGIN
+    IF replay_all.state IS NULL OR replay_all.state NOT IN ('failed', 'delivered') THEN
+        RAISE EXCEPTION 'only failed or delivered callbacks can be replayed, not %', coalesce(replay_all.state::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF replay_all.campaign_id IS NOT NULL THEN
+        PERFORM callback._campaign_exists(replay_all.campaign_id);
+    END IF;
+    WITH chosen AS (
+        SELECT c.id, c.order_key, min(c.id) OVER (PARTITION BY c.order_key) AS first
+        FROM callback.callbacks c
+        WHERE c.state = replay_all.state
+          AND (replay_all.campaign_id IS NULL OR c.campaign_id = replay_all.campaign_id)
+          AND (replay_all.finished_from IS NULL OR c.finished_at >= replay_all.finished_from)
+          AND (replay_all.finished_to IS NULL OR c.finished_at < replay_all.finished_to)
+    ), busy AS (
+        SELECT DISTINCT u.order_key FROM callback.callbacks u JOIN chosen USING (order_key)
+        WHERE u.state IN ('waiting', 'pending', 'held')
+    )
+    UPDATE callback.callbacks c
+    SET state = CASE WHEN c.id = chosen.first AND busy.order_key IS NULL THEN 'pending' ELSE 'waiting' END
+                    ::callback.callback_state,
+        due_at = now(), attempts = 0, finished_at = NULL, leased_until = NULL, leased_by = NULL
+    FROM chosen LEFT JOIN busy USING (order_key)
+    WHERE c.id = chosen.id;
+    GET DIAGNOSTICS replayed = ROW_COUNT;
+    IF replayed > 0 THEN
+        PERFORM callback._wake_on_commit();
+    END IF;
+    RETURN replayed;
+END $$;
+COMMENT ON FUNCTION callback.replay_all(bigint, timestamptz, timestamptz, callback.callback_state) IS
+    'Sends again every failed (or, with state => ''delivered'', delivered) callback of a campaign (NULL: all) finished in [finished_from, finished_to) (NULL: unbounded), in event order per target; returns how many.';
