@@ -3,10 +3,10 @@
 -- not read; members of callback_admin see and change everything. The README's Security
 -- section describes the model.
 --
--- Triggers run as the extension's owner (SECURITY DEFINER): they read the credentials a
--- callback needs and write the queue, which tenants may not. The row-level checks of the
--- table a tenant writes still apply to the row after the triggers, so a row pointing at
--- another account's list or campaign (whose account the triggers copy) is refused.
+-- The triggers that read the credentials a callback needs or write the queue, which tenants
+-- may not, run as the extension's owner (SECURITY DEFINER). The row-level checks of the table
+-- a tenant writes still apply to the row after the triggers, so a row pointing at another
+-- account's list or campaign (whose account the triggers copy) is refused.
 
 DO $$
 BEGIN
@@ -62,14 +62,18 @@ CREATE POLICY own_account ON callback.deliveries
     USING ((SELECT callback._admin()) OR EXISTS (SELECT FROM callback.callbacks c WHERE c.id = callback_id));
 ALTER VIEW callback.history SET (security_invoker = true);
 
--- Triggers as the owner; nothing runs with the caller's search_path.
+-- The triggers that read credentials or write the queue run as the owner, with no say for the
+-- caller's search_path. The others (touching updated_at, checks, taking the account from a
+-- parent row the caller can see) run as the caller: a definer's setup costs every status
+-- change about 5 % (BENCHMARKS.md).
 DO $$
 DECLARE
-    f regprocedure;
+    f text;
 BEGIN
-    FOR f IN SELECT p.oid FROM pg_proc p
-             WHERE p.pronamespace = 'callback'::regnamespace AND p.prorettype = 'trigger'::regtype LOOP
-        EXECUTE format('ALTER FUNCTION %s SECURITY DEFINER SET search_path = pg_catalog, pg_temp', f);
+    FOREACH f IN ARRAY ARRAY['_message_events', '_attached_events', '_attempt_events', '_campaign_events',
+                             '_campaign_inherit', '_campaign_override', '_list_propagate',
+                             '_campaign_callbacks_switched', '_retry_policy_in_use'] LOOP
+        EXECUTE format('ALTER FUNCTION callback.%I() SECURITY DEFINER SET search_path = pg_catalog, pg_temp', f);
     END LOOP;
 END $$;
 

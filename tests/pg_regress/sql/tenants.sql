@@ -60,7 +60,7 @@ SET ROLE acme_app;
 UPDATE callback.lists SET callback_url = 'https://evil.example/' WHERE id = 2 RETURNING id;
 DELETE FROM callback.messages WHERE id = 2 RETURNING id;
 UPDATE callback.callbacks SET state = 'pending' WHERE id = 2 RETURNING id;
--- ... and rows for it are refused, directly or through its list or campaign.
+-- ... and rows for it are refused, directly or through its list or campaign (which it cannot see).
 INSERT INTO callback.lists (account_id, name) VALUES (2, 'planted');
 \echo :LAST_ERROR_SQLSTATE
 INSERT INTO callback.campaigns (list_id, name) VALUES (2, 'planted');
