@@ -98,6 +98,7 @@ class Bench:
         self.clear_arrivals()
         started = time.monotonic()
         self.sql("SELECT callback.enable_campaign_callbacks(1)")
+        released = time.monotonic() - started
         samples = []
         stop = threading.Event()
         sampler = threading.Thread(target=self.sample_workers, args=(samples, stop), daemon=True)
@@ -113,7 +114,8 @@ class Bench:
         rate = (len(times) - 1) / span if span > 0 else float("nan")
         ratio = rate / self.nginx if getattr(self, "nginx", None) else float("nan")
         self.drain_rate = rate
-        self.report(f"drain {label} ({len(times):,} received)", f"{rate:,.0f}/s, {ratio:.2f} of nginx; {wall:.1f} s to all delivered",
+        self.report(f"drain {label} ({len(times):,} received)",
+                    f"{rate:,.0f}/s, {ratio:.2f} of nginx; {wall:.1f} s to all delivered, {released:.1f} s of them releasing the backlog",
                     f">= {target:,}/s", rate >= target)
         return times, samples
 
