@@ -14,6 +14,7 @@
 //! No pgrx here: the HTTP threads use it.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::LazyLock;
 
 /// What an administrator allowed although it is refused by default.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -167,10 +168,16 @@ fn protected_kind(ip: IpAddr) -> Option<&'static str> {
     if METADATA.contains(&ip) {
         return Some("a cloud metadata");
     }
-    PROTECTED.iter().find_map(|&(net, bits, kind)| {
-        let net: IpAddr = net.parse().expect("a valid address");
-        contains(net, bits, ip).then_some(kind)
-    })
+    // Parsed once: every request's addresses are checked.
+    static RANGES: LazyLock<Vec<(IpAddr, u8, &str)>> = LazyLock::new(|| {
+        PROTECTED
+            .iter()
+            .map(|&(net, bits, kind)| (net.parse().expect("a valid address"), bits, kind))
+            .collect()
+    });
+    RANGES
+        .iter()
+        .find_map(|&(net, bits, kind)| contains(net, bits, ip).then_some(kind))
 }
 
 #[cfg(test)]
