@@ -67,12 +67,15 @@ fn prepare(client: &mut SpiClient<'_>) -> SpiResult<Plans> {
     })
 }
 
-/// Runs `f` with this backend's plans.
-fn with_plans<R>(
-    client: &mut SpiClient<'_>,
-    f: impl FnOnce(&mut SpiClient<'_>, &Plans) -> SpiResult<R>,
-) -> SpiResult<R> {
-    plans::with(&PLANS, client, prepare, f)
+/// Runs `f` connected to SPI, with this backend's plans and the cache made valid; an error is
+/// raised as `{what}: {error}`.
+fn recording(what: impl std::fmt::Display, f: impl FnOnce(&mut SpiClient<'_>, &Plans, &mut Cache) -> SpiResult<()>) {
+    Spi::connect_mut(|client| {
+        plans::with(&PLANS, client, prepare, |client, plans| {
+            with_cache(client, plans, |client, cache| f(client, plans, cache))
+        })
+    })
+    .unwrap_or_else(|e| error!("{what}: {e}"));
 }
 
 /// A status: whether it is final, and the event it fires.
@@ -441,15 +444,10 @@ fn record_event(
         Value::Object(map) => map,
         _ => Map::new(),
     };
-    Spi::connect_mut(|client| {
-        with_plans(client, |client, plans| {
-            with_cache(client, plans, |client, cache| {
-                let sources = cache.sources(client, plans, (campaign_id, list_id, account_id))?;
-                record(client, plans, event, &scope, &sources, &vars, &data.0)
-            })
-        })
-    })
-    .unwrap_or_else(|e| error!("recording {event}: {e}"));
+    recording(format_args!("recording {event}"), |client, plans, cache| {
+        let sources = cache.sources(client, plans, (campaign_id, list_id, account_id))?;
+        record(client, plans, event, &scope, &sources, &vars, &data.0)
+    });
 }
 
 /// A message whose status changed, as recording reads it: a row of `callback.messages`, or of
@@ -478,12 +476,31 @@ struct Message {
     has_attempts: bool,
 }
 
-/// What a status change records, from the cached statuses: whether the new status is final,
-/// the event it fires, whether the previous one was final.
-fn status_events(cache: &Cache, status: &str, previous: Option<&str>) -> (bool, Option<String>, bool) {
-    let (is_final, fires) = cache.statuses.get(status).cloned().unwrap_or((false, None));
-    let was_final = previous.and_then(|p| cache.statuses.get(p)).is_some_and(|s| s.0);
-    (is_final, fires, was_final)
+/// What a status change means, from the cached statuses.
+struct StatusEvents {
+    /// Whether the new status is final.
+    is_final: bool,
+    /// The event the new status fires (message.sent, message.problem).
+    fires: Option<String>,
+    /// Whether the previous status was final.
+    was_final: bool,
+}
+
+impl StatusEvents {
+    fn of(cache: &Cache, status: &str, previous: Option<&str>) -> StatusEvents {
+        let (is_final, fires) = cache.statuses.get(status).cloned().unwrap_or((false, None));
+        let was_final = previous.and_then(|p| cache.statuses.get(p)).is_some_and(|s| s.0);
+        StatusEvents {
+            is_final,
+            fires,
+            was_final,
+        }
+    }
+
+    /// Whether anything is recorded (`intermediate`: every status is reported).
+    fn record_any(&self, intermediate: bool) -> bool {
+        self.is_final || intermediate || self.fires.is_some()
+    }
 }
 
 /// Records message.status (final statuses, or every status with intermediate reports), the
@@ -494,9 +511,14 @@ fn record_message(
     plans: &Plans,
     cache: &mut Cache,
     m: Message,
+    events: StatusEvents,
     intermediate: bool,
 ) -> SpiResult<()> {
-    let (is_final, fires, was_final) = status_events(cache, &m.status, m.previous.as_deref());
+    let StatusEvents {
+        is_final,
+        fires,
+        was_final,
+    } = events;
     let sources = cache.sources(client, plans, (m.campaign_id, m.list_id, m.account_id))?;
     let campaign_list_id = sources.campaign_list_id;
 
@@ -590,54 +612,49 @@ fn _message_events<'a>(
         Some(old) => old.get_by_name("status")?,
         None => None,
     };
-    Spi::connect_mut(|client| {
-        with_plans(client, |client, plans| {
-            with_cache(client, plans, |client, cache| {
-                let (is_final, fires, _) = status_events(cache, &status, previous.as_deref());
-                if !(is_final || intermediate || fires.is_some()) {
-                    return Ok(());
-                }
-                // Something is recorded: read the rest of the row.
-                let text = |name: &str| new.get_by_name::<String>(name);
-                let id = |name: &str| new.get_by_name::<i64>(name);
-                let member_id = id("member_id")?;
-                let (list_id, member_attributes) = match member_id {
-                    Some(member) => {
-                        let row = client.select(&plans.member, Some(1), &[member.into()])?.first();
-                        (
-                            row.get_by_name::<i64, _>("list_id")?,
-                            row.get_by_name::<String, _>("attributes")?,
-                        )
-                    }
-                    None => (None, None),
-                };
-                let row = RawRow::new(trigger);
-                let message = Message {
-                    id: id("id")?.expect("a message has an id"),
-                    account_id: id("account_id")?.expect("a message has an account"),
-                    campaign_id: id("campaign_id")?,
-                    list_id,
-                    member_id,
-                    batch_id: text("batch_id")?,
-                    channel: row.label(c"channel"),
-                    destination: text("destination")?,
-                    status: status.clone(),
-                    previous: previous.clone(),
-                    error_code: text("error_code")?,
-                    error_message: text("error_message")?,
-                    callback_data: text("callback_data")?,
-                    notify_url: text("notify_url")?,
-                    notify_format: row.label(c"notify_content_type"),
-                    member_attributes,
-                    created_at: row.iso(c"created_at"),
-                    status_at: row.iso(c"updated_at"),
-                    has_attempts: true,
-                };
-                record_message(client, plans, cache, message, intermediate)
-            })
-        })
-    })
-    .unwrap_or_else(|e| error!("recording the status of a message: {e}"));
+    recording("recording the status of a message", |client, plans, cache| {
+        let events = StatusEvents::of(cache, &status, previous.as_deref());
+        if !events.record_any(intermediate) {
+            return Ok(());
+        }
+        // Something is recorded: read the rest of the row.
+        let text = |name: &str| new.get_by_name::<String>(name);
+        let id = |name: &str| new.get_by_name::<i64>(name);
+        let member_id = id("member_id")?;
+        let (list_id, member_attributes) = match member_id {
+            Some(member) => {
+                let row = client.select(&plans.member, Some(1), &[member.into()])?.first();
+                (
+                    row.get_by_name::<i64, _>("list_id")?,
+                    row.get_by_name::<String, _>("attributes")?,
+                )
+            }
+            None => (None, None),
+        };
+        let row = RawRow::new(trigger);
+        let message = Message {
+            id: id("id")?.expect("a message has an id"),
+            account_id: id("account_id")?.expect("a message has an account"),
+            campaign_id: id("campaign_id")?,
+            list_id,
+            member_id,
+            batch_id: text("batch_id")?,
+            channel: row.label(c"channel"),
+            destination: text("destination")?,
+            status: status.clone(),
+            previous: previous.clone(),
+            error_code: text("error_code")?,
+            error_message: text("error_message")?,
+            callback_data: text("callback_data")?,
+            notify_url: text("notify_url")?,
+            notify_format: row.label(c"notify_content_type"),
+            member_attributes,
+            created_at: row.iso(c"created_at"),
+            status_at: row.iso(c"updated_at"),
+            has_attempts: true,
+        };
+        record_message(client, plans, cache, message, events, intermediate)
+    });
     Ok(None)
 }
 
@@ -663,58 +680,53 @@ fn _attached_events<'a>(
                 .unwrap_or_else(|_| error!("pg_callback: {field} \"{v}\" of an attached table is not an integer"))
         })
     };
-    Spi::connect_mut(|client| {
-        with_plans(client, |client, plans| {
-            with_cache(client, plans, |client, cache| {
-                let (is_final, fires, _) = status_events(cache, &status, previous.as_deref());
-                if !(is_final || fires.is_some()) {
-                    return Ok(());
-                }
-                let (campaign_id, list_id) = (number("campaign_id"), number("list_id"));
-                let args = [campaign_id.into(), list_id.into()];
-                let account = client
-                    .select(&plans.account_of, Some(1), &args)?
-                    .first()
-                    .get_one::<i64>()?;
-                let Some(account_id) = account else {
-                    let (what, id) = match campaign_id {
-                        Some(id) => ("campaign", Some(id)),
-                        None => ("list", list_id),
-                    };
-                    let id = id.map_or("NULL".to_string(), |id| id.to_string());
-                    ereport!(
-                        ERROR,
-                        PgSqlErrorCode::ERRCODE_FOREIGN_KEY_VIOLATION,
-                        format!("{what} {id} of an attached message does not exist"),
-                        "callback.attach() records callbacks only for rows of a campaign or list of pg_callback."
-                    );
-                };
-                let message = Message {
-                    id: number("id").unwrap_or_else(|| error!("pg_callback: an attached message has no id")),
-                    account_id,
-                    campaign_id,
-                    list_id,
-                    member_id: None,
-                    batch_id: value(&new, "batch_id"),
-                    channel: value(&new, "channel"),
-                    destination: value(&new, "destination"),
-                    status: status.clone(),
-                    previous: previous.clone(),
-                    error_code: value(&new, "error_code"),
-                    error_message: value(&new, "error_message"),
-                    callback_data: value(&new, "callback_data"),
-                    notify_url: None,
-                    notify_format: None,
-                    member_attributes: None,
-                    created_at: None,
-                    status_at: Some(render::iso_timestamp(now_unix_micros())),
-                    has_attempts: false,
-                };
-                record_message(client, plans, cache, message, false)
-            })
-        })
-    })
-    .unwrap_or_else(|e| error!("recording the status of an attached message: {e}"));
+    recording("recording the status of an attached message", |client, plans, cache| {
+        let events = StatusEvents::of(cache, &status, previous.as_deref());
+        if !events.record_any(false) {
+            return Ok(());
+        }
+        let (campaign_id, list_id) = (number("campaign_id"), number("list_id"));
+        let args = [campaign_id.into(), list_id.into()];
+        let account = client
+            .select(&plans.account_of, Some(1), &args)?
+            .first()
+            .get_one::<i64>()?;
+        let Some(account_id) = account else {
+            let (what, id) = match campaign_id {
+                Some(id) => ("campaign", Some(id)),
+                None => ("list", list_id),
+            };
+            let id = id.map_or("NULL".to_string(), |id| id.to_string());
+            ereport!(
+                ERROR,
+                PgSqlErrorCode::ERRCODE_FOREIGN_KEY_VIOLATION,
+                format!("{what} {id} of an attached message does not exist"),
+                "callback.attach() records callbacks only for rows of a campaign or list of pg_callback."
+            );
+        };
+        let message = Message {
+            id: number("id").unwrap_or_else(|| error!("pg_callback: an attached message has no id")),
+            account_id,
+            campaign_id,
+            list_id,
+            member_id: None,
+            batch_id: value(&new, "batch_id"),
+            channel: value(&new, "channel"),
+            destination: value(&new, "destination"),
+            status: status.clone(),
+            previous: previous.clone(),
+            error_code: value(&new, "error_code"),
+            error_message: value(&new, "error_message"),
+            callback_data: value(&new, "callback_data"),
+            notify_url: None,
+            notify_format: None,
+            member_attributes: None,
+            created_at: None,
+            status_at: Some(render::iso_timestamp(now_unix_micros())),
+            has_attempts: false,
+        };
+        record_message(client, plans, cache, message, events, false)
+    });
     Ok(None)
 }
 
