@@ -18,3 +18,9 @@ def send_message(db, **columns):
     placeholders = ", ".join(["%s"] * len(row))
     return db.one(f"INSERT INTO callback.messages ({', '.join(row)}) VALUES ({placeholders}) RETURNING id",
                   list(row.values()))
+
+
+def rows_of(cluster, table, **database):
+    """Every row of callback.<table> as one text, in a stable order: to compare contents."""
+    return cluster.sql(f"SELECT coalesce(string_agg(t::text, ' | ' ORDER BY t::text), '') FROM callback.{table} t",
+                       **database)[0][0]

@@ -3,7 +3,7 @@ database (triggers off, as the README says), holds the same configuration, queue
 and sequences, and the restored extension records callbacks as before."""
 
 from conftest import DATABASE, shell
-from helpers import make_list, send_message
+from helpers import make_list, rows_of, send_message
 
 TABLES = ["accounts", "account_roles", "retry_policies", "statuses", "lists", "campaigns", "members", "messages",
           "attempts", "subscriptions", "delivery_webhooks", "alerts", "callbacks_undone", "callbacks_done",
@@ -15,8 +15,7 @@ RESTORED = "callbacks_restored"
 
 def contents(cluster, dbname):
     """Every row of every table, and where each sequence stands."""
-    rows = {t: cluster.sql(f"SELECT coalesce(string_agg(t::text, ' | ' ORDER BY t::text), '') FROM callback.{t} t",
-                           dbname=dbname)[0][0] for t in TABLES}
+    rows = {t: rows_of(cluster, t, dbname=dbname) for t in TABLES}
     rows.update({s: cluster.sql(f"SELECT last_value FROM callback.{s}", dbname=dbname)[0][0] for s in SEQUENCES})
     return rows
 

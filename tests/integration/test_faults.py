@@ -26,9 +26,10 @@ SETTLE = 60.0
 TALLY = []
 
 
-def record_events(db, receiver, n=N, path="/f", **list_settings):
-    """n delivered messages of campaign 1 in one statement: n callbacks to path/<id>; returns their ids."""
-    make_list(db, receiver.url(path + "/${id}"), **list_settings)
+def record_events(db, receiver, n=N, path="/f", url=None, **list_settings):
+    """n delivered messages of campaign 1 in one statement: n callbacks to the receiver's
+    path/<id> (or to url); returns their ids."""
+    make_list(db, url or receiver.url(path + "/${id}"), **list_settings)
     rows = db.sql("""INSERT INTO callback.messages (campaign_id, channel, destination, status)
                      SELECT 1, 'sms', '+1555' || g, 'delivered' FROM generate_series(1, %s) g RETURNING id""", [n])
     return [r[0] for r in rows]
@@ -167,10 +168,7 @@ UNRESOLVABLE = "a" * 64 + ".invalid"
 
 def test_a_name_that_does_not_resolve(db, receiver):
     """Nothing can arrive; every callback stays, with the error recorded, and is retried."""
-    make_list(db, f"http://{UNRESOLVABLE}/f/${{id}}")
-    rows = db.sql("""INSERT INTO callback.messages (campaign_id, channel, destination, status)
-                     SELECT 1, 'sms', '+1555' || g, 'delivered' FROM generate_series(1, %s) g RETURNING id""", [N])
-    ids = [r[0] for r in rows]
+    ids = record_events(db, receiver, url=f"http://{UNRESOLVABLE}/f/${{id}}")
     deadline = time.monotonic() + SETTLE
     while query(db, """SELECT count(*) FROM callback.callbacks
                        WHERE message_id = ANY(%s) AND attempts >= 2 AND last_error = 'host not found'""", [ids]) < N:

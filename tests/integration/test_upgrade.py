@@ -6,7 +6,7 @@ import shutil
 import subprocess
 
 from conftest import DATABASE, ROOT
-from helpers import make_list, send_message
+from helpers import make_list, rows_of, send_message
 
 RELEASED = "0.1.0"
 FRESH = "callbacks_fresh"
@@ -63,8 +63,7 @@ def schema(cluster, dbname):
 
 
 def data(db):
-    return {t: db.one(f"SELECT coalesce(string_agg(t::text, ' | ' ORDER BY t::text), '') FROM callback.{t} t")
-            for t in DATA}
+    return {t: rows_of(db, t) for t in DATA}
 
 
 def install_released_script():
