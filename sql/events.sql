@@ -1,8 +1,44 @@
--- Events: triggers that record callbacks in the same transaction as the change that caused them.
--- Message status changes are recorded by Rust (src/record.rs); attempts, campaigns and alerts
--- by PL/pgSQL triggers that call it. notify = false on a message records nothing for it.
--- campaign.callbacks_disabled is never held. Recording a callback that is due arms a commit
--- hook that wakes the delivery workers when the transaction commits.
+-- Events: triggers that record what happened in the same transaction as the change that caused
+-- it. Message status changes are recorded by Rust (src/record.rs); attempts, campaigns and
+-- alerts by PL/pgSQL triggers that call it. notify = false on a message records nothing for it.
+-- campaign.callbacks_disabled is never held.
+--
+-- pg_callback.recording says what the transaction writes. 'deferred' (the default): one row
+-- of callback.events per event, and a worker renders its callbacks (targets, URLs, bodies) as
+-- soon as the transaction commits; 'immediate': the callbacks themselves. Either way a commit
+-- hook wakes the delivery workers when the transaction commits.
+
+CREATE TABLE callback.events (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    recorded_at timestamptz NOT NULL DEFAULT now(),
+    event text,
+    account_id bigint NOT NULL,
+    campaign_id bigint,
+    message_id bigint,
+    list_id bigint,
+    -- A message's status change: the message as it was then.
+    member_id bigint,
+    batch_id text,
+    channel text,
+    destination text,
+    status text,
+    previous_status text,
+    error_code text,
+    error_message text,
+    callback_data text,
+    notify_url text,
+    notify_format text,
+    created_at timestamptz,
+    status_at timestamptz,
+    intermediate_reports bool,
+    has_attempts bool,
+    -- Any other event: its template variables and data, made by its trigger.
+    vars jsonb,
+    data jsonb
+);
+COMMENT ON TABLE callback.events IS 'Events recorded with pg_callback.recording = deferred whose callbacks a worker has not rendered yet (it does so as soon as their transaction commits, in id order, and deletes them). Usually empty.';
+COMMENT ON COLUMN callback.events.event IS 'NULL for a message''s status change (which may make message.status, message.sent or message.problem, and message.final); otherwise the event type.';
+COMMENT ON COLUMN callback.events.list_id IS 'The list of a message outside campaigns, when its table names one (attached tables); a member''s list is looked up when the callbacks are rendered.';
 
 -- What the targets of an event at this campaign (or, outside campaigns, this member's list)
 -- and account are chosen from: the campaign's and the list's callback settings, the account's
@@ -79,10 +115,13 @@ $$;
 -- Status changes of messages: recorded by Rust (src/record.rs), which builds the same
 -- variables as _message_vars above and the message data documented in the README.
 -- Its plans are prepared once per backend; generic plans, or each run would plan them again
--- (their custom plans look cheaper, with the event's values folded in).
-ALTER FUNCTION callback._message_events() SET plan_cache_mode = force_generic_plan;
+-- (their custom plans look cheaper, with the event's values folded in). The trigger sets that
+-- itself when it renders callbacks (pg_callback.recording = immediate).
 ALTER FUNCTION callback._record_event(text, bigint, bigint, bigint, bigint, text, text, text, jsonb, jsonb)
     SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION callback._expand_events(int) SET plan_cache_mode = force_generic_plan;
+COMMENT ON FUNCTION callback._expand_events(int) IS
+    'Renders the callbacks of up to n events of callback.events, oldest first, and deletes them; returns how many. The workers call it; one caller at a time (another returns 0).';
 CREATE TRIGGER messages_record_insert AFTER INSERT ON callback.messages
     FOR EACH ROW EXECUTE FUNCTION callback._message_events();
 CREATE TRIGGER messages_record_status AFTER UPDATE OF status ON callback.messages

@@ -190,7 +190,8 @@ CREATE TABLE callback.messages (
     batch_id text CONSTRAINT batch_id_at_most_255_characters CHECK (length(batch_id) <= 255),
     channel callback.channel NOT NULL,
     destination text NOT NULL CONSTRAINT destination_1_to_320_characters CHECK (length(destination) BETWEEN 1 AND 320),
-    status text NOT NULL DEFAULT 'queued' REFERENCES callback.statuses,
+    -- One of callback.statuses, checked by the recording trigger (sql/events.sql).
+    status text NOT NULL DEFAULT 'queued',
     error_code text CONSTRAINT error_code_at_most_64_characters CHECK (length(error_code) <= 64),
     error_message text CONSTRAINT error_message_at_most_2000_characters CHECK (length(error_message) <= 2000),
     notify bool NOT NULL DEFAULT true,
@@ -202,6 +203,7 @@ CREATE TABLE callback.messages (
     updated_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX ON callback.messages (campaign_id);
+COMMENT ON COLUMN callback.messages.status IS 'One of callback.statuses: a change to any other is refused (23503), as a foreign key would, at less cost to every status change.';
 COMMENT ON TABLE callback.messages IS 'A message to one destination. Every change of status records callbacks in the same transaction.';
 COMMENT ON COLUMN callback.messages.notify IS 'False: no callback of any kind is recorded for this message.';
 COMMENT ON COLUMN callback.messages.notify_url IS 'The message''s own webhook: its delivery reports go here instead of the campaign''s, list''s or account''s URL.';

@@ -1,7 +1,8 @@
 -- pg_callback 0.1.0 to 0.2.0: operating it (views of the queue, endpoint health, workers and
--- campaigns; retry_now and replay_all), attaching application tables, what pg_dump keeps.
--- Frozen with the release: the files it was made from (sql/views.sql, attach.sql, dump.sql,
--- tenants.sql) go on changing for later versions. tests/integration/test_upgrade.py checks that
+-- campaigns; retry_now and replay_all), attaching application tables, what pg_dump keeps,
+-- deferred recording (callback.events, rendered by the workers).
+-- Frozen with the release: the files it was made from (sql/events.sql, views.sql, attach.sql,
+-- dump.sql, tenants.sql) go on changing for later versions. tests/integration/test_upgrade.py checks that
 -- it leaves the schema a fresh install of 0.2.0 makes.
 \echo Use "ALTER EXTENSION pg_callback UPDATE TO '0.2.0'" to load this file. \quit
 
@@ -26,6 +27,90 @@ CREATE FUNCTION callback._attached_events()
 	RETURNS TRIGGER
 	LANGUAGE c
 	AS 'MODULE_PATHNAME', '_attached_events_wrapper';
+CREATE FUNCTION callback._expand_events(
+	"max" INT /* i32 */
+) RETURNS INT /* i32 */
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'expand_events_wrapper';
+
+-- sql/events.sql: events recorded for the workers to render (pg_callback.recording = deferred).
+CREATE TABLE callback.events (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    recorded_at timestamptz NOT NULL DEFAULT now(),
+    event text,
+    account_id bigint NOT NULL,
+    campaign_id bigint,
+    message_id bigint,
+    list_id bigint,
+    -- A message's status change: the message as it was then.
+    member_id bigint,
+    batch_id text,
+    channel text,
+    destination text,
+    status text,
+    previous_status text,
+    error_code text,
+    error_message text,
+    callback_data text,
+    notify_url text,
+    notify_format text,
+    created_at timestamptz,
+    status_at timestamptz,
+    intermediate_reports bool,
+    has_attempts bool,
+    -- Any other event: its template variables and data, made by its trigger.
+    vars jsonb,
+    data jsonb
+);
+COMMENT ON TABLE callback.events IS 'Events recorded with pg_callback.recording = deferred whose callbacks a worker has not rendered yet (it does so as soon as their transaction commits, in id order, and deletes them). Usually empty.';
+COMMENT ON COLUMN callback.events.event IS 'NULL for a message''s status change (which may make message.status, message.sent or message.problem, and message.final); otherwise the event type.';
+COMMENT ON COLUMN callback.events.list_id IS 'The list of a message outside campaigns, when its table names one (attached tables); a member''s list is looked up when the callbacks are rendered.';
+ALTER FUNCTION callback._expand_events(int) SET plan_cache_mode = force_generic_plan;
+COMMENT ON FUNCTION callback._expand_events(int) IS
+    'Renders the callbacks of up to n events of callback.events, oldest first, and deletes them; returns how many. The workers call it; one caller at a time (another returns 0).';
+-- The status of a message is checked by the recording trigger, not a foreign key (sql/model.sql,
+-- queue.sql); the retry policies' guard no longer undoes a rename.
+ALTER FUNCTION callback._message_events() RESET plan_cache_mode;
+ALTER TABLE callback.messages DROP CONSTRAINT messages_status_fkey;
+COMMENT ON COLUMN callback.messages.status IS 'One of callback.statuses: a change to any other is refused (23503), as a foreign key would, at less cost to every status change.';
+CREATE OR REPLACE FUNCTION callback._retry_policy_in_use() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT FROM callback.callbacks c WHERE c.retry_policy = OLD.name AND c.state IN ('waiting', 'pending', 'held')) THEN
+        RAISE EXCEPTION 'retry policy "%" is in use by callbacks not yet done', OLD.name
+            USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    RETURN CASE TG_OP WHEN 'DELETE' THEN OLD ELSE NEW END;
+END $$;
+ALTER FUNCTION callback._retry_policy_in_use() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+CREATE FUNCTION callback._status_in_use() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' AND NEW.status = OLD.status THEN
+        RETURN NEW;
+    END IF;
+    LOCK TABLE callback.messages IN SHARE MODE;
+    IF EXISTS (SELECT FROM callback.messages m WHERE m.status = OLD.status) THEN
+        RAISE EXCEPTION 'status "%" is in use by messages', OLD.status
+            USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    RETURN CASE TG_OP WHEN 'DELETE' THEN OLD ELSE NEW END;
+END $$;
+CREATE TRIGGER statuses_in_use BEFORE DELETE OR UPDATE OF status ON callback.statuses
+    FOR EACH ROW EXECUTE FUNCTION callback._status_in_use();
+REVOKE ALL ON FUNCTION callback._status_in_use() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION callback._status_in_use() TO callback_admin, callback_tenant;
+
+-- Waiting callbacks whose release was missed are found by the workers' sweep through this.
+CREATE INDEX callbacks_waiting ON callback.callbacks_undone (id) WHERE state = 'waiting';
+
+ALTER TABLE callback.events ENABLE ROW LEVEL SECURITY;
+CREATE POLICY own_account ON callback.events
+    USING ((SELECT callback._admin()) OR account_id = ANY ((SELECT callback._accounts())::bigint[]));
+GRANT ALL ON callback.events TO callback_admin;
+GRANT USAGE ON SEQUENCE callback.events_id_seq TO callback_tenant;
+GRANT ALL ON SEQUENCE callback.events_id_seq TO callback_admin;
 
 -- sql/views.sql
 -- What an operator looks at from psql: the queue per endpoint, each endpoint's health, the
@@ -261,12 +346,12 @@ DECLARE
     t text;
 BEGIN
     FOREACH t IN ARRAY ARRAY['accounts', 'lists', 'campaigns', 'members', 'messages', 'attempts', 'subscriptions',
-                             'delivery_webhooks', 'alerts', 'callbacks_undone', 'callbacks_done', 'deliveries'] LOOP
+                             'delivery_webhooks', 'alerts', 'events', 'callbacks_undone', 'callbacks_done', 'deliveries'] LOOP
         PERFORM pg_catalog.pg_extension_config_dump(format('callback.%I', t)::regclass, '');
     END LOOP;
     -- Where each id sequence stands.
     FOREACH t IN ARRAY ARRAY['accounts', 'lists', 'campaigns', 'members', 'messages', 'attempts', 'subscriptions',
-                             'alerts', 'callbacks', 'deliveries'] LOOP
+                             'alerts', 'events', 'callbacks', 'deliveries'] LOOP
         PERFORM pg_catalog.pg_extension_config_dump(pg_get_serial_sequence(format('callback.%I', t), 'id')::regclass, '');
     END LOOP;
     -- The retry policies and statuses users added: CREATE EXTENSION makes the built-in ones.
@@ -287,11 +372,11 @@ ALTER FUNCTION callback._member_derive() SECURITY INVOKER RESET search_path;
 ALTER FUNCTION callback._message_derive() SECURITY INVOKER RESET search_path;
 ALTER FUNCTION callback._attempt_derive() SECURITY INVOKER RESET search_path;
 ALTER FUNCTION callback._settings_changed() SECURITY INVOKER RESET search_path;
-REVOKE ALL ON FUNCTION callback._worker_stats(), callback._attached_events(), callback._endpoint(text),
+REVOKE ALL ON FUNCTION callback._worker_stats(), callback._attached_events(), callback._expand_events(int), callback._endpoint(text),
     callback.retry_now(bigint), callback.replay_all(bigint, timestamptz, timestamptz, callback.callback_state),
     callback.attach(regclass, name, name, name, name, name, name, name, name, name, name), callback.detach(regclass)
     FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION callback._worker_stats(), callback._attached_events(), callback._endpoint(text),
+GRANT EXECUTE ON FUNCTION callback._worker_stats(), callback._attached_events(), callback._expand_events(int), callback._endpoint(text),
     callback.retry_now(bigint), callback.replay_all(bigint, timestamptz, timestamptz, callback.callback_state),
     callback.attach(regclass, name, name, name, name, name, name, name, name, name, name), callback.detach(regclass)
     TO callback_admin;

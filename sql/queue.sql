@@ -63,6 +63,7 @@ CREATE UNIQUE INDEX callbacks_undone_id ON callback.callbacks_undone (id);
 CREATE UNIQUE INDEX callbacks_done_id ON callback.callbacks_done (id);
 CREATE INDEX callbacks_due ON callback.callbacks_undone (due_at, id) WHERE state = 'pending';
 CREATE INDEX callbacks_order ON callback.callbacks_undone (order_key, id);
+CREATE INDEX callbacks_waiting ON callback.callbacks_undone (id) WHERE state = 'waiting';
 CREATE INDEX callbacks_message ON callback.callbacks (message_id);
 CREATE INDEX callbacks_campaign ON callback.callbacks (campaign_id);
 COMMENT ON TABLE callback.callbacks_undone IS 'The partition of callbacks not yet done (waiting, pending, held): the queue.';
@@ -99,8 +100,29 @@ BEGIN
         RAISE EXCEPTION 'retry policy "%" is in use by callbacks not yet done', OLD.name
             USING ERRCODE = 'foreign_key_violation';
     END IF;
-    RETURN OLD;
+    RETURN CASE TG_OP WHEN 'DELETE' THEN OLD ELSE NEW END;
 END $$;
 
 CREATE TRIGGER retry_policies_in_use BEFORE DELETE OR UPDATE OF name ON callback.retry_policies
     FOR EACH ROW EXECUTE FUNCTION callback._retry_policy_in_use();
+
+-- What the foreign key from messages.status to statuses would do: the recording trigger
+-- (src/record.rs) refuses a status not in callback.statuses, and this one a status messages
+-- are in from being deleted or renamed. It holds messages against writes until its
+-- transaction ends, so none can take the status meanwhile.
+CREATE FUNCTION callback._status_in_use() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' AND NEW.status = OLD.status THEN
+        RETURN NEW;
+    END IF;
+    LOCK TABLE callback.messages IN SHARE MODE;
+    IF EXISTS (SELECT FROM callback.messages m WHERE m.status = OLD.status) THEN
+        RAISE EXCEPTION 'status "%" is in use by messages', OLD.status
+            USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    RETURN CASE TG_OP WHEN 'DELETE' THEN OLD ELSE NEW END;
+END $$;
+
+CREATE TRIGGER statuses_in_use BEFORE DELETE OR UPDATE OF status ON callback.statuses
+    FOR EACH ROW EXECUTE FUNCTION callback._status_in_use();

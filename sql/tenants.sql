@@ -47,7 +47,7 @@ DECLARE
     t text;
 BEGIN
     FOREACH t IN ARRAY ARRAY['lists', 'campaigns', 'members', 'messages', 'attempts', 'subscriptions',
-                             'delivery_webhooks', 'alerts', 'callbacks', 'callbacks_undone', 'callbacks_done'] LOOP
+                             'delivery_webhooks', 'alerts', 'events', 'callbacks', 'callbacks_undone', 'callbacks_done'] LOOP
         EXECUTE format('ALTER TABLE callback.%I ENABLE ROW LEVEL SECURITY', t);
         EXECUTE format('CREATE POLICY own_account ON callback.%I
                             USING ((SELECT callback._admin()) OR account_id = ANY ((SELECT callback._accounts())::bigint[]))', t);
@@ -142,5 +142,5 @@ REVOKE EXECUTE ON FUNCTION callback._record_event(text, bigint, bigint, bigint, 
     callback._target_settings(bigint, bigint, bigint), callback._disable_campaign_callbacks(bigint, bigint),
     callback.purge(interval, bigint), callback.grant_account(bigint, name), callback.revoke_account(bigint, name),
     callback._worker_stats(), callback.attach(regclass, name, name, name, name, name, name, name, name, name, name),
-    callback.detach(regclass), callback._attached_events()
+    callback.detach(regclass), callback._attached_events(), callback._expand_events(int)
     FROM callback_tenant;

@@ -14,6 +14,8 @@ pub enum CallbackError {
     Template { template: String, error: TemplateError },
     /// An unknown body format: 22023 invalid_parameter_value.
     Format(String),
+    /// A message's status that is not in callback.statuses: 23503 foreign_key_violation.
+    UnknownStatus(String),
 }
 
 impl CallbackError {
@@ -46,6 +48,21 @@ impl CallbackError {
                 ErrorReport::new(code, format!("unknown body format \"{name}\""), "pg_callback")
                     .set_hint("Use json, xml or form.")
             }
+            CallbackError::UnknownStatus(status) => ErrorReport::new(
+                PgSqlErrorCode::ERRCODE_FOREIGN_KEY_VIOLATION,
+                format!("status \"{status}\" is not in callback.statuses"),
+                "pg_callback",
+            )
+            .set_hint("Use one of the statuses in callback.statuses, or add it there first."),
+        }
+    }
+
+    /// The message and detail, for an error recorded rather than raised.
+    pub fn text(self) -> String {
+        let report = self.into_report();
+        match report.detail() {
+            Some(detail) => format!("{}: {detail}", report.message()),
+            None => report.message().to_string(),
         }
     }
 

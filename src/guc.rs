@@ -2,6 +2,7 @@
 
 use crate::destinations::Destinations;
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
+use pgrx::PostgresGucEnum;
 use std::ffi::CString;
 
 pub static DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"postgres"));
@@ -15,6 +16,18 @@ pub static RESPONSE_EXCERPT_BYTES: GucSetting<i32> = GucSetting::<i32>::new(1024
 pub static TIME_SCALE: GucSetting<f64> = GucSetting::<f64>::new(1.0);
 pub static RETENTION_S: GucSetting<i32> = GucSetting::<i32>::new(7 * 24 * 3600);
 pub static ALLOWED_DESTINATIONS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
+pub static RECORDING: GucSetting<Recording> = GucSetting::<Recording>::new(Recording::Deferred);
+
+/// What a transaction writes for an event (sql/events.sql).
+#[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Recording {
+    /// The event, in callback.events; a worker renders its callbacks once it commits.
+    #[name = c"deferred"]
+    Deferred,
+    /// The callbacks, rendered in the transaction.
+    #[name = c"immediate"]
+    Immediate,
+}
 
 /// Registers the settings; called from `_PG_init`. Postgres refuses postmaster-level
 /// settings after startup, so those two are defined only while preloading (they matter only
@@ -24,6 +37,14 @@ pub fn define(preloading: bool) {
         define_postmaster_settings();
     }
     define_reloadable_settings();
+    GucRegistry::define_enum_guc(
+        c"pg_callback.recording",
+        c"What a transaction writes for the events it causes: deferred or immediate.",
+        c"deferred: the event, and a worker renders its callbacks as soon as the transaction commits (the cheapest for the application); immediate: the callbacks themselves, rendered in the transaction (visible to it, and a URL that cannot be filled refuses the change).",
+        &RECORDING,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
     // SAFETY: a static C string; makes a misspelt pg_callback.* setting an error.
     unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"pg_callback".as_ptr()) };
 }

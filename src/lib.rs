@@ -64,7 +64,8 @@ pgrx::extension_sql_file!(
         shared::wake_on_commit,
         shared::_settings_changed,
         record::record_event,
-        record::_message_events
+        record::_message_events,
+        record::expand_events
     ]
 );
 // Disabling and enabling campaigns' callbacks, alerts, replay, history, the campaign report.

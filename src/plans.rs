@@ -47,6 +47,8 @@ pub fn types(names: &[&str]) -> Vec<PgOid> {
                 "float8" => pg_sys::FLOAT8OID,
                 "bool" => pg_sys::BOOLOID,
                 "uuid" => pg_sys::UUIDOID,
+                "jsonb" => pg_sys::JSONBOID,
+                "timestamptz" => pg_sys::TIMESTAMPTZOID,
                 "text[]" => pg_sys::TEXTARRAYOID,
                 "bigint[]" => pg_sys::INT8ARRAYOID,
                 "int[]" => pg_sys::INT4ARRAYOID,

@@ -2,13 +2,16 @@
 //! triggers written in PL/pgSQL (attempts, campaigns, alerts).
 //!
 //! Every status change of a message runs here, in the application's transaction, so this is
-//! the cost pg_callback adds to it: the plans are prepared once per backend, the event's
-//! variables and data are built in Rust, and the URL and body are filled without going
-//! through jsonb. The settings targets are chosen from come from `callback._target_settings`
-//! (sql/events.sql, where the order of precedence is listed); the message data is documented
-//! in the README.
+//! the cost pg_callback adds to it. With `pg_callback.recording = deferred` the transaction
+//! stores the event (one narrow row of `callback.events`) and a worker renders its callbacks
+//! after commit (`_expand_events`); with `immediate` they are rendered at once. Rendering is
+//! the same code either way: the plans are prepared once per backend, the event's variables and
+//! data are built in Rust, and the URL and body are filled without going through jsonb. The
+//! settings targets are chosen from come from `callback._target_settings` (sql/events.sql,
+//! where the order of precedence is listed); the message data is documented in the README.
 
 use crate::error::CallbackError;
+use crate::guc::{Recording, RECORDING};
 use crate::plans::{self, types, Kept};
 use crate::{render, shared, template};
 use base64::Engine;
@@ -30,6 +33,10 @@ const INSERT: &str = include_str!("../sql/record/insert.sql");
 const ATTEMPT_IDS: &str = include_str!("../sql/record/attempt_ids.sql");
 const STATUSES: &str = include_str!("../sql/record/statuses.sql");
 const ACCOUNT_OF: &str = include_str!("../sql/record/account_of.sql");
+const STORE: &str = include_str!("../sql/record/store.sql");
+const TAKE_LOCK: &str = include_str!("../sql/record/take_lock.sql");
+const TAKE: &str = include_str!("../sql/record/take.sql");
+const UNSENDABLE: &str = include_str!("../sql/record/unsendable.sql");
 
 /// The statements recording runs, prepared once per backend (src/plans.rs).
 struct Plans {
@@ -44,6 +51,8 @@ struct Plans {
 
 thread_local! {
     static PLANS: Kept<Plans> = const { RefCell::new(None) };
+    /// Storing an event, prepared when first needed (a schema of 0.1.0 has no callback.events).
+    static STORE_PLAN: Kept<OwnedPreparedStatement> = const { RefCell::new(None) };
     static CACHE: RefCell<Option<Cache>> = const { RefCell::new(None) };
     /// This backend's random generator, with the process it was seeded in.
     static RANDOM: RefCell<Option<(i32, StdRng)>> = const { RefCell::new(None) };
@@ -65,6 +74,52 @@ fn prepare(client: &mut SpiClient<'_>) -> SpiResult<Plans> {
         statuses: client.prepare(STATUSES, &[])?.keep(),
         account_of: client.prepare(ACCOUNT_OF, &types(&["bigint", "bigint"]))?.keep(),
     })
+}
+
+fn prepare_store(client: &mut SpiClient<'_>) -> SpiResult<OwnedPreparedStatement> {
+    let args = [
+        "text", "bigint", "bigint", "bigint", "bigint", "bigint", "text", "text", "text", "text", "text", "text",
+        "text", "text", "text", "text", "timestamptz", "timestamptz", "bool", "bool", "jsonb", "jsonb",
+    ];
+    Ok(client.prepare_mut(STORE, &types(&args))?.keep())
+}
+
+/// Whether the installed schema has `callback.events`. Until `ALTER EXTENSION pg_callback
+/// UPDATE` adds it to a schema of 0.1.0, this library records immediately there, and its
+/// workers have nothing to render.
+pub fn has_events_table() -> bool {
+    // SAFETY: a syscache lookup by name.
+    unsafe { pg_sys::get_relname_relid(c"events".as_ptr(), plans::callback_schema()) != pg_sys::InvalidOid }
+}
+
+/// Runs `f` with `plan_cache_mode = force_generic_plan`: rendering's statements keep their
+/// generic plans, or each run would plan them again (their custom plans look cheaper, with the
+/// event's values folded in). Set here rather than on the trigger function, which would cost
+/// every status change, deferred ones included, the setting and its undoing.
+fn with_generic_plans<R>(f: impl FnOnce() -> R) -> R {
+    // SAFETY: a setting made at a new nesting level and undone at its end (or by the
+    // transaction's abort, which undoes every level, if `f` raises an error).
+    unsafe {
+        let level = pg_sys::NewGUCNestLevel();
+        pg_sys::set_config_option(
+            c"plan_cache_mode".as_ptr(),
+            c"force_generic_plan".as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            0,
+            false,
+        );
+        let result = f();
+        pg_sys::AtEOXact_GUC(true, level);
+        result
+    }
+}
+
+/// Whether events are stored for the workers to render (pg_callback.recording = deferred).
+fn deferring() -> bool {
+    RECORDING.get() == Recording::Deferred && has_events_table()
 }
 
 /// Runs `f` connected to SPI, with this backend's plans and the cache made valid; an error is
@@ -297,9 +352,31 @@ impl Sources {
     }
 }
 
+/// When an event's callbacks are rendered.
+#[derive(Clone, Copy)]
+struct Rendering {
+    /// When the event happened (Postgres timestamptz microseconds): the envelope's timestamp.
+    at: pg_sys::TimestampTz,
+    /// By a worker after the event committed: a URL that cannot be filled is recorded as a
+    /// failed callback, as the change it reports can no longer be refused.
+    after_commit: bool,
+}
+
+impl Rendering {
+    /// In the transaction of the event, now.
+    fn now() -> Rendering {
+        Rendering {
+            // SAFETY: reads the current transaction's start time (now()).
+            at: unsafe { pg_sys::GetCurrentTransactionStartTimestamp() },
+            after_commit: false,
+        }
+    }
+}
+
 /// Records `event` for each of its targets: the URL filled from `vars` (plus `event`), the
 /// body from the envelope `{type, timestamp, data}`. Wakes the workers at commit when one is
 /// due now (not held, not waiting behind another).
+#[allow(clippy::too_many_arguments)]
 fn record(
     client: &mut SpiClient<'_>,
     plans: &Plans,
@@ -308,6 +385,7 @@ fn record(
     sources: &Sources,
     vars: &Map<String, Value>,
     data: &Value,
+    rendering: Rendering,
 ) -> SpiResult<()> {
     let mut targets: Vec<(&str, Option<i64>, Delivery, bool)> = Vec::new();
     if let Some((kind, delivery, held)) = sources.primary(event, scope) {
@@ -325,7 +403,7 @@ fn record(
     }
     let mut vars = vars.clone();
     vars.insert("event".into(), event.into());
-    let envelope = json!({"type": event, "timestamp": render::iso_timestamp(now_unix_micros()), "data": data});
+    let envelope = json!({"type": event, "timestamp": iso(rendering.at), "data": data});
     let order_scope = match (scope.message_id, scope.campaign_id) {
         (Some(id), _) => format!("message:{id}"),
         (None, Some(id)) => format!("campaign:{id}"),
@@ -333,13 +411,34 @@ fn record(
     };
     let mut due = false;
     for (kind, subscription_id, delivery, held) in targets {
-        let url = template::render(&delivery.url, &vars).unwrap_or_else(|error| {
-            CallbackError::Template {
-                template: delivery.url.clone(),
-                error,
+        let url = match template::render(&delivery.url, &vars) {
+            Ok(url) => url,
+            Err(error) => {
+                let error = CallbackError::Template {
+                    template: delivery.url.clone(),
+                    error,
+                };
+                if !rendering.after_commit {
+                    error.raise();
+                }
+                let args = [
+                    event.into(),
+                    scope.account_id.into(),
+                    scope.campaign_id.into(),
+                    scope.message_id.into(),
+                    kind.into(),
+                    subscription_id.into(),
+                    delivery.url.as_str().into(),
+                    delivery.method.as_str().into(),
+                    delivery.retry_policy.as_str().into(),
+                    format!("{order_scope} {}", delivery.url).into(),
+                    error.text().into(),
+                    webhook_id().into(),
+                ];
+                client.update(UNSENDABLE, None, &args)?;
+                continue;
             }
-            .raise()
-        });
+        };
         let mut headers = json_object(delivery.headers);
         let body = (delivery.method == "POST").then(|| {
             let format = render::Format::parse(&delivery.format)
@@ -390,10 +489,9 @@ fn record(
 /// 2000-01-01, where Postgres counts timestamps from, in microseconds since 1970.
 const POSTGRES_EPOCH_IN_UNIX_MICROS: i64 = 946_684_800_000_000;
 
-/// Now (the transaction's start, as `now()`) in microseconds since 1970.
-fn now_unix_micros() -> i64 {
-    // SAFETY: reads the current transaction's start time.
-    unsafe { pg_sys::GetCurrentTransactionStartTimestamp() + POSTGRES_EPOCH_IN_UNIX_MICROS }
+/// A Postgres timestamp as bodies write it.
+fn iso(at: pg_sys::TimestampTz) -> String {
+    render::iso_timestamp(at + POSTGRES_EPOCH_IN_UNIX_MICROS)
 }
 
 /// A new random (version 4) UUID, a callback's webhook-id. `gen_random_uuid()` asks OpenSSL
@@ -416,6 +514,41 @@ fn webhook_id() -> pgrx::Uuid {
     pgrx::Uuid::from_bytes(bytes)
 }
 
+/// An event other than a message's status change (attempts, campaigns, alerts), with its
+/// template variables and data made by its PL/pgSQL trigger.
+struct Named {
+    event: String,
+    account_id: i64,
+    campaign_id: Option<i64>,
+    message_id: Option<i64>,
+    /// The list of a message outside campaigns (its member's).
+    list_id: Option<i64>,
+    channel: Option<String>,
+    notify_url: Option<String>,
+    notify_format: Option<String>,
+    vars: Value,
+    data: Value,
+}
+
+impl Named {
+    fn record(&self, client: &mut SpiClient<'_>, plans: &Plans, cache: &mut Cache, rendering: Rendering) -> SpiResult<()> {
+        let scope = Scope {
+            account_id: self.account_id,
+            campaign_id: self.campaign_id,
+            message_id: self.message_id,
+            channel: self.channel.as_deref(),
+            notify_url: self.notify_url.as_deref(),
+            notify_format: self.notify_format.as_deref(),
+        };
+        let vars = match &self.vars {
+            Value::Object(map) => map,
+            _ => &Map::new(),
+        };
+        let sources = cache.sources(client, plans, (self.campaign_id, self.list_id, self.account_id))?;
+        record(client, plans, &self.event, &scope, &sources, vars, &self.data, rendering)
+    }
+}
+
 /// Records an event for the PL/pgSQL triggers (through `callback._record`). `list_id`: the
 /// list of a message outside campaigns (its member's).
 #[pg_extern(volatile, parallel_unsafe, name = "_record_event")]
@@ -432,21 +565,21 @@ fn record_event(
     vars: JsonB,
     data: JsonB,
 ) {
-    let scope = Scope {
+    let named = Named {
+        event: event.to_string(),
         account_id,
         campaign_id,
         message_id,
-        channel,
-        notify_url,
-        notify_format,
+        list_id,
+        channel: channel.map(str::to_string),
+        notify_url: notify_url.map(str::to_string),
+        notify_format: notify_format.map(str::to_string),
+        vars: vars.0,
+        data: data.0,
     };
-    let vars = match vars.0 {
-        Value::Object(map) => map,
-        _ => Map::new(),
-    };
-    recording(format_args!("recording {event}"), |client, plans, cache| {
-        let sources = cache.sources(client, plans, (campaign_id, list_id, account_id))?;
-        record(client, plans, event, &scope, &sources, &vars, &data.0)
+    recording(format_args!("recording {event}"), |client, plans, cache| match deferring() {
+        true => store(client, &Event::Named(named)),
+        false => named.record(client, plans, cache, Rendering::now()),
     });
 }
 
@@ -456,7 +589,8 @@ struct Message {
     id: i64,
     account_id: i64,
     campaign_id: Option<i64>,
-    /// The list of a message outside campaigns: its member's, or an attached table's list column.
+    /// The list of a message outside campaigns, when its table names one (attached tables);
+    /// otherwise its member's.
     list_id: Option<i64>,
     member_id: Option<i64>,
     batch_id: Option<String>,
@@ -469,9 +603,10 @@ struct Message {
     callback_data: Option<String>,
     notify_url: Option<String>,
     notify_format: Option<String>,
-    member_attributes: Option<String>,
-    created_at: Option<String>,
-    status_at: Option<String>,
+    created_at: Option<pg_sys::TimestampTz>,
+    status_at: Option<pg_sys::TimestampTz>,
+    /// Whether every status is reported, not only final ones.
+    intermediate: bool,
     /// Whether its attempts are in `callback.attempts` (not for attached tables).
     has_attempts: bool,
 }
@@ -503,6 +638,21 @@ impl StatusEvents {
     }
 }
 
+/// A status change of `m` that records something (`events`): stored for later with
+/// pg_callback.recording = deferred, its callbacks recorded now with immediate.
+fn status_changed(
+    client: &mut SpiClient<'_>,
+    plans: &Plans,
+    cache: &mut Cache,
+    m: Message,
+    events: StatusEvents,
+) -> SpiResult<()> {
+    match deferring() {
+        true => store(client, &Event::Status(m)),
+        false => with_generic_plans(|| record_message(client, plans, cache, &m, events, Rendering::now())),
+    }
+}
+
 /// Records message.status (final statuses, or every status with intermediate reports), the
 /// event the status fires (message.sent, message.problem), and message.final when the message
 /// first becomes final.
@@ -510,20 +660,31 @@ fn record_message(
     client: &mut SpiClient<'_>,
     plans: &Plans,
     cache: &mut Cache,
-    m: Message,
+    m: &Message,
     events: StatusEvents,
-    intermediate: bool,
+    rendering: Rendering,
 ) -> SpiResult<()> {
     let StatusEvents {
         is_final,
         fires,
         was_final,
     } = events;
-    let sources = cache.sources(client, plans, (m.campaign_id, m.list_id, m.account_id))?;
+    let (member_list_id, member_attributes) = match m.member_id {
+        Some(member) => {
+            let row = client.select(&plans.member, Some(1), &[member.into()])?.first();
+            (
+                row.get_by_name::<i64, _>("list_id")?,
+                row.get_by_name::<String, _>("attributes")?,
+            )
+        }
+        None => (None, None),
+    };
+    let list_id = m.list_id.or(member_list_id);
+    let sources = cache.sources(client, plans, (m.campaign_id, list_id, m.account_id))?;
     let campaign_list_id = sources.campaign_list_id;
 
     // Variables: member attributes, then campaign env, then the built-ins.
-    let mut vars = json_object(m.member_attributes.clone());
+    let mut vars = json_object(member_attributes);
     vars.extend(sources.campaign_env.clone());
     let builtins = [
         ("id", json!(m.id)),
@@ -531,7 +692,7 @@ fn record_message(
         ("memberId", json!(m.member_id)),
         ("campaignId", json!(m.campaign_id)),
         ("communicationId", json!(m.campaign_id)),
-        ("listId", json!(campaign_list_id.or(m.list_id))),
+        ("listId", json!(campaign_list_id.or(list_id))),
         ("accountId", json!(m.account_id)),
         ("batchId", json!(m.batch_id)),
         ("status", json!(m.status)),
@@ -561,8 +722,8 @@ fn record_message(
         "final": is_final,
         "error": error,
         "callback_data": m.callback_data,
-        "created_at": m.created_at,
-        "status_at": m.status_at,
+        "created_at": m.created_at.map(iso),
+        "status_at": m.status_at.map(iso),
     });
     let scope = Scope {
         account_id: m.account_id,
@@ -572,11 +733,14 @@ fn record_message(
         notify_url: m.notify_url.as_deref(),
         notify_format: m.notify_format.as_deref(),
     };
-    if is_final || intermediate {
-        record(client, plans, "message.status", &scope, &sources, &vars, &data)?;
+    let record = |client: &mut SpiClient<'_>, event: &str, data: &Value| {
+        record(client, plans, event, &scope, &sources, &vars, data, rendering)
+    };
+    if is_final || m.intermediate {
+        record(client, "message.status", &data)?;
     }
     if let Some(fires) = &fires {
-        record(client, plans, fires, &scope, &sources, &vars, &data)?;
+        record(client, fires, &data)?;
     }
     if is_final && !was_final {
         let ids = if m.has_attempts {
@@ -589,13 +753,169 @@ fn record_message(
             Vec::new()
         };
         data["attempt_ids"] = json!(ids);
-        record(client, plans, "message.final", &scope, &sources, &vars, &data)?;
+        record(client, "message.final", &data)?;
     }
     Ok(())
 }
 
-/// AFTER INSERT or UPDATE OF status on `callback.messages`: records what the change means
-/// (`record_message`), reading the rest of the row only when something is recorded.
+/// An event: a message's status change, or any other.
+enum Event {
+    Status(Message),
+    Named(Named),
+}
+
+/// Stores an event in `callback.events` (pg_callback.recording = deferred) and wakes the
+/// workers at commit, who render its callbacks.
+fn store(client: &mut SpiClient<'_>, event: &Event) -> SpiResult<()> {
+    let at = |t: Option<pg_sys::TimestampTz>| t.and_then(|t| TimestampWithTimeZone::try_from(t).ok());
+    let args = match event {
+        Event::Status(m) => [
+            None::<&str>.into(),
+            m.account_id.into(),
+            m.campaign_id.into(),
+            m.id.into(),
+            m.list_id.into(),
+            m.member_id.into(),
+            m.batch_id.as_deref().into(),
+            m.channel.as_deref().into(),
+            m.destination.as_deref().into(),
+            m.status.as_str().into(),
+            m.previous.as_deref().into(),
+            m.error_code.as_deref().into(),
+            m.error_message.as_deref().into(),
+            m.callback_data.as_deref().into(),
+            m.notify_url.as_deref().into(),
+            m.notify_format.as_deref().into(),
+            at(m.created_at).into(),
+            at(m.status_at).into(),
+            m.intermediate.into(),
+            m.has_attempts.into(),
+            None::<JsonB>.into(),
+            None::<JsonB>.into(),
+        ],
+        Event::Named(n) => [
+            n.event.as_str().into(),
+            n.account_id.into(),
+            n.campaign_id.into(),
+            n.message_id.into(),
+            n.list_id.into(),
+            None::<i64>.into(),
+            None::<&str>.into(),
+            n.channel.as_deref().into(),
+            None::<&str>.into(),
+            None::<&str>.into(),
+            None::<&str>.into(),
+            None::<&str>.into(),
+            None::<&str>.into(),
+            None::<&str>.into(),
+            n.notify_url.as_deref().into(),
+            n.notify_format.as_deref().into(),
+            None::<TimestampWithTimeZone>.into(),
+            None::<TimestampWithTimeZone>.into(),
+            None::<bool>.into(),
+            None::<bool>.into(),
+            Some(JsonB(n.vars.clone())).into(),
+            Some(JsonB(n.data.clone())).into(),
+        ],
+    };
+    plans::with(&STORE_PLAN, client, prepare_store, |client, store| client.update(store, None, &args).map(drop))?;
+    shared::wake_on_commit();
+    Ok(())
+}
+
+/// An event taken from `callback.events`, with its id and time.
+struct Taken {
+    id: i64,
+    at: pg_sys::TimestampTz,
+    event: Event,
+}
+
+impl Taken {
+    fn of(row: &SpiHeapTupleData) -> SpiResult<Taken> {
+        let text = |name: &str| row.get_by_name::<String, _>(name);
+        let number = |name: &str| row.get_by_name::<i64, _>(name);
+        let time = |name: &str| -> SpiResult<Option<pg_sys::TimestampTz>> {
+            Ok(row.get_by_name::<TimestampWithTimeZone, _>(name)?.map(Into::into))
+        };
+        let account_id = number("account_id")?.unwrap_or_default();
+        let event = match text("event")? {
+            None => Event::Status(Message {
+                id: number("message_id")?.unwrap_or_default(),
+                account_id,
+                campaign_id: number("campaign_id")?,
+                list_id: number("list_id")?,
+                member_id: number("member_id")?,
+                batch_id: text("batch_id")?,
+                channel: text("channel")?,
+                destination: text("destination")?,
+                status: text("status")?.unwrap_or_default(),
+                previous: text("previous_status")?,
+                error_code: text("error_code")?,
+                error_message: text("error_message")?,
+                callback_data: text("callback_data")?,
+                notify_url: text("notify_url")?,
+                notify_format: text("notify_format")?,
+                created_at: time("created_at")?,
+                status_at: time("status_at")?,
+                intermediate: row.get_by_name("intermediate_reports")?.unwrap_or(false),
+                has_attempts: row.get_by_name("has_attempts")?.unwrap_or(false),
+            }),
+            Some(event) => Event::Named(Named {
+                event,
+                account_id,
+                campaign_id: number("campaign_id")?,
+                message_id: number("message_id")?,
+                list_id: number("list_id")?,
+                channel: text("channel")?,
+                notify_url: text("notify_url")?,
+                notify_format: text("notify_format")?,
+                vars: row.get_by_name::<JsonB, _>("vars")?.map_or(Value::Null, |j| j.0),
+                data: row.get_by_name::<JsonB, _>("data")?.map_or(Value::Null, |j| j.0),
+            }),
+        };
+        Ok(Taken {
+            id: number("id")?.unwrap_or_default(),
+            at: time("recorded_at")?.unwrap_or_default(),
+            event,
+        })
+    }
+}
+
+/// Renders the callbacks of up to `max` events of `callback.events`, oldest first, and deletes
+/// them; returns how many were taken. One caller at a time: another returns 0 at once, so the
+/// callbacks of one order key are made in the order their events were recorded. A URL that
+/// cannot be filled makes a failed callback saying why.
+#[pg_extern(volatile, parallel_unsafe, name = "_expand_events")]
+fn expand_events(max: i32) -> i32 {
+    let mut taken = 0;
+    recording("rendering recorded events", |client, plans, cache| {
+        if !client.select(TAKE_LOCK, Some(1), &[])?.first().get_one::<bool>()?.unwrap_or(false) {
+            return Ok(());
+        }
+        let mut events = client
+            .update(TAKE, None, &[max.into()])?
+            .map(|row| Taken::of(&row))
+            .collect::<SpiResult<Vec<_>>>()?;
+        events.sort_by_key(|e| e.id);
+        taken = events.len() as i32;
+        for Taken { at, event, .. } in events {
+            let rendering = Rendering { at, after_commit: true };
+            match event {
+                Event::Status(m) => {
+                    let events = StatusEvents::of(cache, &m.status, m.previous.as_deref());
+                    record_message(client, plans, cache, &m, events, rendering)?
+                }
+                Event::Named(n) => n.record(client, plans, cache, rendering)?,
+            }
+        }
+        Ok(())
+    });
+    taken
+}
+
+/// AFTER INSERT or UPDATE OF status on `callback.messages`: refuses a status not in
+/// `callback.statuses` (what a foreign key would do, without its query), and records what the
+/// change means, reading the rest of the row only when something is recorded.
 #[pg_trigger]
 fn _message_events<'a>(
     trigger: &'a PgTrigger<'a>,
@@ -603,9 +923,7 @@ fn _message_events<'a>(
     let new = trigger
         .new()
         .expect("an AFTER INSERT or UPDATE row trigger has a new row");
-    if new.get_by_name::<bool>("notify")? != Some(true) {
-        return Ok(None);
-    }
+    let notify = new.get_by_name::<bool>("notify")? == Some(true);
     let status: String = new.get_by_name("status")?.unwrap_or_default();
     let intermediate = new.get_by_name::<bool>("intermediate_reports")?.unwrap_or(false);
     let previous: Option<String> = match trigger.old() {
@@ -613,6 +931,12 @@ fn _message_events<'a>(
         None => None,
     };
     recording("recording the status of a message", |client, plans, cache| {
+        if !cache.statuses.contains_key(&status) {
+            CallbackError::UnknownStatus(status.clone()).raise();
+        }
+        if !notify {
+            return Ok(());
+        }
         let events = StatusEvents::of(cache, &status, previous.as_deref());
         if !events.record_any(intermediate) {
             return Ok(());
@@ -620,24 +944,13 @@ fn _message_events<'a>(
         // Something is recorded: read the rest of the row.
         let text = |name: &str| new.get_by_name::<String>(name);
         let id = |name: &str| new.get_by_name::<i64>(name);
-        let member_id = id("member_id")?;
-        let (list_id, member_attributes) = match member_id {
-            Some(member) => {
-                let row = client.select(&plans.member, Some(1), &[member.into()])?.first();
-                (
-                    row.get_by_name::<i64, _>("list_id")?,
-                    row.get_by_name::<String, _>("attributes")?,
-                )
-            }
-            None => (None, None),
-        };
         let row = RawRow::new(trigger);
         let message = Message {
             id: id("id")?.expect("a message has an id"),
             account_id: id("account_id")?.expect("a message has an account"),
             campaign_id: id("campaign_id")?,
-            list_id,
-            member_id,
+            list_id: None,
+            member_id: id("member_id")?,
             batch_id: text("batch_id")?,
             channel: row.label(c"channel"),
             destination: text("destination")?,
@@ -648,12 +961,12 @@ fn _message_events<'a>(
             callback_data: text("callback_data")?,
             notify_url: text("notify_url")?,
             notify_format: row.label(c"notify_content_type"),
-            member_attributes,
-            created_at: row.iso(c"created_at"),
-            status_at: row.iso(c"updated_at"),
+            created_at: row.timestamp(c"created_at"),
+            status_at: row.timestamp(c"updated_at"),
+            intermediate,
             has_attempts: true,
         };
-        record_message(client, plans, cache, message, events, intermediate)
+        status_changed(client, plans, cache, message, events)
     });
     Ok(None)
 }
@@ -720,18 +1033,19 @@ fn _attached_events<'a>(
             callback_data: value(&new, "callback_data"),
             notify_url: None,
             notify_format: None,
-            member_attributes: None,
             created_at: None,
-            status_at: Some(render::iso_timestamp(now_unix_micros())),
+            // SAFETY: reads the current transaction's start time (now()).
+            status_at: Some(unsafe { pg_sys::GetCurrentTransactionStartTimestamp() }),
+            intermediate: false,
             has_attempts: false,
         };
-        record_message(client, plans, cache, message, events, false)
+        status_changed(client, plans, cache, message, events)
     });
     Ok(None)
 }
 
 /// The new (or old) row of a row trigger, read without pgrx's conversions: enums as their
-/// label, timestamps as bodies write them, any column as text.
+/// label, timestamps as microseconds, any column as text.
 struct RawRow {
     tuple: *mut pg_sys::HeapTupleData,
     desc: pg_sys::TupleDesc,
@@ -781,11 +1095,8 @@ impl RawRow {
         Some(pgrx::enum_helper::lookup_enum_by_oid(pg_sys::Oid::from(value.value() as u32)).0)
     }
 
-    fn iso(&self, column: &std::ffi::CStr) -> Option<String> {
-        let value = self.datum(column)?;
-        Some(render::iso_timestamp(
-            value.value() as i64 + POSTGRES_EPOCH_IN_UNIX_MICROS,
-        ))
+    fn timestamp(&self, column: &std::ffi::CStr) -> Option<pg_sys::TimestampTz> {
+        Some(self.datum(column)?.value() as pg_sys::TimestampTz)
     }
 
     /// A column's value as its type's output function writes it; None when NULL or missing.

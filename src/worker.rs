@@ -9,7 +9,7 @@ use crate::dispatch::{Dispatcher, Limits};
 use crate::http::{Pool, PoolConfig, Request, Response};
 use crate::plans::{self, callback_schema, types, Kept};
 use crate::retry::{judge, Attempt, Kind, Policy, Verdict};
-use crate::{guc, shared, signing};
+use crate::{guc, record, shared, signing};
 use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
 use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys::panic::CaughtError;
@@ -23,10 +23,16 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 const CLAIM: &str = include_str!("../sql/worker/claim.sql");
 const POLICIES: &str = include_str!("../sql/worker/policies.sql");
 const FINISH: &str = include_str!("../sql/worker/finish.sql");
+const RELEASE: &str = include_str!("../sql/worker/release.sql");
+const SWEEP: &str = include_str!("../sql/worker/sweep.sql");
 const AFTER_FAILURE: &str = include_str!("../sql/worker/after_failure.sql");
 const NEXT_DUE: &str = include_str!("../sql/worker/next_due.sql");
 const RECOVER: &str = include_str!("../sql/worker/recover.sql");
 const PURGE: &str = include_str!("../sql/worker/purge.sql");
+/// Events recorded with pg_callback.recording = deferred are rendered into callbacks at the
+/// start of each claim, this many at most, and claimed in the same transaction.
+const EXPAND: &str = "SELECT callback._expand_events($1)";
+const EXPAND_BATCH: i32 = 1000;
 const EXTENSION_INSTALLED: &str = "SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_callback')";
 
 /// How long the main thread waits for an answer before it looks for new callbacks, results
@@ -39,6 +45,8 @@ const WRITE_EVERY: Duration = Duration::from_millis(50);
 /// worker purges once in its life at least, when it is busy or about to leave).
 const PURGE_BATCH: i64 = 10_000;
 const PURGE_EVERY: Duration = Duration::from_secs(60);
+/// Waiting callbacks whose release was missed are let go this often while busy (sweep.sql).
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// The worker's two statements run thousands of times a second, parsed once (src/plans.rs) and
 /// planned at each run (see `run`).
@@ -151,7 +159,19 @@ fn report(running: bool, what: &str) {
     }
 }
 
+/// Whether pg_callback is installed; if so, holds it until the transaction ends (a share lock
+/// on the extension), so that DROP EXTENSION, which locks the extension before its tables,
+/// waits for this transaction instead of deadlocking with it over two of its tables.
 fn extension_installed() -> bool {
+    // SAFETY: a syscache lookup by name (missing_ok), then a lock on what it found.
+    unsafe {
+        let extension = pg_sys::get_extension_oid(c"pg_callback".as_ptr(), true);
+        if extension == pg_sys::InvalidOid {
+            return false;
+        }
+        pg_sys::LockDatabaseObject(pg_sys::ExtensionRelationId, extension, 0, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+    }
+    // Dropped while this waited for the lock?
     Spi::get_one::<bool>(EXTENSION_INSTALLED)
         .ok()
         .flatten()
@@ -201,6 +221,7 @@ fn run() {
     let mut last_write = Instant::now();
     let mut idle_since = Instant::now();
     let mut last_purge: Option<Instant> = None;
+    let mut last_sweep: Option<Instant> = None;
     // Whether a claim may find something: after a wake-up, a full claim, or a write (which
     // may have let waiting callbacks go).
     let mut more = true;
@@ -239,14 +260,15 @@ fn run() {
         if more && work.queued() < limits().in_flight {
             report(true, "claiming callbacks");
             let wanted = batch - work.queued().min(batch - 1);
-            let Some(claimed) = BackgroundWorker::transaction(|| claim(wanted, work.full_hosts(limits()), cursor))
+            let Some((claimed, events_left)) =
+                BackgroundWorker::transaction(|| claim(wanted, work.full_hosts(limits()), cursor))
             else {
                 finish(std::mem::take(&mut answered));
                 log!("pg_callback worker: extension pg_callback was dropped; exiting");
                 return;
             };
             shared::worker_claimed(claimed.len());
-            more = claimed.len() == wanted;
+            more = claimed.len() == wanted || events_left;
             // A short claim may have passed over callbacks given back since: start over next time.
             cursor = if more {
                 claimed
@@ -267,7 +289,12 @@ fn run() {
         }
         if !work.is_empty() || !answered.is_empty() {
             idle_since = Instant::now();
-            purge_if_due(&mut last_purge);
+            if due(&mut last_purge, PURGE_EVERY) {
+                purge();
+            }
+            if due(&mut last_sweep, SWEEP_EVERY) {
+                more |= sweep();
+            }
             report(false, &format!("sending callbacks ({} in flight)", work.in_flight()));
             shared::worker_in_flight(work.in_flight());
             // Back at once for an answer; after TICK otherwise, for new callbacks and writes.
@@ -281,7 +308,13 @@ fn run() {
         let idle_limit = Duration::from_millis(guc::IDLE_EXIT_MS.get().max(0) as u64);
         let idle_for = idle_since.elapsed();
         if idle_for >= idle_limit {
-            purge_if_due(&mut last_purge);
+            if sweep() {
+                more = true;
+                continue;
+            }
+            if due(&mut last_purge, PURGE_EVERY) {
+                purge();
+            }
             shared::set_next_due_ms(next_due.map(|ms| ms as i64).unwrap_or(i64::MAX));
             if !shared::wake_wanted() {
                 return;
@@ -299,12 +332,26 @@ fn run() {
     }
 }
 
-/// Purges (below) if it has not for PURGE_EVERY.
-fn purge_if_due(last: &mut Option<Instant>) {
-    if last.is_none_or(|t| t.elapsed() >= PURGE_EVERY) {
-        purge();
+/// Whether something last done at `last` (never: None) is due again after `every`; if so,
+/// it counts as done now.
+fn due(last: &mut Option<Instant>, every: Duration) -> bool {
+    let due = last.is_none_or(|t| t.elapsed() >= every);
+    if due {
         *last = Some(Instant::now());
     }
+    due
+}
+
+/// Lets go the waiting callbacks whose release was missed (sweep.sql); whether there were any.
+fn sweep() -> bool {
+    let swept = BackgroundWorker::transaction(|| match extension_installed() {
+        true => Spi::connect_mut(|client| client.update(SWEEP, None, &[]).map(|t| t.len())),
+        false => Ok(0),
+    });
+    swept.unwrap_or_else(|e| {
+        warning!("pg_callback worker: releasing waiting callbacks: {e}");
+        0
+    }) > 0
 }
 
 /// Deletes delivered callbacks older than `pg_callback.retention`, with their history, a batch
@@ -330,9 +377,10 @@ fn purge() {
     }
 }
 
-/// Claims up to `wanted` callbacks, none of the hosts in `full`, after `cursor` (due time and
-/// id of the last one claimed); None when the extension is gone.
-fn claim(wanted: usize, full: Vec<String>, cursor: Option<(f64, i64)>) -> Option<Vec<Claimed>> {
+/// Renders recorded events into callbacks, then claims up to `wanted` callbacks, none of the
+/// hosts in `full`, after `cursor` (due time and id of the last one claimed). Also says whether
+/// events may be left to render. None when the extension is gone.
+fn claim(wanted: usize, full: Vec<String>, cursor: Option<(f64, i64)>) -> Option<(Vec<Claimed>, bool)> {
     if !extension_installed() {
         return None;
     }
@@ -352,9 +400,14 @@ fn claim(wanted: usize, full: Vec<String>, cursor: Option<(f64, i64)>) -> Option
         cursor.map_or(0, |(_, id)| id).into(),
     ];
     let claimed = Spi::connect_mut(|client| {
-        plans::with(&PLANS, client, prepare, |client, plans| {
+        let expanded = match record::has_events_table() {
+            true => client.update(EXPAND, Some(1), &[EXPAND_BATCH.into()])?.first().get_one::<i32>()?,
+            false => None,
+        };
+        let claimed = plans::with(&PLANS, client, prepare, |client, plans| {
             claimed_rows(client, plans, &args, schema, default_timeout)
-        })
+        })?;
+        Ok::<_, pgrx::spi::Error>((claimed, expanded == Some(EXPAND_BATCH)))
     });
     match claimed {
         Ok(claimed) => Some(claimed),
@@ -577,10 +630,15 @@ fn finish(done: Vec<(Claimed, Option<Response>)>) {
         let written = Spi::connect_mut(|client| {
             plans::with(&PLANS, client, prepare, |client, plans| {
                 let mut failed = Vec::new();
+                let mut keys = Vec::new();
                 for row in client.update(&plans.finish, None, &args)? {
                     if row.get_by_name::<bool, _>("failed")?.unwrap_or(false) {
                         failed.push(row.get_by_name::<i64, _>("id")?.unwrap_or_default());
                     }
+                    keys.push(row.get_by_name::<String, _>("order_key")?.unwrap_or_default());
+                }
+                if !keys.is_empty() {
+                    client.update(RELEASE, None, &[keys.into()])?;
                 }
                 if !failed.is_empty() {
                     client.update(AFTER_FAILURE, None, &[failed.into()])?;

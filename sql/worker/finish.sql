@@ -1,8 +1,9 @@
 -- Writes results: one history row per attempt made, and each callback's new state. verdict is
 -- delivered, retry (due again after wait seconds), failed, or released (not sent: the worker
 -- is stopping or the callback waited too long for a slot; the attempt is not counted). Only
--- rows still leased by worker $10 are touched. A callback done (delivered or failed) lets the
--- next one with its order key go. Returns which callbacks failed for good.
+-- rows still leased by worker $10 are touched. Returns the callbacks done (delivered or
+-- failed), whether each failed for good, and their order keys, whose next callbacks
+-- release.sql lets go.
 --
 -- A done callback is deleted from the queue and inserted into callbacks_done, rather than
 -- updated across partitions: another worker's claim that meets a row deleted under it skips
@@ -42,13 +43,5 @@ WITH r AS (
            headers, body, auth_header, signing_secret, retry_policy, order_key, verdict::callback.callback_state,
            attempts, due_at, recorded_at, now(), answer_status, answer_error
     FROM done
-), next_in_order AS (
-    UPDATE callback.callbacks_undone c
-    SET state = 'pending', due_at = now()
-    WHERE c.id IN (SELECT min(w.id)
-                   FROM callback.callbacks_undone w
-                   JOIN done d ON d.order_key = w.order_key
-                   WHERE w.state = 'waiting'
-                   GROUP BY w.order_key)
 )
-SELECT id, verdict = 'failed' AS failed FROM done
+SELECT id, verdict = 'failed' AS failed, order_key FROM done

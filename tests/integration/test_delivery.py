@@ -43,12 +43,15 @@ def test_delivered_callbacks_leave_the_queue(db, receiver):
     assert db.one("SELECT count(*) FROM callback.history WHERE http_status = 200") == 20
 
 
-def test_settings_changes_reach_a_session_that_recorded_before(db, receiver):
-    """Recording keeps campaign and list settings per session; a change committed elsewhere,
-    or made earlier in the same transaction, is used from then on."""
+@pytest.mark.parametrize("recording", ["deferred", "immediate"])
+def test_settings_changes_reach_a_session_that_recorded_before(db, receiver, recording):
+    """Rendering keeps campaign and list settings per session (the worker's for deferred
+    recording, the application's for immediate); a change committed elsewhere, or made earlier
+    in the same transaction, is used from then on."""
     make_list(db, receiver.url("/before"))
     insert = "INSERT INTO callback.messages (campaign_id, channel, destination, status) VALUES (1, 'sms', '+1', 'delivered')"
     with db.connect() as app:
+        app.execute(f"SET pg_callback.recording = {recording}")
         app.execute(insert)
         receiver.wait_for(1, "/before")
         db.sql("UPDATE callback.lists SET callback_url = %s", [receiver.url("/after")])
@@ -59,8 +62,9 @@ def test_settings_changes_reach_a_session_that_recorded_before(db, receiver):
             app.execute(insert)
         receiver.wait_for(1, "/own")
         db.sql("SELECT callback.disable_campaign_callbacks(1)")
-        app.execute(insert)
-        assert app.execute("SELECT state FROM callback.callbacks ORDER BY id DESC LIMIT 1").fetchone()[0] == "held"
+        message = app.execute(insert + " RETURNING id").fetchone()[0]
+        db.wait_for("SELECT state = 'held' FROM callback.callbacks WHERE message_id = %s", [message],
+                    what="the callback held")
 
 
 def test_a_rolled_back_change_sends_nothing(db, receiver):

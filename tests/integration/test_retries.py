@@ -3,6 +3,7 @@ final failure leads to: the callback kept and replayable, the campaign's callbac
 (held, not dropped), the alert recorded, NOTIFY sent and the alert URL called.
 Schedules run compressed (pg_callback.time_scale = 0.001)."""
 
+import threading
 import time
 
 from conftest import Behaviour
@@ -113,6 +114,32 @@ def test_callbacks_for_one_message_and_target_arrive_in_event_order(db, receiver
     order = [r.json()["data"]["status"] for r in requests if r.json()["type"] == "message.status"]
     # The first attempt at "queued" failed and was retried before anything later was sent.
     assert order == ["queued", "queued", "accepted", "sent", "delivered", "read"]
+
+
+def test_events_recorded_by_many_sessions_arrive_in_order_per_message(db, receiver):
+    """Deferred recording: events of four sessions at once, rendered after commit by the two
+    workers (one at a time), reach each message's URL in the order they happened, and the
+    events table is left empty."""
+    make_list(db, receiver.url("/dlr/${id}"))
+    messages = [send_message(db, status="queued", intermediate_reports=True) for _ in range(40)]
+    statuses = ["accepted", "sent", "delivered", "read"]
+
+    def change(part):
+        with db.connect() as conn:
+            for status in statuses:
+                for m in messages[part::4]:
+                    conn.execute("UPDATE callback.messages SET status = %s WHERE id = %s", [status, m])
+
+    sessions = [threading.Thread(target=change, args=(p,)) for p in range(4)]
+    for s in sessions:
+        s.start()
+    for s in sessions:
+        s.join()
+    requests = receiver.wait_for(40 * 5, timeout=30)
+    for m in messages:
+        order = [r.json()["data"]["status"] for r in requests if r.path == f"/dlr/{m}"]
+        assert order == ["queued", *statuses], f"message {m}"
+    assert db.one("SELECT count(*) FROM callback.events") == 0
 
 
 def test_a_retry_due_after_the_workers_left_is_started_by_the_launchers_timer(db, receiver):

@@ -61,6 +61,11 @@ INSERT INTO callback.messages (campaign_id, channel, destination) VALUES (1, 'pi
 \echo :LAST_ERROR_SQLSTATE
 INSERT INTO callback.messages (campaign_id, channel, destination, status) VALUES (1, 'sms', '+1', 'teleported');
 \echo :LAST_ERROR_SQLSTATE
+-- A status messages are in can be neither deleted nor renamed, as with a foreign key.
+DELETE FROM callback.statuses WHERE status = 'queued';
+\echo :LAST_ERROR_SQLSTATE
+UPDATE callback.statuses SET status = 'enqueued' WHERE status = 'queued';
+\echo :LAST_ERROR_SQLSTATE
 INSERT INTO callback.messages (campaign_id, channel, destination, notify_content_type) VALUES (1, 'sms', '+1', 'csv');
 \echo :LAST_ERROR_SQLSTATE
 
@@ -240,3 +245,9 @@ INSERT INTO callback.subscriptions (account_id, channels, callback_url) VALUES (
 
 -- Nothing of the above was written.
 SELECT pg_temp.fingerprint() = :'before' AS nothing_written;
+
+-- A status or retry policy nothing uses may be renamed and deleted.
+INSERT INTO callback.statuses (status, final, description) VALUES ('teleported', true, 'Sent by other means.');
+UPDATE callback.statuses SET status = 'beamed' WHERE status = 'teleported' RETURNING status;
+DELETE FROM callback.statuses WHERE status = 'beamed' RETURNING status;
+UPDATE callback.retry_policies SET name = 'backoff2' WHERE name = 'backoff' RETURNING name;
