@@ -53,6 +53,8 @@ pub fn types(names: &[&str]) -> Vec<PgOid> {
                 "bigint[]" => pg_sys::INT8ARRAYOID,
                 "int[]" => pg_sys::INT4ARRAYOID,
                 "float8[]" => pg_sys::FLOAT8ARRAYOID,
+                "bool[]" => pg_sys::BOOLARRAYOID,
+                "uuid[]" => pg_sys::UUIDARRAYOID,
                 other => unreachable!("no parameter type {other}"),
             })
         })

@@ -30,6 +30,7 @@ const MEMBER: &str = include_str!("../sql/record/member.sql");
 const TARGETS: &str = include_str!("../sql/record/targets.sql");
 const SUBSCRIPTIONS: &str = include_str!("../sql/record/subscriptions.sql");
 const INSERT: &str = include_str!("../sql/record/insert.sql");
+const INSERT_BATCH: &str = include_str!("../sql/record/insert_batch.sql");
 const ATTEMPT_IDS: &str = include_str!("../sql/record/attempt_ids.sql");
 const STATUSES: &str = include_str!("../sql/record/statuses.sql");
 const ACCOUNT_OF: &str = include_str!("../sql/record/account_of.sql");
@@ -44,6 +45,7 @@ struct Plans {
     targets: OwnedPreparedStatement,
     subscriptions: OwnedPreparedStatement,
     insert: OwnedPreparedStatement,
+    insert_batch: OwnedPreparedStatement,
     attempt_ids: OwnedPreparedStatement,
     statuses: OwnedPreparedStatement,
     account_of: OwnedPreparedStatement,
@@ -51,8 +53,9 @@ struct Plans {
 
 thread_local! {
     static PLANS: Kept<Plans> = const { RefCell::new(None) };
-    /// Storing an event, prepared when first needed (a schema of 0.1.0 has no callback.events).
-    static STORE_PLAN: Kept<OwnedPreparedStatement> = const { RefCell::new(None) };
+    /// The statements on callback.events, prepared when first needed (a schema of 0.1.0 has
+    /// no such table).
+    static EVENT_PLANS: Kept<EventPlans> = const { RefCell::new(None) };
     static CACHE: RefCell<Option<Cache>> = const { RefCell::new(None) };
     /// This backend's random generator, with the process it was seeded in.
     static RANDOM: RefCell<Option<(i32, StdRng)>> = const { RefCell::new(None) };
@@ -70,18 +73,31 @@ fn prepare(client: &mut SpiClient<'_>) -> SpiResult<Plans> {
             .prepare(SUBSCRIPTIONS, &types(&["bigint", "text", "text"]))?
             .keep(),
         insert: client.prepare_mut(INSERT, &types(&insert_args))?.keep(),
+        insert_batch: client
+            .prepare_mut(INSERT_BATCH, &types(&insert_args.map(array_of)))?
+            .keep(),
         attempt_ids: client.prepare(ATTEMPT_IDS, &types(&["bigint"]))?.keep(),
         statuses: client.prepare(STATUSES, &[])?.keep(),
         account_of: client.prepare(ACCOUNT_OF, &types(&["bigint", "bigint"]))?.keep(),
     })
 }
 
-fn prepare_store(client: &mut SpiClient<'_>) -> SpiResult<OwnedPreparedStatement> {
-    let args = [
+struct EventPlans {
+    store: OwnedPreparedStatement,
+    lock: OwnedPreparedStatement,
+    take: OwnedPreparedStatement,
+}
+
+fn prepare_event_plans(client: &mut SpiClient<'_>) -> SpiResult<EventPlans> {
+    let store_args = [
         "text", "bigint", "bigint", "bigint", "bigint", "bigint", "text", "text", "text", "text", "text", "text",
         "text", "text", "text", "text", "timestamptz", "timestamptz", "bool", "bool", "jsonb", "jsonb",
     ];
-    Ok(client.prepare_mut(STORE, &types(&args))?.keep())
+    Ok(EventPlans {
+        store: client.prepare_mut(STORE, &types(&store_args))?.keep(),
+        lock: client.prepare(TAKE_LOCK, &[])?.keep(),
+        take: client.prepare_mut(TAKE, &types(&["int"]))?.keep(),
+    })
 }
 
 /// Whether the installed schema has `callback.events`. Until `ALTER EXTENSION pg_callback
@@ -120,6 +136,17 @@ fn with_generic_plans<R>(f: impl FnOnce() -> R) -> R {
 /// Whether events are stored for the workers to render (pg_callback.recording = deferred).
 fn deferring() -> bool {
     RECORDING.get() == Recording::Deferred && has_events_table()
+}
+
+/// The array type of a parameter type, for statements taking a column of values.
+fn array_of(name: &str) -> &'static str {
+    match name {
+        "text" => "text[]",
+        "bigint" => "bigint[]",
+        "bool" => "bool[]",
+        "uuid" => "uuid[]",
+        other => unreachable!("no array type for {other}"),
+    }
 }
 
 /// Runs `f` connected to SPI, with this backend's plans and the cache made valid; an error is
@@ -352,14 +379,15 @@ impl Sources {
     }
 }
 
-/// When an event's callbacks are rendered.
-#[derive(Clone, Copy)]
+/// How an event's callbacks are rendered.
 struct Rendering {
     /// When the event happened (Postgres timestamptz microseconds): the envelope's timestamp.
     at: pg_sys::TimestampTz,
-    /// By a worker after the event committed: a URL that cannot be filled is recorded as a
-    /// failed callback, as the change it reports can no longer be refused.
-    after_commit: bool,
+    /// None: in the event's transaction, each callback inserted at once. Some: by a worker
+    /// after the event committed, gathered for one insert per batch of events; a URL that
+    /// cannot be filled is then recorded as a failed callback, as the change it reports can no
+    /// longer be refused.
+    gathered: Option<Vec<Rendered>>,
 }
 
 impl Rendering {
@@ -368,8 +396,86 @@ impl Rendering {
         Rendering {
             // SAFETY: reads the current transaction's start time (now()).
             at: unsafe { pg_sys::GetCurrentTransactionStartTimestamp() },
-            after_commit: false,
+            gathered: None,
         }
+    }
+}
+
+/// A callback rendered: a row of the queue but for its state, which the insert decides.
+struct Rendered {
+    event: String,
+    account_id: i64,
+    campaign_id: Option<i64>,
+    message_id: Option<i64>,
+    kind: &'static str,
+    subscription_id: Option<i64>,
+    url: String,
+    method: String,
+    headers: String,
+    body: Option<String>,
+    auth_header: Option<String>,
+    signing_secret: Option<String>,
+    retry_policy: String,
+    order_key: String,
+    held: bool,
+    webhook_id: pgrx::Uuid,
+}
+
+impl Rendered {
+    /// Inserts it (insert.sql); whether it is due now.
+    fn insert(self, client: &mut SpiClient<'_>, plans: &Plans) -> SpiResult<bool> {
+        let args = [
+            self.event.into(),
+            self.account_id.into(),
+            self.campaign_id.into(),
+            self.message_id.into(),
+            self.kind.into(),
+            self.subscription_id.into(),
+            self.url.into(),
+            self.method.into(),
+            self.headers.into(),
+            self.body.into(),
+            self.auth_header.into(),
+            self.signing_secret.into(),
+            self.retry_policy.into(),
+            self.order_key.into(),
+            self.held.into(),
+            self.webhook_id.into(),
+        ];
+        Ok(client.update(&plans.insert, None, &args)?.first().get_one::<bool>()?.unwrap_or(false))
+    }
+
+    /// Inserts them all, in their order, with one statement (insert_batch.sql); whether any
+    /// is due now.
+    fn insert_all(all: Vec<Rendered>, client: &mut SpiClient<'_>, plans: &Plans) -> SpiResult<bool> {
+        if all.is_empty() {
+            return Ok(false);
+        }
+        macro_rules! column {
+            ($field:ident) => {
+                all.iter().map(|r| r.$field.clone()).collect::<Vec<_>>()
+            };
+        }
+        let args = [
+            column!(event).into(),
+            column!(account_id).into(),
+            column!(campaign_id).into(),
+            column!(message_id).into(),
+            all.iter().map(|r| r.kind.to_string()).collect::<Vec<_>>().into(),
+            column!(subscription_id).into(),
+            column!(url).into(),
+            column!(method).into(),
+            column!(headers).into(),
+            column!(body).into(),
+            column!(auth_header).into(),
+            column!(signing_secret).into(),
+            column!(retry_policy).into(),
+            column!(order_key).into(),
+            column!(held).into(),
+            column!(webhook_id).into(),
+        ];
+        let due = client.update(&plans.insert_batch, None, &args)?.first().get_one::<bool>()?;
+        Ok(due.unwrap_or(false))
     }
 }
 
@@ -385,9 +491,9 @@ fn record(
     sources: &Sources,
     vars: &Map<String, Value>,
     data: &Value,
-    rendering: Rendering,
+    rendering: &mut Rendering,
 ) -> SpiResult<()> {
-    let mut targets: Vec<(&str, Option<i64>, Delivery, bool)> = Vec::new();
+    let mut targets: Vec<(&'static str, Option<i64>, Delivery, bool)> = Vec::new();
     if let Some((kind, delivery, held)) = sources.primary(event, scope) {
         targets.push((kind, None, delivery, held));
     }
@@ -418,7 +524,7 @@ fn record(
                     template: delivery.url.clone(),
                     error,
                 };
-                if !rendering.after_commit {
+                if rendering.gathered.is_none() {
                     error.raise();
                 }
                 let args = [
@@ -454,31 +560,28 @@ fn record(
             (None, Some(token)) => Some(format!("Bearer {token}")),
             (None, None) => None,
         };
-        let order_key = format!("{order_scope} {url}");
-        let headers = Value::Object(headers).to_string();
-        let args = [
-            event.into(),
-            scope.account_id.into(),
-            scope.campaign_id.into(),
-            scope.message_id.into(),
-            kind.into(),
-            subscription_id.into(),
-            url.as_str().into(),
-            delivery.method.as_str().into(),
-            headers.as_str().into(),
-            body.as_deref().into(),
-            auth_header.as_deref().into(),
-            delivery.signing_secret.as_deref().into(),
-            delivery.retry_policy.as_str().into(),
-            order_key.as_str().into(),
-            held.into(),
-            webhook_id().into(),
-        ];
-        due |= client
-            .update(&plans.insert, None, &args)?
-            .first()
-            .get_one::<bool>()?
-            .unwrap_or(false);
+        let rendered = Rendered {
+            event: event.to_string(),
+            account_id: scope.account_id,
+            campaign_id: scope.campaign_id,
+            message_id: scope.message_id,
+            kind,
+            subscription_id,
+            order_key: format!("{order_scope} {url}"),
+            url,
+            method: delivery.method,
+            headers: Value::Object(headers).to_string(),
+            body,
+            auth_header,
+            signing_secret: delivery.signing_secret,
+            retry_policy: delivery.retry_policy,
+            held,
+            webhook_id: webhook_id(),
+        };
+        match &mut rendering.gathered {
+            Some(gathered) => gathered.push(rendered),
+            None => due |= rendered.insert(client, plans)?,
+        }
     }
     if due {
         shared::wake_on_commit();
@@ -531,7 +634,13 @@ struct Named {
 }
 
 impl Named {
-    fn record(&self, client: &mut SpiClient<'_>, plans: &Plans, cache: &mut Cache, rendering: Rendering) -> SpiResult<()> {
+    fn record(
+        &self,
+        client: &mut SpiClient<'_>,
+        plans: &Plans,
+        cache: &mut Cache,
+        rendering: &mut Rendering,
+    ) -> SpiResult<()> {
         let scope = Scope {
             account_id: self.account_id,
             campaign_id: self.campaign_id,
@@ -579,7 +688,7 @@ fn record_event(
     };
     recording(format_args!("recording {event}"), |client, plans, cache| match deferring() {
         true => store(client, &Event::Named(named)),
-        false => named.record(client, plans, cache, Rendering::now()),
+        false => named.record(client, plans, cache, &mut Rendering::now()),
     });
 }
 
@@ -649,7 +758,7 @@ fn status_changed(
 ) -> SpiResult<()> {
     match deferring() {
         true => store(client, &Event::Status(m)),
-        false => with_generic_plans(|| record_message(client, plans, cache, &m, events, Rendering::now())),
+        false => with_generic_plans(|| record_message(client, plans, cache, &m, events, &mut Rendering::now())),
     }
 }
 
@@ -662,7 +771,7 @@ fn record_message(
     cache: &mut Cache,
     m: &Message,
     events: StatusEvents,
-    rendering: Rendering,
+    rendering: &mut Rendering,
 ) -> SpiResult<()> {
     let StatusEvents {
         is_final,
@@ -733,7 +842,7 @@ fn record_message(
         notify_url: m.notify_url.as_deref(),
         notify_format: m.notify_format.as_deref(),
     };
-    let record = |client: &mut SpiClient<'_>, event: &str, data: &Value| {
+    let mut record = |client: &mut SpiClient<'_>, event: &str, data: &Value| {
         record(client, plans, event, &scope, &sources, &vars, data, rendering)
     };
     if is_final || m.intermediate {
@@ -818,7 +927,9 @@ fn store(client: &mut SpiClient<'_>, event: &Event) -> SpiResult<()> {
             Some(JsonB(n.data.clone())).into(),
         ],
     };
-    plans::with(&STORE_PLAN, client, prepare_store, |client, store| client.update(store, None, &args).map(drop))?;
+    plans::with(&EVENT_PLANS, client, prepare_event_plans, |client, event_plans| {
+        client.update(&event_plans.store, None, &args).map(drop)
+    })?;
     shared::wake_on_commit();
     Ok(())
 }
@@ -889,24 +1000,34 @@ impl Taken {
 fn expand_events(max: i32) -> i32 {
     let mut taken = 0;
     recording("rendering recorded events", |client, plans, cache| {
-        if !client.select(TAKE_LOCK, Some(1), &[])?.first().get_one::<bool>()?.unwrap_or(false) {
+        let Some(mut events) = plans::with(&EVENT_PLANS, client, prepare_event_plans, |client, event_plans| {
+            if !client.select(&event_plans.lock, Some(1), &[])?.first().get_one::<bool>()?.unwrap_or(false) {
+                return Ok(None);
+            }
+            let taken = client.update(&event_plans.take, None, &[max.into()])?;
+            Ok(Some(taken.map(|row| Taken::of(&row)).collect::<SpiResult<Vec<_>>>()?))
+        })?
+        else {
             return Ok(());
-        }
-        let mut events = client
-            .update(TAKE, None, &[max.into()])?
-            .map(|row| Taken::of(&row))
-            .collect::<SpiResult<Vec<_>>>()?;
+        };
         events.sort_by_key(|e| e.id);
         taken = events.len() as i32;
+        let mut rendering = Rendering {
+            at: 0,
+            gathered: Some(Vec::new()),
+        };
         for Taken { at, event, .. } in events {
-            let rendering = Rendering { at, after_commit: true };
+            rendering.at = at;
             match event {
                 Event::Status(m) => {
                     let events = StatusEvents::of(cache, &m.status, m.previous.as_deref());
-                    record_message(client, plans, cache, &m, events, rendering)?
+                    record_message(client, plans, cache, &m, events, &mut rendering)?
                 }
-                Event::Named(n) => n.record(client, plans, cache, rendering)?,
+                Event::Named(n) => n.record(client, plans, cache, &mut rendering)?,
             }
+        }
+        if Rendered::insert_all(rendering.gathered.unwrap_or_default(), client, plans)? {
+            shared::wake_on_commit();
         }
         Ok(())
     });

@@ -199,12 +199,16 @@ fn worker_stats() -> TableIterator<
     TableIterator::new(used)
 }
 
-/// Raises the wake flag and sets every latch: launcher and running workers.
+/// Raises the wake flag and, if it was down, sets every latch: launcher and running workers.
+/// While it is up, they have been woken and not yet looked (a worker lowers it before it
+/// claims): signalling them again would cost every commit a system call or two for nothing.
 pub fn wake() {
     if !PRELOADED.load(Ordering::SeqCst) {
         return;
     }
-    WAKE.get().store(true, Ordering::SeqCst);
+    if WAKE.get().swap(true, Ordering::SeqCst) {
+        return;
+    }
     let procs = PROCS.get();
     set_latch(procs.launcher.load(Ordering::SeqCst));
     for worker in &procs.workers {

@@ -187,14 +187,16 @@ fn limits() -> Limits {
 }
 
 fn run() {
-    if !BackgroundWorker::transaction(extension_installed) {
+    // The extension this worker serves: dropped and created again, it is another one, whose
+    // callbacks' ids start again at 1 and would be mistaken for those on the wire.
+    let Some(schema) = BackgroundWorker::transaction(|| extension_installed().then(callback_schema)) else {
         log!(
             "pg_callback worker: extension pg_callback is not installed in database \"{}\"; exiting",
             guc::database()
         );
         shared::take_wake();
         return;
-    }
+    };
     // It reads the whole queue, so only when a worker may have left leases behind.
     if shared::take_orphaned_leases() {
         BackgroundWorker::transaction(|| Spi::run(RECOVER)).unwrap_or_else(|e| {
@@ -209,8 +211,10 @@ fn run() {
     // million rows against the batch row by row.
     // A statement that runs away anyway is ended (its worker stops and a new one starts) rather
     // than holding up a fast shutdown, which waits for the statement.
+    // No JIT: the generic plan of a batch's insert looks costly enough to compile, which took
+    // most of a second for a few rows.
     let planner = "SET enable_bitmapscan = off; SET enable_sort = off; SET plan_cache_mode = force_custom_plan; \
-                   SET statement_timeout = '2min'";
+                   SET statement_timeout = '2min'; SET jit = off";
     BackgroundWorker::transaction(|| Spi::run(planner)).unwrap_or_else(|e| warning!("setting the planner: {e}"));
     let mut pool = Pool::new(pool_config(), guc::allowed_destinations());
     // Callbacks are claimed a batch at a time, sent as threads and their hosts' limits allow,
@@ -261,7 +265,7 @@ fn run() {
             report(true, "claiming callbacks");
             let wanted = batch - work.queued().min(batch - 1);
             let Some((claimed, events_left)) =
-                BackgroundWorker::transaction(|| claim(wanted, work.full_hosts(limits()), cursor))
+                BackgroundWorker::transaction(|| claim(schema, wanted, work.full_hosts(limits()), cursor))
             else {
                 finish(std::mem::take(&mut answered));
                 log!("pg_callback worker: extension pg_callback was dropped; exiting");
@@ -308,18 +312,19 @@ fn run() {
         let idle_limit = Duration::from_millis(guc::IDLE_EXIT_MS.get().max(0) as u64);
         let idle_for = idle_since.elapsed();
         if idle_for >= idle_limit {
-            if sweep() {
-                more = true;
-                continue;
-            }
             if due(&mut last_purge, PURGE_EVERY) {
                 purge();
             }
             shared::set_next_due_ms(next_due.map(|ms| ms as i64).unwrap_or(i64::MAX));
-            if !shared::wake_wanted() {
-                return;
+            if shared::wake_wanted() {
+                continue;
             }
-            continue;
+            // A last look before leaving: nothing waiting may be left without a worker.
+            if sweep() {
+                more = true;
+                continue;
+            }
+            return;
         }
         let mut wait = idle_limit - idle_for;
         if let Some(due) = next_due {
@@ -379,9 +384,15 @@ fn purge() {
 
 /// Renders recorded events into callbacks, then claims up to `wanted` callbacks, none of the
 /// hosts in `full`, after `cursor` (due time and id of the last one claimed). Also says whether
-/// events may be left to render. None when the extension is gone.
-fn claim(wanted: usize, full: Vec<String>, cursor: Option<(f64, i64)>) -> Option<(Vec<Claimed>, bool)> {
-    if !extension_installed() {
+/// events may be left to render. None when the extension of `schema` is gone (even if created
+/// again since).
+fn claim(
+    schema: pg_sys::Oid,
+    wanted: usize,
+    full: Vec<String>,
+    cursor: Option<(f64, i64)>,
+) -> Option<(Vec<Claimed>, bool)> {
+    if !extension_installed() || callback_schema() != schema {
         return None;
     }
     let batch = guc::BATCH_SIZE.get().max(1);
@@ -389,7 +400,6 @@ fn claim(wanted: usize, full: Vec<String>, cursor: Option<(f64, i64)>) -> Option
     // The lease covers two batches' rounds of requests: one to wait for a free thread, one to send.
     let rounds = 2 * ((batch + in_flight - 1) / in_flight);
     let default_timeout = f64::from(guc::DEFAULT_TIMEOUT_MS.get()) / 1000.0;
-    let schema = callback_schema();
     let args = [
         (wanted as i32).into(),
         my_pid().into(),

@@ -86,7 +86,7 @@ SELECT status FROM callback.messages WHERE member_id = 3;
 SELECT callback._expand_events(100) AS rendered;
 SELECT c.event, c.target, c.state, c.url, c.last_error, c.finished_at IS NOT NULL AS finished
 FROM callback.callbacks c JOIN callback.messages m ON m.id = c.message_id
-WHERE m.member_id = 3 ORDER BY c.id;
+WHERE m.member_id = 3 ORDER BY c.target, c.event;
 
 -- An event of a held campaign is rendered held; enabling releases it.
 SELECT callback.disable_campaign_callbacks(1);
