@@ -3,9 +3,9 @@
 -- alerts by PL/pgSQL triggers that call it. notify = false on a message records nothing for it.
 -- campaign.callbacks_disabled is never held.
 --
--- pg_callback.recording says what the transaction writes. 'deferred' (the default): one row
--- of callback.events per event, and a worker renders its callbacks (targets, URLs, bodies) as
--- soon as the transaction commits; 'immediate': the callbacks themselves. Either way a commit
+-- pg_callback.recording says what the transaction writes. 'immediate' (the default): the
+-- callbacks themselves; 'deferred': one row of callback.events per event, and a worker renders
+-- its callbacks (targets, URLs, bodies) as soon as the transaction commits. Either way a commit
 -- hook wakes the delivery workers when the transaction commits.
 
 CREATE TABLE callback.events (
@@ -121,7 +121,7 @@ ALTER FUNCTION callback._record_event(text, bigint, bigint, bigint, bigint, text
     SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION callback._expand_events(int) SET plan_cache_mode = force_generic_plan;
 COMMENT ON FUNCTION callback._expand_events(int) IS
-    'Renders the callbacks of up to n events of callback.events, oldest first, and deletes them; returns how many. The workers call it; one caller at a time (another returns 0).';
+    'Renders the callbacks of up to n events of callback.events, oldest first, and deletes them; returns how many. The workers call it; one caller at a time (another returns -1 at once).';
 CREATE TRIGGER messages_record_insert AFTER INSERT ON callback.messages
     FOR EACH ROW EXECUTE FUNCTION callback._message_events();
 CREATE TRIGGER messages_record_status AFTER UPDATE OF status ON callback.messages

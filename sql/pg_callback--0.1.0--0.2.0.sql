@@ -68,7 +68,7 @@ COMMENT ON COLUMN callback.events.event IS 'NULL for a message''s status change 
 COMMENT ON COLUMN callback.events.list_id IS 'The list of a message outside campaigns, when its table names one (attached tables); a member''s list is looked up when the callbacks are rendered.';
 ALTER FUNCTION callback._expand_events(int) SET plan_cache_mode = force_generic_plan;
 COMMENT ON FUNCTION callback._expand_events(int) IS
-    'Renders the callbacks of up to n events of callback.events, oldest first, and deletes them; returns how many. The workers call it; one caller at a time (another returns 0).';
+    'Renders the callbacks of up to n events of callback.events, oldest first, and deletes them; returns how many. The workers call it; one caller at a time (another returns -1 at once).';
 -- The status of a message is checked by the recording trigger, not a foreign key (sql/model.sql,
 -- queue.sql); the retry policies' guard no longer undoes a rename.
 ALTER FUNCTION callback._message_events() RESET plan_cache_mode;

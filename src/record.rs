@@ -2,9 +2,10 @@
 //! triggers written in PL/pgSQL (attempts, campaigns, alerts).
 //!
 //! Every status change of a message runs here, in the application's transaction, so this is
-//! the cost pg_callback adds to it. With `pg_callback.recording = deferred` the transaction
-//! stores the event (one narrow row of `callback.events`) and a worker renders its callbacks
-//! after commit (`_expand_events`); with `immediate` they are rendered at once. Rendering is
+//! the cost pg_callback adds to it. With `pg_callback.recording = immediate` (the default) its
+//! callbacks are rendered at once; with `deferred` the transaction stores the event (one
+//! narrow row of `callback.events`) and a worker renders its callbacks after commit
+//! (`_expand_events`). Rendering is
 //! the same code either way: the plans are prepared once per backend, the event's variables and
 //! data are built in Rust, and the URL and body are filled without going through jsonb. The
 //! settings targets are chosen from come from `callback._target_settings` (sql/events.sql,
@@ -930,7 +931,7 @@ fn store(client: &mut SpiClient<'_>, event: &Event) -> SpiResult<()> {
     plans::with(&EVENT_PLANS, client, prepare_event_plans, |client, event_plans| {
         client.update(&event_plans.store, None, &args).map(drop)
     })?;
-    shared::wake_on_commit();
+    shared::events_on_commit();
     Ok(())
 }
 
@@ -993,7 +994,7 @@ impl Taken {
 }
 
 /// Renders the callbacks of up to `max` events of `callback.events`, oldest first, and deletes
-/// them; returns how many were taken. One caller at a time: another returns 0 at once, so the
+/// them; returns how many were taken. One caller at a time: another returns -1 at once, so the
 /// callbacks of one order key are made in the order their events were recorded. A URL that
 /// cannot be filled makes a failed callback saying why.
 #[pg_extern(volatile, parallel_unsafe, name = "_expand_events")]
@@ -1002,6 +1003,7 @@ fn expand_events(max: i32) -> i32 {
     recording("rendering recorded events", |client, plans, cache| {
         let Some(mut events) = plans::with(&EVENT_PLANS, client, prepare_event_plans, |client, event_plans| {
             if !client.select(&event_plans.lock, Some(1), &[])?.first().get_one::<bool>()?.unwrap_or(false) {
+                taken = -1;
                 return Ok(None);
             }
             let taken = client.update(&event_plans.take, None, &[max.into()])?;

@@ -25,6 +25,10 @@ unsafe impl PGRXSharedMemory for Procs {}
 static PROCS: PgAtomic<Procs> = unsafe { PgAtomic::new(c"pg_callback_procs") };
 /// Raised at commit by a transaction that recorded callbacks; lowered by a worker about to claim.
 static WAKE: PgAtomic<AtomicBool> = unsafe { PgAtomic::new(c"pg_callback_wake") };
+/// Raised at commit by a transaction that stored events (pg_callback.recording = deferred), and
+/// when shared memory is made; lowered by a worker about to render them. While it is down the
+/// workers' claims skip rendering: nothing to render.
+static EVENTS: PgAtomic<AtomicBool> = unsafe { PgAtomic::new(c"pg_callback_events") };
 /// When the next retry or lease expiry comes due, in Unix milliseconds (i64::MAX: none known).
 static NEXT_DUE_MS: PgAtomic<AtomicI64> = unsafe { PgAtomic::new(c"pg_callback_next_due") };
 /// Whether leases of workers that no longer run may be left: true when shared memory is made
@@ -67,6 +71,7 @@ static PRELOADED: AtomicBool = AtomicBool::new(false);
 pub fn init() {
     pg_shmem_init!(PROCS);
     pg_shmem_init!(WAKE);
+    pg_shmem_init!(EVENTS = AtomicBool::new(true));
     pg_shmem_init!(NEXT_DUE_MS = AtomicI64::new(i64::MAX));
     pg_shmem_init!(SETTINGS_VERSION);
     pg_shmem_init!(ORPHANED_LEASES = AtomicBool::new(true));
@@ -263,6 +268,8 @@ fn local_xid() -> u32 {
 thread_local! {
     /// The local transaction id whose commit hook `wake` is armed already.
     static ARMED: Cell<u32> = const { Cell::new(0) };
+    /// The local transaction id whose commit hook `events_committed` is armed already.
+    static EVENTS_ARMED: Cell<u32> = const { Cell::new(0) };
     /// The local transaction id that changed what recording caches (its commit hook
     /// `bump_settings_version` is armed).
     static CHANGED: Cell<u32> = const { Cell::new(0) };
@@ -294,6 +301,30 @@ fn _settings_changed<'a>(
 ) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, std::convert::Infallible> {
     on_commit_once(&CHANGED, bump_settings_version);
     Ok(None)
+}
+
+/// Raises the events flag and wakes the delivery workers when the current transaction
+/// commits: it stored events for them to render.
+pub fn events_on_commit() {
+    on_commit_once(&EVENTS_ARMED, events_committed);
+}
+
+fn events_committed() {
+    EVENTS.get().store(true, Ordering::SeqCst);
+    wake();
+}
+
+/// Lowers the events flag, saying whether there may be events to render (always, without
+/// shared memory).
+pub fn take_events() -> bool {
+    !PRELOADED.load(Ordering::SeqCst) || EVENTS.get().swap(false, Ordering::SeqCst)
+}
+
+/// Events may be left to render (a worker starts: one before it may have stopped mid-way).
+pub fn events_may_be_left() {
+    if PRELOADED.load(Ordering::SeqCst) {
+        EVENTS.get().store(true, Ordering::SeqCst);
+    }
 }
 
 /// Wakes the delivery workers when the current transaction commits. Called by the triggers

@@ -45,11 +45,6 @@ const WRITE_EVERY: Duration = Duration::from_millis(50);
 /// worker purges once in its life at least, when it is busy or about to leave).
 const PURGE_BATCH: i64 = 10_000;
 const PURGE_EVERY: Duration = Duration::from_secs(60);
-/// Claims made on a wake-up alone are at least this far apart. Under a stream of events one
-/// at a time, each commit's wake-up would otherwise be a claim of its own, with its
-/// transaction and planning (a few hundred microseconds) for one event: so a burst is rendered
-/// and claimed together, for a millisecond more of latency at most.
-const WOKEN_CLAIM_GAP: Duration = Duration::from_millis(1);
 /// Waiting callbacks whose release was missed are let go this often while busy (sweep.sql).
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
@@ -58,6 +53,7 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 struct Plans {
     claim: OwnedPreparedStatement,
     finish: OwnedPreparedStatement,
+    release: OwnedPreparedStatement,
 }
 
 thread_local! {
@@ -72,6 +68,7 @@ fn prepare(client: &mut SpiClient<'_>) -> SpiResult<Plans> {
     Ok(Plans {
         claim: client.prepare_mut(CLAIM, &types(&claim))?.keep(),
         finish: client.prepare_mut(FINISH, &types(&finish))?.keep(),
+        release: client.prepare_mut(RELEASE, &types(&["text[]"]))?.keep(),
     })
 }
 
@@ -237,7 +234,9 @@ fn run() {
     let mut next_answer: Option<Response> = None;
     // Where the next claim starts: after the last callback claimed (None: from the start).
     let mut cursor: Option<(f64, i64)> = None;
-    let mut last_claim = Instant::now();
+    // Whether the last claim left events to render.
+    let mut events_left = false;
+    shared::events_may_be_left();
     loop {
         if BackgroundWorker::sighup_received() {
             // SAFETY: main thread, outside any transaction.
@@ -254,9 +253,6 @@ fn run() {
             finish(answered);
             return;
         }
-        if !more && shared::wake_wanted() {
-            std::thread::sleep(WOKEN_CLAIM_GAP.saturating_sub(last_claim.elapsed()));
-        }
         more |= shared::take_wake();
         while let Some(answer) = next_answer.take().or_else(|| pool.next(Duration::ZERO)) {
             if let Some(c) = work.answered(answer.key, answer.duration) {
@@ -272,16 +268,17 @@ fn run() {
         }
         if more && work.queued() < limits().in_flight {
             report(true, "claiming callbacks");
-            last_claim = Instant::now();
             let wanted = batch - work.queued().min(batch - 1);
-            let Some((claimed, events_left)) =
-                BackgroundWorker::transaction(|| claim(schema, wanted, work.full_hosts(limits()), cursor))
+            let render = shared::take_events() || events_left;
+            let Some((claimed, left)) =
+                BackgroundWorker::transaction(|| claim(schema, render, wanted, work.full_hosts(limits()), cursor))
             else {
                 finish(std::mem::take(&mut answered));
                 log!("pg_callback worker: extension pg_callback was dropped; exiting");
                 return;
             };
             shared::worker_claimed(claimed.len());
+            events_left = left;
             more = claimed.len() == wanted || events_left;
             // A short claim may have passed over callbacks given back since: start over next time.
             cursor = if more {
@@ -392,12 +389,13 @@ fn purge() {
     }
 }
 
-/// Renders recorded events into callbacks, then claims up to `wanted` callbacks, none of the
-/// hosts in `full`, after `cursor` (due time and id of the last one claimed). Also says whether
-/// events may be left to render. None when the extension of `schema` is gone (even if created
-/// again since).
+/// Renders recorded events into callbacks (if `render`), then claims up to `wanted` callbacks,
+/// none of the hosts in `full`, after `cursor` (due time and id of the last one claimed). Also
+/// says whether events may be left to render. None when the extension of `schema` is gone
+/// (even if created again since).
 fn claim(
     schema: pg_sys::Oid,
+    render: bool,
     wanted: usize,
     full: Vec<String>,
     cursor: Option<(f64, i64)>,
@@ -420,14 +418,16 @@ fn claim(
         cursor.map_or(0, |(_, id)| id).into(),
     ];
     let claimed = Spi::connect_mut(|client| {
-        let expanded = match record::has_events_table() {
+        let expanded = match render && record::has_events_table() {
             true => client.update(EXPAND, Some(1), &[EXPAND_BATCH.into()])?.first().get_one::<i32>()?,
             false => None,
         };
         let claimed = plans::with(&PLANS, client, prepare, |client, plans| {
             claimed_rows(client, plans, &args, schema, default_timeout)
         })?;
-        Ok::<_, pgrx::spi::Error>((claimed, expanded == Some(EXPAND_BATCH)))
+        // A full batch, or another worker rendering (what it took may not include events whose
+        // flag this worker lowered): more may be left.
+        Ok::<_, pgrx::spi::Error>((claimed, matches!(expanded, Some(EXPAND_BATCH) | Some(-1))))
     });
     match claimed {
         Ok(claimed) => Some(claimed),
@@ -658,7 +658,7 @@ fn finish(done: Vec<(Claimed, Option<Response>)>) {
                     keys.push(row.get_by_name::<String, _>("order_key")?.unwrap_or_default());
                 }
                 if !keys.is_empty() {
-                    client.update(RELEASE, None, &[keys.into()])?;
+                    client.update(&plans.release, None, &[keys.into()])?;
                 }
                 if !failed.is_empty() {
                     client.update(AFTER_FAILURE, None, &[failed.into()])?;

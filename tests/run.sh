@@ -35,9 +35,7 @@ cargo pgrx install --pg-config /usr/lib/postgresql/15/bin/pg_config >/dev/null
 cluster="$work/regress-cluster"
 port=${PG_CALLBACK_TEST_PORT:-55431}
 trap 'cluster_stop "$cluster"' EXIT
-# The regress files look at the callbacks their statements record, so this cluster renders
-# them in the recording transaction (deferred rendering has its own file, which sets it).
-cluster_start "$cluster" "$port" "pg_callback.recording = immediate"
+cluster_start "$cluster" "$port"
 out="$work/regress-out"
 rm -rf "$out" && mkdir -p "$out"
 chown postgres: "$out" 2>/dev/null || true

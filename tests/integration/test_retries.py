@@ -126,6 +126,7 @@ def test_events_recorded_by_many_sessions_arrive_in_order_per_message(db, receiv
 
     def change(part):
         with db.connect() as conn:
+            conn.execute("SET pg_callback.recording = deferred")
             for status in statuses:
                 for m in messages[part::4]:
                     conn.execute("UPDATE callback.messages SET status = %s WHERE id = %s", [status, m])

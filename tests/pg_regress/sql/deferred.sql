@@ -1,8 +1,8 @@
--- pg_callback.recording = deferred (the default, and what the workers of a real server do):
--- a status change stores its event in callback.events; rendering it (_expand_events, which
--- the workers call as soon as the transaction commits) makes the same callbacks as immediate
--- recording would have, stamped with the event's time. A URL that cannot be filled then makes
--- a failed callback saying why, as the change can no longer be refused.
+-- pg_callback.recording = deferred: a status change stores its event in callback.events;
+-- rendering it (_expand_events, which the workers call as soon as the transaction commits)
+-- makes the same callbacks as immediate recording would have, stamped with the event's time.
+-- A URL that cannot be filled then makes a failed callback saying why, as the change can no
+-- longer be refused.
 -- This cluster runs no workers, so the file renders the events itself.
 \set SHOW_CONTEXT never
 SET client_min_messages = warning;
