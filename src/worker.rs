@@ -30,7 +30,8 @@ const NEXT_DUE: &str = include_str!("../sql/worker/next_due.sql");
 const RECOVER: &str = include_str!("../sql/worker/recover.sql");
 const PURGE: &str = include_str!("../sql/worker/purge.sql");
 /// Events recorded with pg_callback.recording = deferred are rendered into callbacks at the
-/// start of each claim, this many at most, and claimed in the same transaction.
+/// start of a claim (when a commit stored some since the last), this many at most, and claimed
+/// in the same transaction.
 const EXPAND: &str = "SELECT callback._expand_events($1)";
 const EXPAND_BATCH: i32 = 1000;
 const EXTENSION_INSTALLED: &str = "SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_callback')";
