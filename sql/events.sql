@@ -115,11 +115,9 @@ $$;
 -- Status changes of messages: recorded by Rust (src/record.rs), which builds the same
 -- variables as _message_vars above and the message data documented in the README.
 -- Its plans are prepared once per backend; generic plans, or each run would plan them again
--- (their custom plans look cheaper, with the event's values folded in). The trigger sets that
--- itself when it renders callbacks (pg_callback.recording = immediate).
-ALTER FUNCTION callback._record_event(text, bigint, bigint, bigint, bigint, text, text, text, jsonb, jsonb)
-    SET plan_cache_mode = force_generic_plan;
-ALTER FUNCTION callback._expand_events(int) SET plan_cache_mode = force_generic_plan;
+-- (their custom plans look cheaper, with the event's values folded in). Rendering sets that
+-- itself (with_generic_plans in src/record.rs), whichever function renders; storing an event
+-- for later costs no setting.
 COMMENT ON FUNCTION callback._expand_events(int) IS
     'Renders the callbacks of up to n events of callback.events, oldest first, and deletes them; returns how many. The workers call it; one caller at a time (another returns -1 at once).';
 CREATE TRIGGER messages_record_insert AFTER INSERT ON callback.messages

@@ -66,12 +66,13 @@ CREATE TABLE callback.events (
 COMMENT ON TABLE callback.events IS 'Events recorded with pg_callback.recording = deferred whose callbacks a worker has not rendered yet (it does so as soon as their transaction commits, in id order, and deletes them). Usually empty.';
 COMMENT ON COLUMN callback.events.event IS 'NULL for a message''s status change (which may make message.status, message.sent or message.problem, and message.final); otherwise the event type.';
 COMMENT ON COLUMN callback.events.list_id IS 'The list of a message outside campaigns, when its table names one (attached tables); a member''s list is looked up when the callbacks are rendered.';
-ALTER FUNCTION callback._expand_events(int) SET plan_cache_mode = force_generic_plan;
 COMMENT ON FUNCTION callback._expand_events(int) IS
     'Renders the callbacks of up to n events of callback.events, oldest first, and deletes them; returns how many. The workers call it; one caller at a time (another returns -1 at once).';
 -- The status of a message is checked by the recording trigger, not a foreign key (sql/model.sql,
 -- queue.sql); the retry policies' guard no longer undoes a rename.
 ALTER FUNCTION callback._message_events() RESET plan_cache_mode;
+ALTER FUNCTION callback._record_event(text, bigint, bigint, bigint, bigint, text, text, text, jsonb, jsonb)
+    RESET plan_cache_mode;
 ALTER TABLE callback.messages DROP CONSTRAINT messages_status_fkey;
 COMMENT ON COLUMN callback.messages.status IS 'One of callback.statuses: a change to any other is refused (23503), as a foreign key would, at less cost to every status change.';
 CREATE OR REPLACE FUNCTION callback._retry_policy_in_use() RETURNS trigger

@@ -91,8 +91,28 @@ struct EventPlans {
 
 fn prepare_event_plans(client: &mut SpiClient<'_>) -> SpiResult<EventPlans> {
     let store_args = [
-        "text", "bigint", "bigint", "bigint", "bigint", "bigint", "text", "text", "text", "text", "text", "text",
-        "text", "text", "text", "text", "timestamptz", "timestamptz", "bool", "bool", "jsonb", "jsonb",
+        "text",
+        "bigint",
+        "bigint",
+        "bigint",
+        "bigint",
+        "bigint",
+        "text",
+        "text",
+        "text",
+        "text",
+        "text",
+        "text",
+        "text",
+        "text",
+        "text",
+        "text",
+        "timestamptz",
+        "timestamptz",
+        "bool",
+        "bool",
+        "jsonb",
+        "jsonb",
     ];
     Ok(EventPlans {
         store: client.prepare_mut(STORE, &types(&store_args))?.keep(),
@@ -111,8 +131,9 @@ pub fn has_events_table() -> bool {
 
 /// Runs `f` with `plan_cache_mode = force_generic_plan`: rendering's statements keep their
 /// generic plans, or each run would plan them again (their custom plans look cheaper, with the
-/// event's values folded in). Set here rather than on the trigger function, which would cost
-/// every status change, deferred ones included, the setting and its undoing.
+/// event's values folded in). Every path that renders sets it here, rather than on its SQL
+/// function, which would cost every call the setting and its undoing, storing an event for
+/// later included.
 fn with_generic_plans<R>(f: impl FnOnce() -> R) -> R {
     // SAFETY: a setting made at a new nesting level and undone at its end (or by the
     // transaction's abort, which undoes every level, if `f` raises an error).
@@ -443,7 +464,11 @@ impl Rendered {
             self.held.into(),
             self.webhook_id.into(),
         ];
-        Ok(client.update(&plans.insert, None, &args)?.first().get_one::<bool>()?.unwrap_or(false))
+        Ok(client
+            .update(&plans.insert, None, &args)?
+            .first()
+            .get_one::<bool>()?
+            .unwrap_or(false))
     }
 
     /// Inserts them all, in their order, with one statement (insert_batch.sql); whether any
@@ -475,7 +500,10 @@ impl Rendered {
             column!(held).into(),
             column!(webhook_id).into(),
         ];
-        let due = client.update(&plans.insert_batch, None, &args)?.first().get_one::<bool>()?;
+        let due = client
+            .update(&plans.insert_batch, None, &args)?
+            .first()
+            .get_one::<bool>()?;
         Ok(due.unwrap_or(false))
     }
 }
@@ -655,7 +683,16 @@ impl Named {
             _ => &Map::new(),
         };
         let sources = cache.sources(client, plans, (self.campaign_id, self.list_id, self.account_id))?;
-        record(client, plans, &self.event, &scope, &sources, vars, &self.data, rendering)
+        record(
+            client,
+            plans,
+            &self.event,
+            &scope,
+            &sources,
+            vars,
+            &self.data,
+            rendering,
+        )
     }
 }
 
@@ -687,10 +724,13 @@ fn record_event(
         vars: vars.0,
         data: data.0,
     };
-    recording(format_args!("recording {event}"), |client, plans, cache| match deferring() {
-        true => store(client, &Event::Named(named)),
-        false => named.record(client, plans, cache, &mut Rendering::now()),
-    });
+    recording(
+        format_args!("recording {event}"),
+        |client, plans, cache| match deferring() {
+            true => store(client, &Event::Named(named)),
+            false => with_generic_plans(|| named.record(client, plans, cache, &mut Rendering::now())),
+        },
+    );
 }
 
 /// A message whose status changed, as recording reads it: a row of `callback.messages`, or of
@@ -1001,37 +1041,44 @@ impl Taken {
 fn expand_events(max: i32) -> i32 {
     let mut taken = 0;
     recording("rendering recorded events", |client, plans, cache| {
-        let Some(mut events) = plans::with(&EVENT_PLANS, client, prepare_event_plans, |client, event_plans| {
-            if !client.select(&event_plans.lock, Some(1), &[])?.first().get_one::<bool>()?.unwrap_or(false) {
-                taken = -1;
-                return Ok(None);
-            }
-            let taken = client.update(&event_plans.take, None, &[max.into()])?;
-            Ok(Some(taken.map(|row| Taken::of(&row)).collect::<SpiResult<Vec<_>>>()?))
-        })?
-        else {
-            return Ok(());
-        };
-        events.sort_by_key(|e| e.id);
-        taken = events.len() as i32;
-        let mut rendering = Rendering {
-            at: 0,
-            gathered: Some(Vec::new()),
-        };
-        for Taken { at, event, .. } in events {
-            rendering.at = at;
-            match event {
-                Event::Status(m) => {
-                    let events = StatusEvents::of(cache, &m.status, m.previous.as_deref());
-                    record_message(client, plans, cache, &m, events, &mut rendering)?
+        with_generic_plans(|| {
+            let Some(mut events) = plans::with(&EVENT_PLANS, client, prepare_event_plans, |client, event_plans| {
+                if !client
+                    .select(&event_plans.lock, Some(1), &[])?
+                    .first()
+                    .get_one::<bool>()?
+                    .unwrap_or(false)
+                {
+                    taken = -1;
+                    return Ok(None);
                 }
-                Event::Named(n) => n.record(client, plans, cache, &mut rendering)?,
+                let taken = client.update(&event_plans.take, None, &[max.into()])?;
+                Ok(Some(taken.map(|row| Taken::of(&row)).collect::<SpiResult<Vec<_>>>()?))
+            })?
+            else {
+                return Ok(());
+            };
+            events.sort_by_key(|e| e.id);
+            taken = events.len() as i32;
+            let mut rendering = Rendering {
+                at: 0,
+                gathered: Some(Vec::new()),
+            };
+            for Taken { at, event, .. } in events {
+                rendering.at = at;
+                match event {
+                    Event::Status(m) => {
+                        let events = StatusEvents::of(cache, &m.status, m.previous.as_deref());
+                        record_message(client, plans, cache, &m, events, &mut rendering)?
+                    }
+                    Event::Named(n) => n.record(client, plans, cache, &mut rendering)?,
+                }
             }
-        }
-        if Rendered::insert_all(rendering.gathered.unwrap_or_default(), client, plans)? {
-            shared::wake_on_commit();
-        }
-        Ok(())
+            if Rendered::insert_all(rendering.gathered.unwrap_or_default(), client, plans)? {
+                shared::wake_on_commit();
+            }
+            Ok(())
+        })
     });
     taken
 }

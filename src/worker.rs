@@ -172,7 +172,12 @@ fn extension_installed() -> bool {
         if extension == pg_sys::InvalidOid {
             return false;
         }
-        pg_sys::LockDatabaseObject(pg_sys::ExtensionRelationId, extension, 0, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+        pg_sys::LockDatabaseObject(
+            pg_sys::ExtensionRelationId,
+            extension,
+            0,
+            pg_sys::AccessShareLock as pg_sys::LOCKMODE,
+        );
     }
     // Dropped while this waited for the lock?
     Spi::get_one::<bool>(EXTENSION_INSTALLED)
@@ -420,7 +425,10 @@ fn claim(
     ];
     let claimed = Spi::connect_mut(|client| {
         let expanded = match render && record::has_events_table() {
-            true => client.update(EXPAND, Some(1), &[EXPAND_BATCH.into()])?.first().get_one::<i32>()?,
+            true => client
+                .update(EXPAND, Some(1), &[EXPAND_BATCH.into()])?
+                .first()
+                .get_one::<i32>()?,
             false => None,
         };
         let claimed = plans::with(&PLANS, client, prepare, |client, plans| {
