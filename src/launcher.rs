@@ -1,8 +1,8 @@
 //! The launcher: one background worker, connected to no database, that starts the delivery
 //! workers when there is something to send, and sleeps otherwise.
 //!
-//! It wakes when a transaction that recorded callbacks commits (its latch is set), when a
-//! worker exits (the postmaster tells it), or when the next retry comes due (its only timer).
+//! It wakes when a transaction that recorded callbacks commits while no worker runs (its latch
+//! is set), when a worker exits (the postmaster tells it), or when the next retry comes due (its only timer).
 //! Connected to no database, it never stands in the way of DROP DATABASE; workers exit
 //! after `pg_callback.idle_exit` of idleness, so while nothing is due nothing is connected.
 
@@ -70,6 +70,9 @@ pub extern "C-unwind" fn pg_callback_launcher_main(_arg: pg_sys::Datum) {
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
         }
         workers.retain(alive);
+        // Woken by commits only while it has no workers (the postmaster tells it when one exits);
+        // said before it looks at the wake flag.
+        shared::launcher_waits(workers.is_empty());
         let now = shared::now_ms();
         let next_due = shared::next_due_ms();
         timeout = None;
@@ -87,6 +90,7 @@ pub extern "C-unwind" fn pg_callback_launcher_main(_arg: pg_sys::Datum) {
                 timeout = Some(START_RETRY);
                 continue;
             }
+            shared::launcher_waits(false);
             first_pass = false;
         } else if workers.is_empty() && next_due != i64::MAX {
             timeout = Some(Duration::from_millis((next_due - now).max(1) as u64));

@@ -2,7 +2,9 @@
 //! who to wake, whether a wake-up is wanted, and when the next retry comes due.
 //!
 //! A transaction that records callbacks arms a commit hook (`_wake_on_commit`); at commit it
-//! raises the wake flag and sets the latches of the launcher and of every running worker.
+//! raises the wake flag and sets the latches of those who wait to be woken: the launcher when
+//! no worker runs, and each worker asleep (not one that looks at the flag by itself every few
+//! milliseconds, under a stream of events).
 
 use pgrx::callbacks::{register_xact_callback, PgXactCallbackEvent};
 use pgrx::prelude::*;
@@ -18,7 +20,12 @@ pub const MAX_WORKERS: usize = 32;
 #[derive(Default)]
 pub struct Procs {
     launcher: AtomicI32,
+    /// Whether the launcher waits to be woken: no worker of its runs.
+    launcher_waits: AtomicBool,
     workers: [AtomicI32; MAX_WORKERS],
+    /// Whether each worker looks at the wake flag every few milliseconds by itself: setting its
+    /// latch would cost a signal for nothing.
+    polling: [AtomicBool; MAX_WORKERS],
 }
 unsafe impl PGRXSharedMemory for Procs {}
 
@@ -108,8 +115,15 @@ pub fn set_launcher() {
     PROCS.get().launcher.store(my_procno(), Ordering::SeqCst);
 }
 
+/// Whether the launcher waits to be woken (it has no workers running); it says so before it
+/// looks at the wake flag, so a commit either sets its latch or is seen.
+pub fn launcher_waits(waits: bool) {
+    PROCS.get().launcher_waits.store(waits, Ordering::SeqCst);
+}
+
 pub fn set_worker(slot: usize, running: bool) {
     let value = if running { my_procno() } else { 0 };
+    PROCS.get().polling[slot].store(false, Ordering::SeqCst);
     PROCS.get().workers[slot].store(value, Ordering::SeqCst);
     let stats = &STATS.get().workers[slot];
     stats.running.store(running, Ordering::SeqCst);
@@ -204,9 +218,12 @@ fn worker_stats() -> TableIterator<
     TableIterator::new(used)
 }
 
-/// Raises the wake flag and, if it was down, sets every latch: launcher and running workers.
-/// While it is up, they have been woken and not yet looked (a worker lowers it before it
-/// claims): signalling them again would cost every commit a system call or two for nothing.
+/// Raises the wake flag and, if it was down, sets the latches of those who wait to be woken:
+/// the launcher when it has no workers, and the workers that do not poll. While the flag is
+/// up, they have been woken and not yet looked (a worker lowers it before it claims):
+/// signalling them again would cost every commit a system call or two for nothing. Setting
+/// the latch of a process asleep is a signal; under a stream of commits the workers poll
+/// instead (`polling`).
 pub fn wake() {
     if !PRELOADED.load(Ordering::SeqCst) {
         return;
@@ -215,9 +232,22 @@ pub fn wake() {
         return;
     }
     let procs = PROCS.get();
-    set_latch(procs.launcher.load(Ordering::SeqCst));
-    for worker in &procs.workers {
-        set_latch(worker.load(Ordering::SeqCst));
+    if procs.launcher_waits.load(Ordering::SeqCst) {
+        set_latch(procs.launcher.load(Ordering::SeqCst));
+    }
+    for (worker, polling) in procs.workers.iter().zip(&procs.polling) {
+        if !polling.load(Ordering::SeqCst) {
+            set_latch(worker.load(Ordering::SeqCst));
+        }
+    }
+}
+
+/// Whether this worker looks at the wake flag every few milliseconds by itself (no latch need
+/// be set to wake it). Before it stops polling and sleeps it looks once more, so a commit
+/// either sets its latch or is seen.
+pub fn polling(polling: bool) {
+    if let Ok(slot) = usize::try_from(MY_SLOT.load(Ordering::SeqCst)) {
+        PROCS.get().polling[slot].store(polling, Ordering::SeqCst);
     }
 }
 
