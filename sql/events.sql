@@ -35,7 +35,7 @@ CREATE TABLE callback.events (
     -- Any other event: its template variables and data, made by its trigger.
     vars jsonb,
     data jsonb
-);
+) USING heap;  -- src/event_row.rs writes its rows straight into the heap and its index
 COMMENT ON TABLE callback.events IS 'Events recorded with pg_callback.recording = deferred whose callbacks a worker has not rendered yet (it does so as soon as their transaction commits, in id order, and deletes them). Usually empty.';
 COMMENT ON COLUMN callback.events.event IS 'NULL for a message''s status change (which may make message.status, message.sent or message.problem, and message.final); otherwise the event type.';
 COMMENT ON COLUMN callback.events.list_id IS 'The list of a message outside campaigns, when its table names one (attached tables); a member''s list is looked up when the callbacks are rendered.';

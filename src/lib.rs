@@ -23,6 +23,7 @@ pub mod template;
 
 // Inside Postgres: errors, SQL-callable functions, settings, shared memory, recording, the processes.
 mod error;
+mod event_row;
 mod guc;
 mod launcher;
 mod plans;

@@ -11,6 +11,7 @@
 //! settings targets are chosen from come from `callback._target_settings` (sql/events.sql,
 //! where the order of precedence is listed); the message data is documented in the README.
 
+use crate::event_row;
 use crate::error::CallbackError;
 use crate::guc::{Recording, RECORDING};
 use crate::plans::{self, types, Kept};
@@ -35,7 +36,6 @@ const INSERT_BATCH: &str = include_str!("../sql/record/insert_batch.sql");
 const ATTEMPT_IDS: &str = include_str!("../sql/record/attempt_ids.sql");
 const STATUSES: &str = include_str!("../sql/record/statuses.sql");
 const ACCOUNT_OF: &str = include_str!("../sql/record/account_of.sql");
-const STORE: &str = include_str!("../sql/record/store.sql");
 const TAKE_LOCK: &str = include_str!("../sql/record/take_lock.sql");
 const TAKE: &str = include_str!("../sql/record/take.sql");
 const UNSENDABLE: &str = include_str!("../sql/record/unsendable.sql");
@@ -84,38 +84,12 @@ fn prepare(client: &mut SpiClient<'_>) -> SpiResult<Plans> {
 }
 
 struct EventPlans {
-    store: OwnedPreparedStatement,
     lock: OwnedPreparedStatement,
     take: OwnedPreparedStatement,
 }
 
 fn prepare_event_plans(client: &mut SpiClient<'_>) -> SpiResult<EventPlans> {
-    let store_args = [
-        "text",
-        "bigint",
-        "bigint",
-        "bigint",
-        "bigint",
-        "bigint",
-        "text",
-        "text",
-        "text",
-        "text",
-        "text",
-        "text",
-        "text",
-        "text",
-        "text",
-        "text",
-        "timestamptz",
-        "timestamptz",
-        "bool",
-        "bool",
-        "jsonb",
-        "jsonb",
-    ];
     Ok(EventPlans {
-        store: client.prepare_mut(STORE, &types(&store_args))?.keep(),
         lock: client.prepare(TAKE_LOCK, &[])?.keep(),
         take: client.prepare_mut(TAKE, &types(&["int"]))?.keep(),
     })
@@ -126,7 +100,7 @@ fn prepare_event_plans(client: &mut SpiClient<'_>) -> SpiResult<EventPlans> {
 /// workers have nothing to render.
 pub fn has_events_table() -> bool {
     // SAFETY: a syscache lookup by name.
-    unsafe { pg_sys::get_relname_relid(c"events".as_ptr(), plans::callback_schema()) != pg_sys::InvalidOid }
+    event_row::events_table() != pg_sys::InvalidOid
 }
 
 /// Runs `f` with `plan_cache_mode = force_generic_plan`: rendering's statements keep their
@@ -727,7 +701,10 @@ fn record_event(
     recording(
         format_args!("recording {event}"),
         |client, plans, cache| match deferring() {
-            true => store(client, &Event::Named(named)),
+            true => {
+                store(&Event::Named(named));
+                Ok(())
+            }
             false => with_generic_plans(|| named.record(client, plans, cache, &mut Rendering::now())),
         },
     );
@@ -798,7 +775,10 @@ fn status_changed(
     events: StatusEvents,
 ) -> SpiResult<()> {
     match deferring() {
-        true => store(client, &Event::Status(m)),
+        true => {
+            store(&Event::Status(m));
+            Ok(())
+        }
         false => with_generic_plans(|| record_message(client, plans, cache, &m, events, &mut Rendering::now())),
     }
 }
@@ -916,63 +896,44 @@ enum Event {
 
 /// Stores an event in `callback.events` (pg_callback.recording = deferred) and wakes the
 /// workers at commit, who render its callbacks.
-fn store(client: &mut SpiClient<'_>, event: &Event) -> SpiResult<()> {
-    let at = |t: Option<pg_sys::TimestampTz>| t.and_then(|t| TimestampWithTimeZone::try_from(t).ok());
-    let args = match event {
-        Event::Status(m) => [
-            None::<&str>.into(),
-            m.account_id.into(),
-            m.campaign_id.into(),
-            m.id.into(),
-            m.list_id.into(),
-            m.member_id.into(),
-            m.batch_id.as_deref().into(),
-            m.channel.as_deref().into(),
-            m.destination.as_deref().into(),
-            m.status.as_str().into(),
-            m.previous.as_deref().into(),
-            m.error_code.as_deref().into(),
-            m.error_message.as_deref().into(),
-            m.callback_data.as_deref().into(),
-            m.notify_url.as_deref().into(),
-            m.notify_format.as_deref().into(),
-            at(m.created_at).into(),
-            at(m.status_at).into(),
-            m.intermediate.into(),
-            m.has_attempts.into(),
-            None::<JsonB>.into(),
-            None::<JsonB>.into(),
-        ],
-        Event::Named(n) => [
-            n.event.as_str().into(),
-            n.account_id.into(),
-            n.campaign_id.into(),
-            n.message_id.into(),
-            n.list_id.into(),
-            None::<i64>.into(),
-            None::<&str>.into(),
-            n.channel.as_deref().into(),
-            None::<&str>.into(),
-            None::<&str>.into(),
-            None::<&str>.into(),
-            None::<&str>.into(),
-            None::<&str>.into(),
-            None::<&str>.into(),
-            n.notify_url.as_deref().into(),
-            n.notify_format.as_deref().into(),
-            None::<TimestampWithTimeZone>.into(),
-            None::<TimestampWithTimeZone>.into(),
-            None::<bool>.into(),
-            None::<bool>.into(),
-            Some(JsonB(n.vars.clone())).into(),
-            Some(JsonB(n.data.clone())).into(),
-        ],
-    };
-    plans::with(&EVENT_PLANS, client, prepare_event_plans, |client, event_plans| {
-        client.update(&event_plans.store, None, &args).map(drop)
-    })?;
+fn store(event: &Event) {
+    use event_row::Value::{Bool, Int, Json, Text, Time};
+    match event {
+        Event::Status(m) => event_row::insert(&[
+            ("account_id", Int(Some(m.account_id))),
+            ("campaign_id", Int(m.campaign_id)),
+            ("message_id", Int(Some(m.id))),
+            ("list_id", Int(m.list_id)),
+            ("member_id", Int(m.member_id)),
+            ("batch_id", Text(m.batch_id.as_deref())),
+            ("channel", Text(m.channel.as_deref())),
+            ("destination", Text(m.destination.as_deref())),
+            ("status", Text(Some(&m.status))),
+            ("previous_status", Text(m.previous.as_deref())),
+            ("error_code", Text(m.error_code.as_deref())),
+            ("error_message", Text(m.error_message.as_deref())),
+            ("callback_data", Text(m.callback_data.as_deref())),
+            ("notify_url", Text(m.notify_url.as_deref())),
+            ("notify_format", Text(m.notify_format.as_deref())),
+            ("created_at", Time(m.created_at)),
+            ("status_at", Time(m.status_at)),
+            ("intermediate_reports", Bool(Some(m.intermediate))),
+            ("has_attempts", Bool(Some(m.has_attempts))),
+        ]),
+        Event::Named(n) => event_row::insert(&[
+            ("event", Text(Some(&n.event))),
+            ("account_id", Int(Some(n.account_id))),
+            ("campaign_id", Int(n.campaign_id)),
+            ("message_id", Int(n.message_id)),
+            ("list_id", Int(n.list_id)),
+            ("channel", Text(n.channel.as_deref())),
+            ("notify_url", Text(n.notify_url.as_deref())),
+            ("notify_format", Text(n.notify_format.as_deref())),
+            ("vars", Json(Some(&n.vars))),
+            ("data", Json(Some(&n.data))),
+        ]),
+    }
     shared::events_on_commit();
-    Ok(())
 }
 
 /// An event taken from `callback.events`, with its id and time.
