@@ -7,6 +7,7 @@
 use pgrx::pg_sys::{self, PgOid};
 use pgrx::spi::{SpiClient, SpiResult};
 use std::cell::RefCell;
+use std::ffi::CStr;
 use std::thread::LocalKey;
 
 /// The `callback` schema's oid (InvalidOid when the extension is not installed): a new one
@@ -59,4 +60,28 @@ pub fn types(names: &[&str]) -> Vec<PgOid> {
             })
         })
         .collect()
+}
+
+/// Runs `f` with these settings (name, value), made at a new nesting level and undone at its
+/// end, or by the transaction's abort, which undoes every level, if `f` raises an error.
+pub fn with_settings<R>(settings: &[(&CStr, &CStr)], f: impl FnOnce() -> R) -> R {
+    // SAFETY: settings made and undone as a function's SET clause makes and undoes them.
+    unsafe {
+        let level = pg_sys::NewGUCNestLevel();
+        for (name, value) in settings {
+            pg_sys::set_config_option(
+                name.as_ptr(),
+                value.as_ptr(),
+                pg_sys::GucContext::PGC_USERSET,
+                pg_sys::GucSource::PGC_S_SESSION,
+                pg_sys::GucAction::GUC_ACTION_SAVE,
+                true,
+                0,
+                false,
+            );
+        }
+        let result = f();
+        pg_sys::AtEOXact_GUC(true, level);
+        result
+    }
 }

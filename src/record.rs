@@ -107,26 +107,12 @@ pub fn has_events_table() -> bool {
 /// generic plans, or each run would plan them again (their custom plans look cheaper, with the
 /// event's values folded in). Every path that renders sets it here, rather than on its SQL
 /// function, which would cost every call the setting and its undoing, storing an event for
-/// later included.
+/// later included. A plan is kept from when the queue may have been empty, so no sequential
+/// scans: whether a callback waits behind another of its order key was a scan of the whole
+/// queue per callback, from a plan made on an empty queue.
 fn with_generic_plans<R>(f: impl FnOnce() -> R) -> R {
-    // SAFETY: a setting made at a new nesting level and undone at its end (or by the
-    // transaction's abort, which undoes every level, if `f` raises an error).
-    unsafe {
-        let level = pg_sys::NewGUCNestLevel();
-        pg_sys::set_config_option(
-            c"plan_cache_mode".as_ptr(),
-            c"force_generic_plan".as_ptr(),
-            pg_sys::GucContext::PGC_USERSET,
-            pg_sys::GucSource::PGC_S_SESSION,
-            pg_sys::GucAction::GUC_ACTION_SAVE,
-            true,
-            0,
-            false,
-        );
-        let result = f();
-        pg_sys::AtEOXact_GUC(true, level);
-        result
-    }
+    let settings = [(c"plan_cache_mode", c"force_generic_plan"), (c"enable_seqscan", c"off")];
+    plans::with_settings(&settings, f)
 }
 
 /// Whether events are stored for the workers to render (pg_callback.recording = deferred).
@@ -999,7 +985,7 @@ impl Taken {
 /// callbacks of one order key are made in the order their events were recorded. A URL that
 /// cannot be filled makes a failed callback saying why.
 #[pg_extern(volatile, parallel_unsafe, name = "_expand_events")]
-fn expand_events(max: i32) -> i32 {
+pub fn expand_events(max: i32) -> i32 {
     let mut taken = 0;
     recording("rendering recorded events", |client, plans, cache| {
         with_generic_plans(|| {

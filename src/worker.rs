@@ -32,9 +32,7 @@ const PURGE: &str = include_str!("../sql/worker/purge.sql");
 /// Events recorded with pg_callback.recording = deferred are rendered into callbacks at the
 /// start of a claim (when a commit stored some since the last), this many at most, and claimed
 /// in the same transaction.
-const EXPAND: &str = "SELECT callback._expand_events($1)";
 const EXPAND_BATCH: i32 = 1000;
-const EXTENSION_INSTALLED: &str = "SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_callback')";
 
 /// How long the main thread waits for an answer before it looks for new callbacks, results
 /// to write and SIGTERM.
@@ -47,6 +45,10 @@ const STREAM: Duration = Duration::from_millis(100);
 /// Results are written at least this often (sooner when a batch's worth is in). Each write is
 /// planned afresh (see `run`), so fewer, larger writes: 20 ms cost about a tenth of the rate.
 const WRITE_EVERY: Duration = Duration::from_millis(50);
+/// With nothing else on the wire results wait this long at most, so that a stream of single
+/// callbacks is written a few at a time (a write per callback took the workers' time at 1,000
+/// events a second); a callback waiting behind one of them is let go that much later.
+const WRITE_SOON: Duration = Duration::from_millis(10);
 /// Retention deletes this many delivered callbacks per transaction, at most this often (a
 /// worker purges once in its life at least, when it is busy or about to leave).
 const PURGE_BATCH: i64 = 10_000;
@@ -184,11 +186,9 @@ fn extension_installed() -> bool {
             pg_sys::AccessShareLock as pg_sys::LOCKMODE,
         );
     }
-    // Dropped while this waited for the lock?
-    Spi::get_one::<bool>(EXTENSION_INSTALLED)
-        .ok()
-        .flatten()
-        .unwrap_or(false)
+    // Dropped while this waited for the lock? (Taking it read what others committed.)
+    // SAFETY: as above.
+    unsafe { pg_sys::get_extension_oid(c"pg_callback".as_ptr(), true) != pg_sys::InvalidOid }
 }
 
 /// The worker's limits, from the settings.
@@ -277,7 +277,8 @@ fn run() {
         }
         answered.extend(work.overdue(Instant::now()).into_iter().map(|c| (c, None)));
         let batch = guc::BATCH_SIZE.get().max(1) as usize;
-        if !answered.is_empty() && (answered.len() >= batch || last_write.elapsed() >= WRITE_EVERY || work.is_empty()) {
+        let write_after = if work.is_empty() { WRITE_SOON } else { WRITE_EVERY };
+        if !answered.is_empty() && (answered.len() >= batch || last_write.elapsed() >= write_after) {
             finish(std::mem::take(&mut answered));
             last_write = Instant::now();
             more = true;
@@ -443,14 +444,9 @@ fn claim(
         cursor.map_or(0.0, |(due, _)| due).into(),
         cursor.map_or(0, |(_, id)| id).into(),
     ];
+    // What callback._expand_events() runs, called directly.
+    let expanded = (render && record::has_events_table()).then(|| record::expand_events(EXPAND_BATCH));
     let claimed = Spi::connect_mut(|client| {
-        let expanded = match render && record::has_events_table() {
-            true => client
-                .update(EXPAND, Some(1), &[EXPAND_BATCH.into()])?
-                .first()
-                .get_one::<i32>()?,
-            false => None,
-        };
         let claimed = plans::with(&PLANS, client, prepare, |client, plans| {
             claimed_rows(client, plans, &args, schema, default_timeout)
         })?;
@@ -472,7 +468,13 @@ fn claimed_rows(
     schema: pg_sys::Oid,
     default_timeout: f64,
 ) -> SpiResult<Vec<Claimed>> {
-    let rows = client.update(&plans.claim, None, args)?;
+    // Its plan is kept, unlike the worker's other statements (see `run`): planning it cost
+    // more than running it, a claim per few events under a stream of single commits. Its
+    // shape holds whatever the statistics say: the due index walked in order (sorts are off),
+    // the claimed rows found by id (sequential scans off, for a queue that looked empty when
+    // it was planned).
+    let generic = [(c"plan_cache_mode", c"force_generic_plan"), (c"enable_seqscan", c"off")];
+    let rows = plans::with_settings(&generic, || client.update(&plans.claim, None, args))?;
     if rows.is_empty() {
         return Ok(Vec::new());
     }

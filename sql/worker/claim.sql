@@ -8,9 +8,14 @@
 -- The scan starts after ($6, $7), the due time (Unix seconds) and id of the last callback this
 -- worker claimed ((0, 0): from the start): the callbacks before it are leased, and skipping
 -- them row by row made each claim cost more the more were on the wire.
+--
+-- Due callbacks are all in callbacks_undone, which it reads and updates directly, finding the
+-- claimed rows by id: the worker keeps its plan (src/worker.rs), and joining the claimed rows
+-- back was planned as a scan of every pending row per claimed one when the statistics said the
+-- queue was empty (28 s for a batch of a backlog of 570,000).
 WITH due AS (
     SELECT c.id
-    FROM callback.callbacks c
+    FROM callback.callbacks_undone c
     WHERE c.state = 'pending'
       AND c.due_at <= now()
       AND (c.leased_until IS NULL OR c.leased_until < now())
@@ -23,12 +28,11 @@ WITH due AS (
     SELECT $3 * (SELECT greatest(max(timeout), make_interval(secs => $4)) FROM callback.retry_policies)
            + interval '60 seconds' AS length
 )
-UPDATE callback.callbacks c
+UPDATE callback.callbacks_undone c
 SET leased_until = now() + (SELECT length FROM lease),
     leased_by = $2,
     attempts = c.attempts + 1
-FROM due
-WHERE c.id = due.id AND c.state = 'pending'
+WHERE c.id = ANY (ARRAY(SELECT id FROM due))
 RETURNING c.id,
           c.webhook_id::text AS webhook_id,
           c.method = 'POST' AS post,
