@@ -316,13 +316,7 @@ CREATE TRIGGER messages_derive
     BEFORE INSERT OR UPDATE OF account_id, campaign_id, member_id, notify_url ON callback.messages
     FOR EACH ROW EXECUTE FUNCTION callback._message_derive();
 
-CREATE FUNCTION callback._touch() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    NEW.updated_at := now();
-    RETURN NEW;
-END $$;
-
+-- updated_at is the time of the last change: callback._touch() (src/record.rs).
 CREATE TRIGGER messages_touch BEFORE UPDATE ON callback.messages
     FOR EACH ROW EXECUTE FUNCTION callback._touch();
 

@@ -48,7 +48,7 @@ pub extern "C-unwind" fn _PG_init() {
 pgrx::extension_sql_file!(
     "../sql/model.sql",
     name = "model",
-    requires = [sql_functions::check_settings]
+    requires = [sql_functions::check_settings, record::_touch]
 );
 // Campaigns inherit their list's callback settings.
 pgrx::extension_sql_file!("../sql/inheritance.sql", name = "inheritance", requires = ["model"]);

@@ -60,3 +60,9 @@ SELECT count(DISTINCT webhook_id) = count(*) AS distinct_webhook_ids,
        bool_and(webhook_id::text ~ '^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$') AS random_uuids,
        bool_and(CASE WHEN id = first THEN state = 'pending' AND due_at <= now() ELSE state = 'waiting' END) AS in_order
 FROM (SELECT *, min(id) OVER (PARTITION BY order_key) AS first FROM callback.callbacks) c;
+
+-- updated_at is the time of the last change, whatever the UPDATE says (callback._touch()).
+BEGIN;
+UPDATE callback.messages SET updated_at = '2000-01-01', created_at = '2000-01-01' WHERE id = 3;
+SELECT updated_at = now() AS updated_now, created_at = '2000-01-01' AS created_as_set FROM callback.messages WHERE id = 3;
+COMMIT;
