@@ -368,6 +368,8 @@ ALTER FUNCTION callback._attached_events() SECURITY DEFINER SET search_path = pg
 -- every status change about 5 %).
 -- updated_at is set by Rust (src/record.rs): PL/pgSQL's call cost every change more than the rest.
 CREATE OR REPLACE FUNCTION callback._touch() RETURNS trigger LANGUAGE c AS 'MODULE_PATHNAME', '_touch_wrapper';
+-- _message_events runs its statements as the owner by itself (src/record.rs).
+ALTER FUNCTION callback._message_events() SECURITY INVOKER RESET search_path;
 ALTER FUNCTION callback._check_row() SECURITY INVOKER RESET search_path;
 ALTER FUNCTION callback._check_event_urls() SECURITY INVOKER RESET search_path;
 ALTER FUNCTION callback._member_derive() SECURITY INVOKER RESET search_path;

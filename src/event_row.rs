@@ -4,7 +4,8 @@
 //! one-row INSERT was most of it (BENCHMARKS.md, "Where the time goes").
 //!
 //! What the executor would add and this leaves out, on purpose: permission checks and
-//! row-level security (recording runs as the extension's owner, who bypasses them), triggers
+//! row-level security (this is the extension storing its own row, whoever made the change,
+//! as its SECURITY DEFINER functions would as its owner, who bypasses them), triggers
 //! (the table has none; it is pg_callback's own) and constraints (the caller fills account_id,
 //! the only NOT NULL column without a default). The id comes from the table's identity
 //! sequence and recorded_at is now(), as their defaults say.
@@ -101,7 +102,13 @@ fn next_id(table: pg_sys::Oid, attnum: pg_sys::AttrNumber) -> i64 {
         SEQUENCE.set((table, sequence));
         sequence
     };
-    // SAFETY: nextval(regclass) called directly, as the column's default would.
-    unsafe { pgrx::direct_function_call::<i64>(pg_sys::nextval_oid, &[sequence.into_datum()]) }
-        .expect("nextval returns a value")
+    // SAFETY: the sequence exists (its table was just opened and locked); an error it raises
+    // is caught at the boundary, with nothing of ours to drop inside it.
+    unsafe { pg_sys::ffi::pg_guard_ffi_boundary(|| nextval_internal(sequence, false)) }
+}
+
+unsafe extern "C-unwind" {
+    /// nextval() without its permission check (commands/sequence.h): events are stored as
+    /// the caller, who may not use the table's sequence (src/record.rs).
+    fn nextval_internal(relid: pg_sys::Oid, check_permissions: bool) -> i64;
 }

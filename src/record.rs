@@ -213,6 +213,39 @@ fn with_cache<R>(
     result
 }
 
+/// Runs `f` with the cache when it is valid for this transaction (None otherwise: reading it
+/// takes statements).
+fn cached<R>(f: impl FnOnce(&Cache) -> R) -> Option<R> {
+    let version = shared::settings_version().filter(|_| !shared::settings_changed_here())?;
+    let schema = plans::callback_schema();
+    let valid = CACHE.with_borrow(|c| c.as_ref().is_some_and(|c| c.version == version && c.schema == schema));
+    // Not borrowed while `f` runs, which may raise an error.
+    let cache = CACHE.take().filter(|_| valid)?;
+    let result = f(&cache);
+    CACHE.set(Some(cache));
+    Some(result)
+}
+
+/// Runs `f` as the owner of `function`, with search_path = pg_catalog, pg_temp: what SECURITY
+/// DEFINER and that SET clause would do for the whole function. An error leaves the undoing
+/// to the (sub)transaction's abort, as it does for them.
+fn as_owner<R>(function: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
+    let owner = pgrx::pg_catalog::pg_proc::PgProc::new(function)
+        .map(|proc| proc.proowner())
+        .unwrap_or_else(|| error!("pg_callback: function {function:?} not found"));
+    let (mut user, mut context) = (pg_sys::InvalidOid, 0);
+    // SAFETY: the user and security context are read, changed and restored as
+    // fmgr_security_definer does it.
+    unsafe {
+        pg_sys::GetUserIdAndSecContext(&mut user, &mut context);
+        pg_sys::SetUserIdAndSecContext(owner, context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32);
+    }
+    let result = plans::with_settings(&[(c"search_path", c"pg_catalog, pg_temp")], f);
+    // SAFETY: as above.
+    unsafe { pg_sys::SetUserIdAndSecContext(user, context) };
+    result
+}
+
 impl Cache {
     fn sources(&mut self, client: &mut SpiClient<'_>, plans: &Plans, key: SourcesKey) -> SpiResult<Rc<Sources>> {
         if let Some(found) = self.sources.get(&key) {
@@ -1056,6 +1089,11 @@ fn _touch<'a>(
 /// AFTER INSERT or UPDATE OF status on `callback.messages`: refuses a status not in
 /// `callback.statuses` (what a foreign key would do, without its query), and records what the
 /// change means, reading the rest of the row only when something is recorded.
+///
+/// It runs as the caller. Its statements run as the function's owner, with no say for the
+/// caller's search_path (`as_owner`), as SECURITY DEFINER would run them; storing an event for
+/// later with the statuses cached, the usual case with pg_callback.recording = deferred, needs
+/// no statement, and the status change no definer's setup.
 #[pg_trigger]
 fn _message_events<'a>(
     trigger: &'a PgTrigger<'a>,
@@ -1070,22 +1108,20 @@ fn _message_events<'a>(
         Some(old) => old.get_by_name("status")?,
         None => None,
     };
-    recording("recording the status of a message", |client, plans, cache| {
+    // What the change means, from the statuses; None when they must be read first.
+    let means = |cache: &Cache| {
         if !cache.statuses.contains_key(&status) {
             CallbackError::UnknownStatus(status.clone()).raise();
         }
-        if !notify {
-            return Ok(());
-        }
         let events = StatusEvents::of(cache, &status, previous.as_deref());
-        if !events.record_any(intermediate) {
-            return Ok(());
-        }
-        // Something is recorded: read the rest of the row.
+        (notify && events.record_any(intermediate)).then_some(events)
+    };
+    // Something is recorded: read the rest of the row.
+    let message = || -> Result<Message, TryFromDatumError> {
         let text = |name: &str| new.get_by_name::<String>(name);
         let id = |name: &str| new.get_by_name::<i64>(name);
         let row = RawRow::new(trigger);
-        let message = Message {
+        Ok(Message {
             id: id("id")?.expect("a message has an id"),
             account_id: id("account_id")?.expect("a message has an account"),
             campaign_id: id("campaign_id")?,
@@ -1105,8 +1141,23 @@ fn _message_events<'a>(
             status_at: row.timestamp(c"updated_at"),
             intermediate,
             has_attempts: true,
-        };
-        status_changed(client, plans, cache, message, events)
+        })
+    };
+    if deferring() {
+        if let Some(recorded) = cached(means) {
+            if recorded.is_some() {
+                store(&Event::Status(message()?));
+            }
+            return Ok(None);
+        }
+    }
+    // SAFETY: a row trigger's trigger data is valid while it runs.
+    let function = unsafe { (*trigger.trigger_data().tg_trigger).tgfoid };
+    as_owner(function, || {
+        recording("recording the status of a message", |client, plans, cache| match means(cache) {
+            Some(events) => status_changed(client, plans, cache, message()?, events),
+            None => Ok(()),
+        })
     });
     Ok(None)
 }

@@ -55,6 +55,18 @@ UPDATE callback.messages SET status = 'read';
 RESET ROLE;
 SELECT account_id, state, auth_header FROM callback.callbacks ORDER BY id;
 SET ROLE acme_app;
+-- Deferred, its status changes store events it may not write itself: the first with the
+-- statuses read as the extension's owner, the second from what that read cached.
+SET pg_callback.recording = deferred;
+UPDATE callback.messages SET status = 'delivered';
+UPDATE callback.messages SET status = 'read';
+RESET pg_callback.recording;
+SELECT count(*) FROM callback.events;
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+SELECT account_id, message_id, previous_status, status FROM callback.events ORDER BY id;
+DELETE FROM callback.events;
+SET ROLE acme_app;
 
 -- The other account's rows: updates and deletes find none ...
 UPDATE callback.lists SET callback_url = 'https://evil.example/' WHERE id = 2 RETURNING id;
