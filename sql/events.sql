@@ -120,11 +120,10 @@ $$;
 -- for later costs no setting.
 COMMENT ON FUNCTION callback._expand_events(int) IS
     'Renders the callbacks of up to n events of callback.events, oldest first, and deletes them; returns how many. The workers call it; one caller at a time (another returns -1 at once).';
-CREATE TRIGGER messages_record_insert AFTER INSERT ON callback.messages
-    FOR EACH ROW EXECUTE FUNCTION callback._message_events();
-CREATE TRIGGER messages_record_status AFTER UPDATE OF status ON callback.messages
-    FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status)
-    EXECUTE FUNCTION callback._message_events();
+-- One BEFORE trigger sets updated_at and records a new status (src/triggers.rs says why not
+-- AFTER). Its name sorts after messages_derive, whose account it reads.
+CREATE TRIGGER messages_record BEFORE INSERT OR UPDATE ON callback.messages
+    FOR EACH ROW EXECUTE FUNCTION callback._message_record();
 
 -- A change to what targets are chosen from tells every backend's recording to read it again
 -- (src/record.rs), from the commit on; the changing transaction reads it afresh meanwhile.

@@ -316,9 +316,8 @@ CREATE TRIGGER messages_derive
     BEFORE INSERT OR UPDATE OF account_id, campaign_id, member_id, notify_url ON callback.messages
     FOR EACH ROW EXECUTE FUNCTION callback._message_derive();
 
--- updated_at is the time of the last change: callback._touch() (src/record.rs).
-CREATE TRIGGER messages_touch BEFORE UPDATE ON callback.messages
-    FOR EACH ROW EXECUTE FUNCTION callback._touch();
+-- updated_at is the time of the last change: set by the recording trigger, messages_record
+-- (sql/events.sql).
 
 -- Attempts take their account from their message and are numbered 1, 2, 3 ... when no number is given.
 CREATE FUNCTION callback._attempt_derive() RETURNS trigger

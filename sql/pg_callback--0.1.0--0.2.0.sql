@@ -70,10 +70,11 @@ COMMENT ON FUNCTION callback._expand_events(int) IS
     'Renders the callbacks of up to n events of callback.events, oldest first, and deletes them; returns how many. The workers call it; one caller at a time (another returns -1 at once).';
 -- The status of a message is checked by the recording trigger, not a foreign key (sql/model.sql,
 -- queue.sql); the retry policies' guard no longer undoes a rename.
-ALTER FUNCTION callback._message_events() RESET plan_cache_mode;
 ALTER FUNCTION callback._record_event(text, bigint, bigint, bigint, bigint, text, text, text, jsonb, jsonb)
     RESET plan_cache_mode;
 ALTER TABLE callback.messages DROP CONSTRAINT messages_status_fkey;
+-- Order keys are compared byte by byte (sql/queue.sql).
+ALTER TABLE callback.callbacks ALTER COLUMN order_key TYPE text COLLATE "C";
 COMMENT ON COLUMN callback.messages.status IS 'One of callback.statuses: a change to any other is refused (23503), as a foreign key would, at less cost to every status change.';
 CREATE OR REPLACE FUNCTION callback._retry_policy_in_use() RETURNS trigger
 LANGUAGE plpgsql AS $$
@@ -366,10 +367,19 @@ SELECT pg_catalog.pg_extension_config_dump('callback.account_roles', '');
 ALTER FUNCTION callback._attached_events() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 -- Triggers that need not run as the owner run as the caller again (a definer's setup cost
 -- every status change about 5 %).
--- updated_at is set by Rust (src/record.rs): PL/pgSQL's call cost every change more than the rest.
-CREATE OR REPLACE FUNCTION callback._touch() RETURNS trigger LANGUAGE c AS 'MODULE_PATHNAME', '_touch_wrapper';
--- _message_events runs its statements as the owner by itself (src/record.rs).
-ALTER FUNCTION callback._message_events() SECURITY INVOKER RESET search_path;
+-- One BEFORE trigger, in Rust, sets updated_at and records a new status (src/triggers.rs):
+-- PL/pgSQL's call, the after-trigger queue and the WHEN clause cost every change more than
+-- the rest. It runs as the caller and its statements as the owner.
+DROP TRIGGER messages_touch ON callback.messages;
+DROP TRIGGER messages_record_insert ON callback.messages;
+DROP TRIGGER messages_record_status ON callback.messages;
+DROP FUNCTION callback._touch();
+DROP FUNCTION callback._message_events();
+CREATE FUNCTION callback._message_record() RETURNS trigger LANGUAGE c AS 'MODULE_PATHNAME', '_message_record_wrapper';
+REVOKE ALL ON FUNCTION callback._message_record() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION callback._message_record() TO callback_admin, callback_tenant;
+CREATE TRIGGER messages_record BEFORE INSERT OR UPDATE ON callback.messages
+    FOR EACH ROW EXECUTE FUNCTION callback._message_record();
 ALTER FUNCTION callback._check_row() SECURITY INVOKER RESET search_path;
 ALTER FUNCTION callback._check_event_urls() SECURITY INVOKER RESET search_path;
 ALTER FUNCTION callback._member_derive() SECURITY INVOKER RESET search_path;

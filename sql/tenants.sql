@@ -65,7 +65,7 @@ ALTER VIEW callback.history SET (security_invoker = true);
 -- The triggers that read credentials or write the queue run as the owner, with no say for the
 -- caller's search_path. The others (touching updated_at, checks, taking the account from a
 -- parent row the caller can see) run as the caller: a definer's setup costs every status
--- change about 5 % (BENCHMARKS.md). _message_events runs its statements as the owner in the
+-- change about 5 % (BENCHMARKS.md). _message_record runs its statements as the owner in the
 -- same way by itself (src/record.rs), and none when it only stores an event.
 DO $$
 DECLARE

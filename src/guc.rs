@@ -16,7 +16,7 @@ pub static RESPONSE_EXCERPT_BYTES: GucSetting<i32> = GucSetting::<i32>::new(1024
 pub static TIME_SCALE: GucSetting<f64> = GucSetting::<f64>::new(1.0);
 pub static RETENTION_S: GucSetting<i32> = GucSetting::<i32>::new(7 * 24 * 3600);
 pub static ALLOWED_DESTINATIONS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
-pub static RECORDING: GucSetting<Recording> = GucSetting::<Recording>::new(Recording::Immediate);
+pub static RECORDING: GucSetting<Recording> = GucSetting::<Recording>::new(Recording::Deferred);
 
 /// What a transaction writes for an event (sql/events.sql).
 #[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
@@ -39,8 +39,8 @@ pub fn define(preloading: bool) {
     define_reloadable_settings();
     GucRegistry::define_enum_guc(
         c"pg_callback.recording",
-        c"What a transaction writes for the events it causes: immediate or deferred.",
-        c"immediate: the callbacks themselves, rendered in the transaction (visible to it, and a URL that cannot be filled refuses the change); deferred: the event, and a worker renders its callbacks as soon as the transaction commits (cheaper for the application's UPDATE, dearer for the workers).",
+        c"What a transaction writes for the events it causes: deferred or immediate.",
+        c"deferred (the default): the event, and a worker renders its callbacks as soon as the transaction commits (cheaper for the application's UPDATE, dearer for the workers); immediate: the callbacks themselves, rendered in the transaction (visible to it, and a URL that cannot be filled refuses the change).",
         &RECORDING,
         GucContext::Userset,
         GucFlags::default(),

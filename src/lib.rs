@@ -21,7 +21,8 @@ pub mod settings;
 pub mod signing;
 pub mod template;
 
-// Inside Postgres: errors, SQL-callable functions, settings, shared memory, recording, the processes.
+// Inside Postgres: errors, SQL-callable functions, settings, shared memory, recording and its
+// triggers, the processes.
 mod error;
 mod event_row;
 mod guc;
@@ -30,6 +31,7 @@ mod plans;
 mod record;
 mod shared;
 mod sql_functions;
+mod triggers;
 mod worker;
 
 /// Defines the settings; when preloaded, also the shared memory and the launcher.
@@ -48,7 +50,7 @@ pub extern "C-unwind" fn _PG_init() {
 pgrx::extension_sql_file!(
     "../sql/model.sql",
     name = "model",
-    requires = [sql_functions::check_settings, record::_touch]
+    requires = [sql_functions::check_settings]
 );
 // Campaigns inherit their list's callback settings.
 pgrx::extension_sql_file!("../sql/inheritance.sql", name = "inheritance", requires = ["model"]);
@@ -65,7 +67,7 @@ pgrx::extension_sql_file!(
         shared::wake_on_commit,
         shared::_settings_changed,
         record::record_event,
-        record::_message_events,
+        triggers::_message_record,
         record::expand_events
     ]
 );

@@ -1,20 +1,21 @@
-//! Recording callbacks: the trigger on messages' status changes, and `_record_event` for the
-//! triggers written in PL/pgSQL (attempts, campaigns, alerts).
+//! Recording callbacks: messages' status changes (from src/triggers.rs), attached tables'
+//! rows, and `_record_event` for the triggers written in PL/pgSQL (attempts, campaigns, alerts).
 //!
 //! Every status change of a message runs here, in the application's transaction, so this is
-//! the cost pg_callback adds to it. With `pg_callback.recording = immediate` (the default) its
-//! callbacks are rendered at once; with `deferred` the transaction stores the event (one
-//! narrow row of `callback.events`) and a worker renders its callbacks after commit
-//! (`_expand_events`). Rendering is
+//! the cost pg_callback adds to it. With `pg_callback.recording = deferred` (the default) the
+//! transaction stores the event (one narrow row of `callback.events`) and a worker renders its
+//! callbacks after commit (`_expand_events`); with `immediate` its callbacks are rendered at
+//! once. Rendering is
 //! the same code either way: the plans are prepared once per backend, the event's variables and
 //! data are built in Rust, and the URL and body are filled without going through jsonb. The
 //! settings targets are chosen from come from `callback._target_settings` (sql/events.sql,
 //! where the order of precedence is listed); the message data is documented in the README.
 
-use crate::event_row;
 use crate::error::CallbackError;
+use crate::event_row;
 use crate::guc::{Recording, RECORDING};
 use crate::plans::{self, types, Kept};
+use crate::triggers::Row;
 use crate::{render, shared, template};
 use base64::Engine;
 use pgrx::datum::TryFromDatumError;
@@ -75,7 +76,10 @@ fn prepare(client: &mut SpiClient<'_>) -> SpiResult<Plans> {
             .keep(),
         insert: client.prepare_mut(INSERT, &types(&insert_args))?.keep(),
         insert_batch: client
-            .prepare_mut(INSERT_BATCH, &types(&insert_args.map(array_of)))?
+            .prepare_mut(
+                INSERT_BATCH,
+                &types(&[&insert_args.map(array_of)[..], &["bool[]"]].concat()),
+            )?
             .keep(),
         attempt_ids: client.prepare(ATTEMPT_IDS, &types(&["bigint"]))?.keep(),
         statuses: client.prepare(STATUSES, &[])?.keep(),
@@ -475,6 +479,9 @@ impl Rendered {
                 all.iter().map(|r| r.$field.clone()).collect::<Vec<_>>()
             };
         }
+        // Behind an earlier callback of its order key in the batch: it waits for that one.
+        let mut keys = std::collections::HashSet::new();
+        let behind: Vec<bool> = all.iter().map(|r| !keys.insert(r.order_key.as_str())).collect();
         let args = [
             column!(event).into(),
             column!(account_id).into(),
@@ -492,6 +499,7 @@ impl Rendered {
             column!(order_key).into(),
             column!(held).into(),
             column!(webhook_id).into(),
+            behind.into(),
         ];
         let due = client
             .update(&plans.insert_batch, None, &args)?
@@ -731,30 +739,30 @@ fn record_event(
 
 /// A message whose status changed, as recording reads it: a row of `callback.messages`, or of
 /// an application's own table attached with `callback.attach()`.
-struct Message {
-    id: i64,
-    account_id: i64,
-    campaign_id: Option<i64>,
+pub struct Message {
+    pub id: i64,
+    pub account_id: i64,
+    pub campaign_id: Option<i64>,
     /// The list of a message outside campaigns, when its table names one (attached tables);
     /// otherwise its member's.
-    list_id: Option<i64>,
-    member_id: Option<i64>,
-    batch_id: Option<String>,
-    channel: Option<String>,
-    destination: Option<String>,
-    status: String,
-    previous: Option<String>,
-    error_code: Option<String>,
-    error_message: Option<String>,
-    callback_data: Option<String>,
-    notify_url: Option<String>,
-    notify_format: Option<String>,
-    created_at: Option<pg_sys::TimestampTz>,
-    status_at: Option<pg_sys::TimestampTz>,
+    pub list_id: Option<i64>,
+    pub member_id: Option<i64>,
+    pub batch_id: Option<String>,
+    pub channel: Option<String>,
+    pub destination: Option<String>,
+    pub status: String,
+    pub previous: Option<String>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub callback_data: Option<String>,
+    pub notify_url: Option<String>,
+    pub notify_format: Option<String>,
+    pub created_at: Option<pg_sys::TimestampTz>,
+    pub status_at: Option<pg_sys::TimestampTz>,
     /// Whether every status is reported, not only final ones.
-    intermediate: bool,
+    pub intermediate: bool,
     /// Whether its attempts are in `callback.attempts` (not for attached tables).
-    has_attempts: bool,
+    pub has_attempts: bool,
 }
 
 /// What a status change means, from the cached statuses.
@@ -962,12 +970,44 @@ struct Taken {
     event: Event,
 }
 
+/// The columns take.sql returns, in its order: read by position, as a name costs a lookup
+/// among them per value.
+const TAKEN: [&str; 24] = [
+    "id",
+    "recorded_at",
+    "event",
+    "account_id",
+    "campaign_id",
+    "message_id",
+    "list_id",
+    "member_id",
+    "batch_id",
+    "channel",
+    "destination",
+    "status",
+    "previous_status",
+    "error_code",
+    "error_message",
+    "callback_data",
+    "notify_url",
+    "notify_format",
+    "created_at",
+    "status_at",
+    "intermediate_reports",
+    "has_attempts",
+    "vars",
+    "data",
+];
+
 impl Taken {
     fn of(row: &SpiHeapTupleData) -> SpiResult<Taken> {
-        let text = |name: &str| row.get_by_name::<String, _>(name);
-        let number = |name: &str| row.get_by_name::<i64, _>(name);
+        let get = |name: &str| TAKEN.iter().position(|c| *c == name).expect("a column of take.sql") + 1;
+        let text = |name: &str| row.get::<String>(get(name));
+        let number = |name: &str| row.get::<i64>(get(name));
+        let flag = |name: &str| row.get::<bool>(get(name));
+        let json = |name: &str| -> SpiResult<Value> { Ok(row.get::<JsonB>(get(name))?.map_or(Value::Null, |j| j.0)) };
         let time = |name: &str| -> SpiResult<Option<pg_sys::TimestampTz>> {
-            Ok(row.get_by_name::<TimestampWithTimeZone, _>(name)?.map(Into::into))
+            Ok(row.get::<TimestampWithTimeZone>(get(name))?.map(Into::into))
         };
         let account_id = number("account_id")?.unwrap_or_default();
         let event = match text("event")? {
@@ -989,8 +1029,8 @@ impl Taken {
                 notify_format: text("notify_format")?,
                 created_at: time("created_at")?,
                 status_at: time("status_at")?,
-                intermediate: row.get_by_name("intermediate_reports")?.unwrap_or(false),
-                has_attempts: row.get_by_name("has_attempts")?.unwrap_or(false),
+                intermediate: flag("intermediate_reports")?.unwrap_or(false),
+                has_attempts: flag("has_attempts")?.unwrap_or(false),
             }),
             Some(event) => Event::Named(Named {
                 event,
@@ -1001,8 +1041,8 @@ impl Taken {
                 channel: text("channel")?,
                 notify_url: text("notify_url")?,
                 notify_format: text("notify_format")?,
-                vars: row.get_by_name::<JsonB, _>("vars")?.map_or(Value::Null, |j| j.0),
-                data: row.get_by_name::<JsonB, _>("data")?.map_or(Value::Null, |j| j.0),
+                vars: json("vars")?,
+                data: json("data")?,
             }),
         };
         Ok(Taken {
@@ -1063,103 +1103,46 @@ pub fn expand_events(max: i32) -> i32 {
     taken
 }
 
-/// BEFORE UPDATE on `callback.messages`: updated_at becomes the time of the change (now()),
-/// which a status change's callbacks report as status_at. Rust rather than PL/pgSQL, as it
-/// runs on every change of every message: the interpreter's call cost more than the rest.
-#[pg_trigger]
-fn _touch<'a>(
-    trigger: &'a PgTrigger<'a>,
-) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, std::convert::Infallible> {
-    let data = trigger.trigger_data();
-    // SAFETY: a BEFORE UPDATE row trigger's relation and new row are valid while it runs; the
-    // modified copy is made in the trigger's memory context, as PL/pgSQL would make it.
-    unsafe {
-        let desc = (*data.tg_relation).rd_att;
-        let mut column = pg_sys::SPI_fnumber(desc, c"updated_at".as_ptr());
-        if column <= 0 {
-            error!("pg_callback: _touch() needs an updated_at column");
-        }
-        let mut now = pg_sys::Datum::from(pg_sys::GetCurrentTransactionStartTimestamp());
-        let mut null = false;
-        let row = pg_sys::heap_modify_tuple_by_cols(data.tg_newtuple, desc, 1, &mut column, &mut now, &mut null);
-        Ok(Some(PgHeapTuple::from_heap_tuple(pgrx::PgTupleDesc::from_pg_unchecked(desc), row)))
-    }
-}
-
-/// AFTER INSERT or UPDATE OF status on `callback.messages`: refuses a status not in
-/// `callback.statuses` (what a foreign key would do, without its query), and records what the
-/// change means, reading the rest of the row only when something is recorded.
-///
-/// It runs as the caller. Its statements run as the function's owner, with no say for the
-/// caller's search_path (`as_owner`), as SECURITY DEFINER would run them; storing an event for
-/// later with the statuses cached, the usual case with pg_callback.recording = deferred, needs
-/// no statement, and the status change no definer's setup.
-#[pg_trigger]
-fn _message_events<'a>(
-    trigger: &'a PgTrigger<'a>,
-) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, TryFromDatumError> {
-    let new = trigger
-        .new()
-        .expect("an AFTER INSERT or UPDATE row trigger has a new row");
-    let notify = new.get_by_name::<bool>("notify")? == Some(true);
-    let status: String = new.get_by_name("status")?.unwrap_or_default();
-    let intermediate = new.get_by_name::<bool>("intermediate_reports")?.unwrap_or(false);
-    let previous: Option<String> = match trigger.old() {
-        Some(old) => old.get_by_name("status")?,
-        None => None,
-    };
-    // What the change means, from the statuses; None when they must be read first.
+/// A status change of a message of `callback.messages` (`previous` None: inserted), for the
+/// triggers of src/triggers.rs: refuses a status not in `callback.statuses` and records what
+/// the change means, with `message` read only when something is recorded. Its statements run
+/// as the owner of `function`, with no say for the caller's search_path (`as_owner`), as
+/// SECURITY DEFINER would run them; storing an event for later with the statuses cached, the
+/// usual case with pg_callback.recording = deferred, runs none, and the change needs no
+/// definer's setup.
+pub fn message_status(
+    function: pg_sys::Oid,
+    status: &str,
+    previous: Option<&str>,
+    notify: bool,
+    intermediate: bool,
+    message: impl FnOnce() -> Message,
+) {
+    // What the change means, from the statuses.
     let means = |cache: &Cache| {
-        if !cache.statuses.contains_key(&status) {
-            CallbackError::UnknownStatus(status.clone()).raise();
+        if !cache.statuses.contains_key(status) {
+            CallbackError::UnknownStatus(status.to_string()).raise();
         }
-        let events = StatusEvents::of(cache, &status, previous.as_deref());
+        let events = StatusEvents::of(cache, status, previous);
         (notify && events.record_any(intermediate)).then_some(events)
-    };
-    // Something is recorded: read the rest of the row.
-    let message = || -> Result<Message, TryFromDatumError> {
-        let text = |name: &str| new.get_by_name::<String>(name);
-        let id = |name: &str| new.get_by_name::<i64>(name);
-        let row = RawRow::new(trigger);
-        Ok(Message {
-            id: id("id")?.expect("a message has an id"),
-            account_id: id("account_id")?.expect("a message has an account"),
-            campaign_id: id("campaign_id")?,
-            list_id: None,
-            member_id: id("member_id")?,
-            batch_id: text("batch_id")?,
-            channel: row.label(c"channel"),
-            destination: text("destination")?,
-            status: status.clone(),
-            previous: previous.clone(),
-            error_code: text("error_code")?,
-            error_message: text("error_message")?,
-            callback_data: text("callback_data")?,
-            notify_url: text("notify_url")?,
-            notify_format: row.label(c"notify_content_type"),
-            created_at: row.timestamp(c"created_at"),
-            status_at: row.timestamp(c"updated_at"),
-            intermediate,
-            has_attempts: true,
-        })
     };
     if deferring() {
         if let Some(recorded) = cached(means) {
             if recorded.is_some() {
-                store(&Event::Status(message()?));
+                store(&Event::Status(message()));
             }
-            return Ok(None);
+            return;
         }
     }
-    // SAFETY: a row trigger's trigger data is valid while it runs.
-    let function = unsafe { (*trigger.trigger_data().tg_trigger).tgfoid };
     as_owner(function, || {
-        recording("recording the status of a message", |client, plans, cache| match means(cache) {
-            Some(events) => status_changed(client, plans, cache, message()?, events),
-            None => Ok(()),
-        })
+        recording(
+            "recording the status of a message",
+            |client, plans, cache| match means(cache) {
+                Some(events) => status_changed(client, plans, cache, message(), events),
+                None => Ok(()),
+            },
+        )
     });
-    Ok(None)
 }
 
 /// AFTER INSERT or UPDATE OF its status column on an application's table attached with
@@ -1172,12 +1155,13 @@ fn _attached_events<'a>(
 ) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, TryFromDatumError> {
     let args = trigger.extra_args().unwrap_or_default();
     let columns: HashMap<&str, &str> = args.iter().filter_map(|a| a.split_once('=')).collect();
-    let new = RawRow::new(trigger);
-    let value = |row: &RawRow, field: &str| columns.get(field).and_then(|column| row.text(column));
+    let data = trigger.trigger_data();
+    let new = Row::new(data);
+    let value = |row: &Row, field: &str| columns.get(field).and_then(|column| row.text(column));
     let Some(status) = value(&new, "status") else {
         return Ok(None);
     };
-    let previous = RawRow::old(trigger).and_then(|old| value(&old, "status"));
+    let previous = Row::old(data).and_then(|old| value(&old, "status"));
     let number = |field: &str| -> Option<i64> {
         value(&new, field).map(|v| {
             v.parse()
@@ -1233,73 +1217,6 @@ fn _attached_events<'a>(
         status_changed(client, plans, cache, message, events)
     });
     Ok(None)
-}
-
-/// The new (or old) row of a row trigger, read without pgrx's conversions: enums as their
-/// label, timestamps as microseconds, any column as text.
-struct RawRow {
-    tuple: *mut pg_sys::HeapTupleData,
-    desc: pg_sys::TupleDesc,
-}
-
-impl RawRow {
-    fn new(trigger: &PgTrigger) -> RawRow {
-        let data = trigger.trigger_data();
-        // An UPDATE's new row is tg_newtuple; an INSERT's is tg_trigtuple.
-        let tuple = if data.tg_newtuple.is_null() {
-            data.tg_trigtuple
-        } else {
-            data.tg_newtuple
-        };
-        // SAFETY: a row trigger's relation is open while it runs.
-        RawRow {
-            tuple,
-            desc: unsafe { (*data.tg_relation).rd_att },
-        }
-    }
-
-    /// An UPDATE's old row (tg_trigtuple); None for an INSERT.
-    fn old(trigger: &PgTrigger) -> Option<RawRow> {
-        let data = trigger.trigger_data();
-        (!data.tg_newtuple.is_null()).then(|| RawRow {
-            tuple: data.tg_trigtuple,
-            // SAFETY: as in new().
-            desc: unsafe { (*data.tg_relation).rd_att },
-        })
-    }
-
-    fn number(&self, column: &std::ffi::CStr) -> Option<std::num::NonZeroUsize> {
-        // SAFETY: the descriptor belongs to the running trigger.
-        let number = unsafe { pg_sys::SPI_fnumber(self.desc, column.as_ptr()) };
-        std::num::NonZeroUsize::new(usize::try_from(number).ok()?)
-    }
-
-    fn datum(&self, column: &std::ffi::CStr) -> Option<pg_sys::Datum> {
-        let number = self.number(column)?;
-        // SAFETY: the row and its descriptor belong to the running trigger; the column number
-        // comes from that descriptor.
-        unsafe { pgrx::heap_getattr_raw(self.tuple, number, self.desc) }
-    }
-
-    fn label(&self, column: &std::ffi::CStr) -> Option<String> {
-        let value = self.datum(column)?;
-        Some(pgrx::enum_helper::lookup_enum_by_oid(pg_sys::Oid::from(value.value() as u32)).0)
-    }
-
-    fn timestamp(&self, column: &std::ffi::CStr) -> Option<pg_sys::TimestampTz> {
-        Some(self.datum(column)?.value() as pg_sys::TimestampTz)
-    }
-
-    /// A column's value as its type's output function writes it; None when NULL or missing.
-    fn text(&self, column: &str) -> Option<String> {
-        let column = std::ffi::CString::new(column).ok()?;
-        let number = self.number(&column)?;
-        // SAFETY: as in datum(); SPI_getvalue returns NULL or a palloc'd C string.
-        unsafe {
-            let value = pg_sys::SPI_getvalue(self.tuple, self.desc, number.get() as i32);
-            (!value.is_null()).then(|| std::ffi::CStr::from_ptr(value).to_string_lossy().into_owned())
-        }
-    }
 }
 
 /// A JSON object given as text (member attributes, campaign env); empty when NULL.

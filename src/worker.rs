@@ -247,8 +247,10 @@ fn run() {
     let mut woken_at: Option<Instant> = None;
     // Where the next claim starts: after the last callback claimed (None: from the start).
     let mut cursor: Option<(f64, i64)> = None;
-    // Whether the last claim left events to render.
+    // Whether the last claim left events to render, and when it last found another worker
+    // rendering them.
     let mut events_left = false;
+    let mut other_renderer: Option<Instant> = None;
     shared::events_may_be_left();
     loop {
         if BackgroundWorker::sighup_received() {
@@ -283,6 +285,12 @@ fn run() {
             last_write = Instant::now();
             more = true;
         }
+        // Another worker was rendering: look again a tick later, not at once (the two would
+        // take turns claiming nothing).
+        if other_renderer.is_some_and(|at| at.elapsed() >= TICK) {
+            other_renderer = None;
+            more = true;
+        }
         if more && work.queued() < limits().in_flight {
             report(true, "claiming callbacks");
             let wanted = batch - work.queued().min(batch - 1);
@@ -295,8 +303,9 @@ fn run() {
                 return;
             };
             shared::worker_claimed(claimed.len());
-            events_left = left;
-            more = claimed.len() == wanted || events_left;
+            events_left = left != Left::Nothing;
+            other_renderer = (left == Left::OtherRenderer).then(Instant::now);
+            more = claimed.len() == wanted || left == Left::More;
             // A short claim may have passed over callbacks given back since: start over next time.
             cursor = if more {
                 claimed
@@ -332,7 +341,7 @@ fn run() {
         if more {
             continue;
         }
-        if woken_at.is_some_and(|at| at.elapsed() < STREAM) {
+        if other_renderer.is_some() || woken_at.is_some_and(|at| at.elapsed() < STREAM) {
             shared::polling(true);
             BackgroundWorker::wait_latch(Some(TICK));
             continue;
@@ -416,9 +425,20 @@ fn purge() {
     }
 }
 
+/// What a claim's rendering may have left of the events recorded.
+#[derive(PartialEq)]
+enum Left {
+    Nothing,
+    /// It rendered a full batch.
+    More,
+    /// Another worker was rendering: what that one took may not include events whose flag
+    /// this worker lowered.
+    OtherRenderer,
+}
+
 /// Renders recorded events into callbacks (if `render`), then claims up to `wanted` callbacks,
 /// none of the hosts in `full`, after `cursor` (due time and id of the last one claimed). Also
-/// says whether events may be left to render. None when the extension of `schema` is gone
+/// says what events may be left to render. None when the extension of `schema` is gone
 /// (even if created again since).
 fn claim(
     schema: pg_sys::Oid,
@@ -426,7 +446,7 @@ fn claim(
     wanted: usize,
     full: Vec<String>,
     cursor: Option<(f64, i64)>,
-) -> Option<(Vec<Claimed>, bool)> {
+) -> Option<(Vec<Claimed>, Left)> {
     if !extension_installed() || callback_schema() != schema {
         return None;
     }
@@ -450,9 +470,12 @@ fn claim(
         let claimed = plans::with(&PLANS, client, prepare, |client, plans| {
             claimed_rows(client, plans, &args, schema, default_timeout)
         })?;
-        // A full batch, or another worker rendering (what it took may not include events whose
-        // flag this worker lowered): more may be left.
-        Ok::<_, pgrx::spi::Error>((claimed, matches!(expanded, Some(EXPAND_BATCH) | Some(-1))))
+        let left = match expanded {
+            Some(EXPAND_BATCH) => Left::More,
+            Some(-1) => Left::OtherRenderer,
+            _ => Left::Nothing,
+        };
+        Ok::<_, pgrx::spi::Error>((claimed, left))
     });
     match claimed {
         Ok(claimed) => Some(claimed),

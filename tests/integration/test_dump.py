@@ -58,6 +58,8 @@ def test_dump_and_restore_keep_configuration_queue_history_and_sequences(db, rec
         next_id = cluster.sql("""INSERT INTO callback.messages (campaign_id, channel, destination, status)
                                  VALUES (1, 'sms', '+15550009', 'delivered') RETURNING id""", dbname=RESTORED)[0][0]
         assert next_id == before["messages_id_seq"] + 1
+        # No worker serves this database: its event is rendered here, as a worker would.
+        assert cluster.sql("SELECT callback._expand_events(100)", dbname=RESTORED) == [(1,)]
         assert cluster.sql("SELECT state::text FROM callback.callbacks WHERE message_id = %s AND target = 'campaign'",
                            [next_id], dbname=RESTORED) == [("held",)]
     finally:

@@ -3,6 +3,9 @@
 -- stops it. A CRM table with its own names and types.
 \set SHOW_CONTEXT never
 SET client_min_messages = warning;
+-- Callbacks rendered in the transaction, to be looked at at once (the default, deferred,
+-- renders them in the workers, which this cluster does not run: deferred.sql).
+SET pg_callback.recording = immediate;
 DROP EXTENSION IF EXISTS pg_callback CASCADE;
 DROP TABLE IF EXISTS public.crm_sms, public.erp_notices;
 CREATE EXTENSION pg_callback;

@@ -2,6 +2,9 @@
 -- credentials, custom headers and the signing secret carried to the callback.
 \set SHOW_CONTEXT never
 SET client_min_messages = warning;
+-- Callbacks rendered in the transaction, to be looked at at once (the default, deferred,
+-- renders them in the workers, which this cluster does not run: deferred.sql).
+SET pg_callback.recording = immediate;
 DROP EXTENSION IF EXISTS pg_callback CASCADE;
 CREATE EXTENSION pg_callback;
 
@@ -61,7 +64,7 @@ SELECT count(DISTINCT webhook_id) = count(*) AS distinct_webhook_ids,
        bool_and(CASE WHEN id = first THEN state = 'pending' AND due_at <= now() ELSE state = 'waiting' END) AS in_order
 FROM (SELECT *, min(id) OVER (PARTITION BY order_key) AS first FROM callback.callbacks) c;
 
--- updated_at is the time of the last change, whatever the UPDATE says (callback._touch()).
+-- updated_at is the time of the last change, whatever the UPDATE says (callback._message_record()).
 BEGIN;
 UPDATE callback.messages SET updated_at = '2000-01-01', created_at = '2000-01-01' WHERE id = 3;
 SELECT updated_at = now() AS updated_now, created_at = '2000-01-01' AS created_as_set FROM callback.messages WHERE id = 3;

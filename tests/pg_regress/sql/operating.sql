@@ -2,6 +2,9 @@
 -- callback now; replaying many. Callbacks and history are written here as a worker would.
 \set SHOW_CONTEXT never
 SET client_min_messages = warning;
+-- Callbacks rendered in the transaction, to be looked at at once (the default, deferred,
+-- renders them in the workers, which this cluster does not run: deferred.sql).
+SET pg_callback.recording = immediate;
 DROP EXTENSION IF EXISTS pg_callback CASCADE;
 CREATE EXTENSION pg_callback;
 

@@ -2,6 +2,9 @@
 -- matching one gets its own copy besides the primary target.
 \set SHOW_CONTEXT never
 SET client_min_messages = warning;
+-- Callbacks rendered in the transaction, to be looked at at once (the default, deferred,
+-- renders them in the workers, which this cluster does not run: deferred.sql).
+SET pg_callback.recording = immediate;
 DROP EXTENSION IF EXISTS pg_callback CASCADE;
 CREATE EXTENSION pg_callback;
 

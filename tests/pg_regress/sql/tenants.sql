@@ -3,6 +3,9 @@
 -- other roles see nothing. Real roles, switched with SET ROLE.
 \set SHOW_CONTEXT never
 SET client_min_messages = warning;
+-- Callbacks rendered in the transaction, to be looked at at once (the default, deferred,
+-- renders them in the workers, which this cluster does not run: deferred.sql).
+SET pg_callback.recording = immediate;
 DROP EXTENSION IF EXISTS pg_callback CASCADE;
 DROP ROLE IF EXISTS acme_app;
 DROP ROLE IF EXISTS globex_app;
@@ -60,7 +63,7 @@ SET ROLE acme_app;
 SET pg_callback.recording = deferred;
 UPDATE callback.messages SET status = 'delivered';
 UPDATE callback.messages SET status = 'read';
-RESET pg_callback.recording;
+SET pg_callback.recording = immediate;
 SELECT count(*) FROM callback.events;
 \echo :LAST_ERROR_SQLSTATE
 RESET ROLE;
