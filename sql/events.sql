@@ -120,9 +120,12 @@ $$;
 -- for later costs no setting.
 COMMENT ON FUNCTION callback._expand_events(int) IS
     'Renders the callbacks of up to n events of callback.events, oldest first, and deletes them; returns how many. The workers call it; one caller at a time (another returns -1 at once).';
--- One BEFORE trigger sets updated_at and records a new status (src/triggers.rs says why not
--- AFTER). Its name sorts after messages_derive, whose account it reads.
-CREATE TRIGGER messages_record BEFORE INSERT OR UPDATE ON callback.messages
+-- A status change: one BEFORE trigger sets updated_at and records it (src/triggers.rs says why
+-- not AFTER); its name sorts after messages_derive, whose account it reads. An insert: an
+-- AFTER trigger, so that an INSERT ... ON CONFLICT that updates instead records the update only.
+CREATE TRIGGER messages_record BEFORE UPDATE ON callback.messages
+    FOR EACH ROW EXECUTE FUNCTION callback._message_record();
+CREATE TRIGGER messages_record_insert AFTER INSERT ON callback.messages
     FOR EACH ROW EXECUTE FUNCTION callback._message_record();
 
 -- A change to what targets are chosen from tells every backend's recording to read it again

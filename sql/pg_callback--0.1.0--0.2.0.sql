@@ -369,7 +369,8 @@ ALTER FUNCTION callback._attached_events() SECURITY DEFINER SET search_path = pg
 -- every status change about 5 %).
 -- One BEFORE trigger, in Rust, sets updated_at and records a new status (src/triggers.rs):
 -- PL/pgSQL's call, the after-trigger queue and the WHEN clause cost every change more than
--- the rest. It runs as the caller and its statements as the owner.
+-- the rest; the same function records inserts AFTER them. It runs as the caller and its
+-- statements as the owner.
 DROP TRIGGER messages_touch ON callback.messages;
 DROP TRIGGER messages_record_insert ON callback.messages;
 DROP TRIGGER messages_record_status ON callback.messages;
@@ -378,7 +379,9 @@ DROP FUNCTION callback._message_events();
 CREATE FUNCTION callback._message_record() RETURNS trigger LANGUAGE c AS 'MODULE_PATHNAME', '_message_record_wrapper';
 REVOKE ALL ON FUNCTION callback._message_record() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION callback._message_record() TO callback_admin, callback_tenant;
-CREATE TRIGGER messages_record BEFORE INSERT OR UPDATE ON callback.messages
+CREATE TRIGGER messages_record BEFORE UPDATE ON callback.messages
+    FOR EACH ROW EXECUTE FUNCTION callback._message_record();
+CREATE TRIGGER messages_record_insert AFTER INSERT ON callback.messages
     FOR EACH ROW EXECUTE FUNCTION callback._message_record();
 ALTER FUNCTION callback._check_row() SECURITY INVOKER RESET search_path;
 ALTER FUNCTION callback._check_event_urls() SECURITY INVOKER RESET search_path;

@@ -2,12 +2,14 @@
 //! here, from the row read by attribute number, and recorded by src/record.rs.
 //!
 //! Every status change of every message runs `_message_record`, so it is kept to one BEFORE
-//! trigger that also sets `updated_at`: an AFTER trigger would cost each change a place in the
-//! after-trigger queue, the row fetched again at the end of the statement, and its WHEN clause
-//! rebuilt for every statement (about a fifth of what recording cost, measured with callgrind:
-//! BENCHMARKS.md). Its name sorts after `messages_derive`, so it sees the account that trigger
-//! fills in, and a BEFORE trigger of yours that changes the status should sort before it
-//! (README, "Your own triggers").
+//! UPDATE trigger that also sets `updated_at`: an AFTER trigger would cost each change a place
+//! in the after-trigger queue, the row fetched again at the end of the statement, and its WHEN
+//! clause rebuilt for every statement (about a fifth of what recording cost, measured with
+//! callgrind: BENCHMARKS.md). Its name sorts after `messages_derive`, so it sees the account
+//! that trigger fills in, and a BEFORE trigger of yours that changes the status should sort
+//! before it (README, "Your own triggers"). Inserts are recorded by the same function AFTER
+//! INSERT: a BEFORE INSERT trigger fires for the row an INSERT ... ON CONFLICT DO UPDATE then
+//! does not insert.
 
 use crate::record::{self, Message};
 use pgrx::pg_sys::{self, Datum};
@@ -232,10 +234,11 @@ fn record_change(data: &pg_sys::TriggerData, columns: &Columns, row: &Row, old: 
     });
 }
 
-/// BEFORE INSERT OR UPDATE on `callback.messages`: an UPDATE sets updated_at to the time of
-/// the change (now(), which its callbacks report as status_at); then a new status is checked
-/// against `callback.statuses` (what a foreign key would do, without its query) and what it
-/// means is recorded, the rest of the row read only when something is.
+/// BEFORE UPDATE on `callback.messages`: sets updated_at to the time of the change (now(),
+/// which its callbacks report as status_at); then a new status is checked against
+/// `callback.statuses` (what a foreign key would do, without its query) and what it means is
+/// recorded, the rest of the row read only when something is. AFTER INSERT: the same for the
+/// row inserted.
 ///
 /// It runs as the caller; the statements recording runs, run as the function's owner (src/record.rs).
 #[pg_trigger]
@@ -243,13 +246,17 @@ fn _message_record<'a>(
     trigger: &'a PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, std::convert::Infallible> {
     let data = trigger.trigger_data();
+    let before = data.tg_event & pg_sys::TRIGGER_EVENT_TIMINGMASK == pg_sys::TRIGGER_EVENT_BEFORE;
     let columns = columns(data);
     let old = Row::old(data);
-    let row = match old {
-        Some(_) => Row::new(data).touched(&columns),
-        None => Row::new(data),
+    let row = match (&old, before) {
+        (Some(_), true) => Row::new(data).touched(&columns),
+        _ => Row::new(data),
     };
     record_change(data, &columns, &row, old.as_ref());
+    if !before {
+        return Ok(None);
+    }
     // SAFETY: the row was formed with the table's own descriptor.
     let desc = unsafe { pgrx::PgTupleDesc::from_pg_unchecked(row.desc) };
     // SAFETY: as above; the tuple lives in the trigger's memory context.
@@ -257,14 +264,12 @@ fn _message_record<'a>(
 }
 
 /// AFTER INSERT or UPDATE OF status on `callback.messages` in a schema of 0.1.0, until
-/// `ALTER EXTENSION pg_callback UPDATE` puts `_message_record` in its place: records what the
-/// change means, as that does. (Its symbol stays for those schemas; 0.2.0's has no such function.)
+/// `ALTER EXTENSION pg_callback UPDATE` puts `_message_record` in its place, which records
+/// what the change means as this does. (Its symbol stays for those schemas; 0.2.0's has no
+/// such function.)
 #[pg_trigger(sql = false)]
 fn _message_events<'a>(
     trigger: &'a PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, std::convert::Infallible> {
-    let data = trigger.trigger_data();
-    let columns = columns(data);
-    record_change(data, &columns, &Row::new(data), Row::old(data).as_ref());
-    Ok(None)
+    _message_record(trigger)
 }

@@ -69,3 +69,11 @@ BEGIN;
 UPDATE callback.messages SET updated_at = '2000-01-01', created_at = '2000-01-01' WHERE id = 3;
 SELECT updated_at = now() AS updated_now, created_at = '2000-01-01' AS created_as_set FROM callback.messages WHERE id = 3;
 COMMIT;
+
+-- An INSERT ... ON CONFLICT that updates instead records the update only (failed to delivered:
+-- one message.status), nothing for the row it did not insert.
+DELETE FROM callback.callbacks;
+INSERT INTO callback.messages (id, campaign_id, channel, destination, status) OVERRIDING SYSTEM VALUE
+VALUES (3, 1, 'sms', '+15550009', 'delivered')
+ON CONFLICT (id) DO UPDATE SET status = excluded.status;
+SELECT event, message_id, url FROM callback.callbacks ORDER BY id;
