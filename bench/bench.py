@@ -143,9 +143,10 @@ class Bench:
         for t in times:
             per_second[int(t - start)] += 1
         steady = per_second[1:-1] or per_second
-        spread = (max(steady) - min(steady)) / statistics.mean(steady) if steady else 0
-        self.report("backlog: rate per second (min / mean / max)",
-                    f"{min(steady):,} / {statistics.mean(steady):,.0f} / {max(steady):,}", "steady", None)
+        ranked = sorted(steady)
+        p5, median = ranked[len(ranked) // 20], ranked[len(ranked) // 2]
+        self.report("backlog: arrivals per second (min / 5th percentile / median / max)",
+                    f"{min(steady):,} / {p5:,} / {median:,} / {max(steady):,}", "steady", None)
         peak = max(samples) / 1024 if samples else float("nan")
         self.report("backlog: worker memory (RssAnon), peak", f"{peak:.0f} MB", "< 100 MB", peak < 100)
         sizes = self.sql("""SELECT pg_size_pretty(pg_total_relation_size('callback.callbacks_undone')),
@@ -153,7 +154,6 @@ class Bench:
                                    pg_size_pretty(pg_total_relation_size('callback.deliveries'))""")[0]
         self.report("backlog: table sizes after (queue / done / history), indexes included",
                     " / ".join(sizes), "queue as small as the backlog", None)
-        return spread
 
     def latency(self):
         rate, seconds = self.args.rate, self.args.seconds
