@@ -187,6 +187,12 @@ fn read_sources(client: &mut SpiClient<'_>, plans: &Plans, key: SourcesKey) -> S
     Sources::of(&row.expect("_target_settings returns one row"))
 }
 
+/// The settings version a cache must have been read at to be used now; None when nothing may
+/// be cached (not preloaded, or this transaction changed what recording caches).
+fn cacheable_version() -> Option<u64> {
+    shared::settings_version().filter(|_| !shared::settings_changed_here())
+}
+
 /// Runs `f` with the cache, made valid first (or, when nothing may be cached, a fresh one
 /// used once).
 fn with_cache<R>(
@@ -195,7 +201,7 @@ fn with_cache<R>(
     f: impl FnOnce(&mut SpiClient<'_>, &mut Cache) -> SpiResult<R>,
 ) -> SpiResult<R> {
     let schema = plans::callback_schema();
-    let version = shared::settings_version().filter(|_| !shared::settings_changed_here());
+    let version = cacheable_version();
     let fresh = |client: &mut SpiClient<'_>| -> SpiResult<Cache> {
         Ok(Cache {
             version: version.unwrap_or(0),
@@ -209,7 +215,7 @@ fn with_cache<R>(
         return f(client, &mut once);
     };
     let mut cache = match CACHE.take() {
-        Some(c) if c.version == version && c.schema == schema && c.sources.len() < CACHE_ENTRIES => c,
+        Some(c) if c.holds_for(version, schema) && c.sources.len() < CACHE_ENTRIES => c,
         _ => fresh(client)?,
     };
     let result = f(client, &mut cache);
@@ -220,11 +226,10 @@ fn with_cache<R>(
 /// Runs `f` with the cache when it is valid for this transaction (None otherwise: reading it
 /// takes statements).
 fn cached<R>(f: impl FnOnce(&Cache) -> R) -> Option<R> {
-    let version = shared::settings_version().filter(|_| !shared::settings_changed_here())?;
+    let version = cacheable_version()?;
     let schema = plans::callback_schema();
-    let valid = CACHE.with_borrow(|c| c.as_ref().is_some_and(|c| c.version == version && c.schema == schema));
-    // Not borrowed while `f` runs, which may raise an error.
-    let cache = CACHE.take().filter(|_| valid)?;
+    // Taken out while `f` runs, which may raise an error (one not valid is dropped).
+    let cache = CACHE.take().filter(|c| c.holds_for(version, schema))?;
     let result = f(&cache);
     CACHE.set(Some(cache));
     Some(result)
@@ -251,6 +256,11 @@ fn as_owner<R>(function: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
 }
 
 impl Cache {
+    /// Whether it was read at settings `version` for the `callback` schema `schema`.
+    fn holds_for(&self, version: u64, schema: pg_sys::Oid) -> bool {
+        self.version == version && self.schema == schema
+    }
+
     fn sources(&mut self, client: &mut SpiClient<'_>, plans: &Plans, key: SourcesKey) -> SpiResult<Rc<Sources>> {
         if let Some(found) = self.sources.get(&key) {
             return Ok(Rc::clone(found));

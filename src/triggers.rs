@@ -41,8 +41,8 @@ macro_rules! columns {
                     relid,
                     // SAFETY: as the caller promises.
                     natts: unsafe { (*desc).natts },
-                    // SAFETY: as above; the names are NUL-terminated literals.
-                    $($name: unsafe { number(desc, concat!(stringify!($name), "\0")) },)*
+                    // SAFETY: as above.
+                    $($name: unsafe { number(desc, name(concat!(stringify!($name), "\0"))) },)*
                 }
             }
         }
@@ -69,10 +69,14 @@ columns!(
     updated_at,
 );
 
+/// A column name spelt with its NUL.
+fn name(spelt: &'static str) -> &'static CStr {
+    CStr::from_bytes_with_nul(spelt.as_bytes()).expect("a NUL-terminated name")
+}
+
 /// # Safety
-/// `desc` is a valid tuple descriptor; `name` ends with a NUL.
-unsafe fn number(desc: pg_sys::TupleDesc, name: &str) -> Column {
-    let name = CStr::from_bytes_with_nul(name.as_bytes()).expect("a NUL-terminated name");
+/// `desc` is a valid tuple descriptor.
+unsafe fn number(desc: pg_sys::TupleDesc, name: &CStr) -> Column {
     // SAFETY: as the caller promises.
     let number = unsafe { pg_sys::SPI_fnumber(desc, name.as_ptr()) };
     NonZeroUsize::new(usize::try_from(number).ok()?)
@@ -162,13 +166,10 @@ impl Row {
     pub fn text(&self, column: &str) -> Option<String> {
         let column = std::ffi::CString::new(column).ok()?;
         // SAFETY: the descriptor belongs to the running trigger.
-        let number = unsafe { pg_sys::SPI_fnumber(self.desc, column.as_ptr()) };
-        if number <= 0 {
-            return None;
-        }
+        let number = unsafe { number(self.desc, &column) }?;
         // SAFETY: as in datum(); SPI_getvalue returns NULL or a palloc'd C string.
         unsafe {
-            let value = pg_sys::SPI_getvalue(self.tuple, self.desc, number);
+            let value = pg_sys::SPI_getvalue(self.tuple, self.desc, number.get() as i32);
             (!value.is_null()).then(|| CStr::from_ptr(value).to_string_lossy().into_owned())
         }
     }
