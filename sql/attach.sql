@@ -1,5 +1,5 @@
 -- Attaching pg_callback to an application's own message table: its status changes record
--- callbacks exactly as callback.messages' do (src/record.rs, _attached_events), with the
+-- callbacks exactly as callback.messages' do (src/record/attached.rs), with the
 -- campaign's or list's settings. Two triggers, like callback.messages': on INSERT, and on
 -- UPDATE of the status column when it changes.
 

@@ -1,12 +1,12 @@
 -- Events: triggers that record what happened in the same transaction as the change that caused
--- it. Message status changes are recorded by Rust (src/record.rs); attempts, campaigns and
+-- it. Message status changes are recorded by Rust (src/record/); attempts, campaigns and
 -- alerts by PL/pgSQL triggers that call it. notify = false on a message records nothing for it.
 -- campaign.callbacks_disabled is never held.
 --
--- pg_callback.recording says what the transaction writes. 'immediate' (the default): the
--- callbacks themselves; 'deferred': one row of callback.events per event, and a worker renders
--- its callbacks (targets, URLs, bodies) as soon as the transaction commits. Either way a commit
--- hook wakes the delivery workers when the transaction commits.
+-- pg_callback.recording says what the transaction writes. 'deferred' (the default): one row of
+-- callback.events per event, and a worker renders its callbacks (targets, URLs, bodies) as soon
+-- as the transaction commits; 'immediate': the callbacks themselves. Either way a commit hook
+-- wakes the delivery workers when the transaction commits.
 
 CREATE TABLE callback.events (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -35,7 +35,7 @@ CREATE TABLE callback.events (
     -- Any other event: its template variables and data, made by its trigger.
     vars jsonb,
     data jsonb
-) USING heap;  -- src/event_row.rs writes its rows straight into the heap and its index
+) USING heap;  -- src/record/event_row.rs writes its rows straight into the heap and its index
 COMMENT ON TABLE callback.events IS 'Events recorded with pg_callback.recording = deferred whose callbacks a worker has not rendered yet (it does so as soon as their transaction commits, in id order, and deletes them). Usually empty.';
 COMMENT ON COLUMN callback.events.event IS 'NULL for a message''s status change (which may make message.status, message.sent or message.problem, and message.final); otherwise the event type.';
 COMMENT ON COLUMN callback.events.list_id IS 'The list of a message outside campaigns, when its table names one (attached tables); a member''s list is looked up when the callbacks are rendered.';
@@ -44,7 +44,7 @@ COMMENT ON COLUMN callback.events.list_id IS 'The list of a message outside camp
 -- and account are chosen from: the campaign's and the list's callback settings, the account's
 -- delivery-status webhook, whether it has subscriptions (and, for the template variables of
 -- message events, the campaign's list and env). list_id: the list of a message outside
--- campaigns (its member's). src/record.rs keeps these per backend until one of the tables
+-- campaigns (its member's). src/render/cache.rs keeps these per backend until one of the tables
 -- they come from changes (the triggers at the end of this file), and chooses the one most
 -- specific target that is set:
 --   1. the message's own webhook (notify_url), for message.status;
@@ -112,16 +112,16 @@ LANGUAGE sql STABLE AS $$
     LEFT JOIN callback.members member ON member.id = message.member_id
 $$;
 
--- Status changes of messages: recorded by Rust (src/record.rs), which builds the same
--- variables as _message_vars above and the message data documented in the README.
+-- Status changes of messages: recorded by Rust (src/record/) and rendered (src/render/) with the
+-- same variables as _message_vars above and the message data documented in the README.
 -- Its plans are prepared once per backend; generic plans, or each run would plan them again
 -- (their custom plans look cheaper, with the event's values folded in). Rendering sets that
--- itself (with_generic_plans in src/record.rs), whichever function renders; storing an event
+-- itself (with_generic_plans in src/render/mod.rs), whichever function renders; storing an event
 -- for later costs no setting.
 COMMENT ON FUNCTION callback._expand_events(int) IS
     'Renders the callbacks of up to n events of callback.events, oldest first, and deletes them; returns how many. The workers call it; one caller at a time (another returns -1 at once).';
--- A status change: one BEFORE trigger sets updated_at and records it (src/triggers.rs says why
--- not AFTER); its name sorts after messages_derive, whose account it reads. An insert: an
+-- A status change: one BEFORE trigger sets updated_at and records it (src/record/messages.rs
+-- says why not AFTER); its name sorts after messages_derive, whose account it reads. An insert: an
 -- AFTER trigger, so that an INSERT ... ON CONFLICT that updates instead records the update only.
 CREATE TRIGGER messages_record BEFORE UPDATE ON callback.messages
     FOR EACH ROW EXECUTE FUNCTION callback._message_record();
@@ -129,7 +129,7 @@ CREATE TRIGGER messages_record_insert AFTER INSERT ON callback.messages
     FOR EACH ROW EXECUTE FUNCTION callback._message_record();
 
 -- A change to what targets are chosen from tells every backend's recording to read it again
--- (src/record.rs), from the commit on; the changing transaction reads it afresh meanwhile.
+-- (src/render/cache.rs), from the commit on; the changing transaction reads it afresh meanwhile.
 CREATE TRIGGER lists_settings_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON callback.lists
     FOR EACH STATEMENT EXECUTE FUNCTION callback._settings_changed();
 CREATE TRIGGER campaigns_settings_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON callback.campaigns

@@ -109,7 +109,7 @@ CREATE TRIGGER retry_policies_in_use BEFORE DELETE OR UPDATE OF name ON callback
     FOR EACH ROW EXECUTE FUNCTION callback._retry_policy_in_use();
 
 -- What the foreign key from messages.status to statuses would do: the recording trigger
--- (src/record.rs) refuses a status not in callback.statuses, and this one a status messages
+-- (src/record/mod.rs) refuses a status not in callback.statuses, and this one a status messages
 -- are in from being deleted or renamed. It holds messages against writes until its
 -- transaction ends, so none can take the status meanwhile.
 CREATE FUNCTION callback._status_in_use() RETURNS trigger

@@ -66,7 +66,7 @@ ALTER VIEW callback.history SET (security_invoker = true);
 -- caller's search_path. The others (touching updated_at, checks, taking the account from a
 -- parent row the caller can see) run as the caller: a definer's setup costs every status
 -- change about 5 % (BENCHMARKS.md). _message_record runs its statements as the owner in the
--- same way by itself (src/record.rs), and none when it only stores an event.
+-- same way by itself (src/record/mod.rs), and none when it only stores an event.
 DO $$
 DECLARE
     f text;

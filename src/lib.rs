@@ -1,48 +1,35 @@
 //! pg_callback: delivery-report callbacks recorded in the same transaction as each status
 //! change, and delivered over HTTP from inside Postgres.
 //!
-//! This file is a table of contents: the modules, what `_PG_init` sets up, then the schema's
-//! SQL files in the order they run. Modules without pgrx (`template`, `render`, `settings`,
-//! `retry`, `signing`, `http`, `dispatch`, `destinations`) hold the logic that needs no
-//! database and are unit-tested on their own.
+//! This file is a table of contents: the folders in the order data flows, what `_PG_init` sets
+//! up, then the schema's SQL files in the order they run. What needs no database (events,
+//! targets, templates, bodies, signatures, retry schedules, setting checks, the HTTP pool, the
+//! destination guard) is in the `pg_callback_core` crate (`core/`), unit-tested on its own.
 
 use pgrx::prelude::*;
 
 pgrx::pg_module_magic!();
 
-// No pgrx: URL templates, bodies, setting checks, retry schedules, signatures, the HTTP pool,
-// which callback to send next, where callbacks may be sent.
-pub mod destinations;
-pub mod dispatch;
-pub mod http;
-pub mod render;
-pub mod retry;
-pub mod settings;
-pub mod signing;
-pub mod template;
-
-// Inside Postgres: errors, SQL-callable functions, settings, shared memory, recording and its
-// triggers, the processes.
-mod error;
-mod event_row;
-mod guc;
-mod launcher;
-mod plans;
+/// What SQL sees: functions called directly, the settings, errors and their SQLSTATEs.
+mod api;
+/// Delivery: the launcher and the workers that claim, send, and write results.
+mod deliver;
+/// Postgres glue: SPI, shared memory, trigger rows.
+mod pg;
+/// Recording: an event written in the transaction that caused it.
 mod record;
-mod shared;
-mod sql_functions;
-mod triggers;
-mod worker;
+/// Rendering: events into callbacks (targets chosen, URLs filled, bodies made), queued.
+mod render;
 
 /// Defines the settings; when preloaded, also the shared memory and the launcher.
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     // SAFETY: a flag Postgres sets while it loads shared_preload_libraries.
     let preloading = unsafe { pg_sys::process_shared_preload_libraries_in_progress };
-    guc::define(preloading);
+    api::settings::define(preloading);
     if preloading {
-        shared::init();
-        launcher::register();
+        pg::shared::init();
+        deliver::launcher::register();
     }
 }
 
@@ -50,7 +37,7 @@ pub extern "C-unwind" fn _PG_init() {
 pgrx::extension_sql_file!(
     "../sql/model.sql",
     name = "model",
-    requires = [sql_functions::check_settings]
+    requires = [api::functions::check_settings]
 );
 // Campaigns inherit their list's callback settings.
 pgrx::extension_sql_file!("../sql/inheritance.sql", name = "inheritance", requires = ["model"]);
@@ -58,17 +45,17 @@ pgrx::extension_sql_file!("../sql/inheritance.sql", name = "inheritance", requir
 pgrx::extension_sql_file!("../sql/webhooks.sql", name = "webhooks", requires = ["inheritance"]);
 // The callbacks table: every callback recorded, its state, lease and history.
 pgrx::extension_sql_file!("../sql/queue.sql", name = "queue", requires = ["webhooks"]);
-// Events: the triggers that record callbacks, choosing their targets.
+// Events: the triggers that record them, and what their targets are chosen from.
 pgrx::extension_sql_file!(
     "../sql/events.sql",
     name = "events",
     requires = [
         "queue",
-        shared::wake_on_commit,
-        shared::_settings_changed,
+        pg::shared::wake_on_commit,
+        pg::shared::_settings_changed,
         record::record_event,
-        triggers::_message_record,
-        record::expand_events
+        record::messages::_message_record,
+        render::expand::expand_events
     ]
 );
 // Disabling and enabling campaigns' callbacks, alerts, replay, history, the campaign report.
@@ -77,13 +64,13 @@ pgrx::extension_sql_file!("../sql/delivery.sql", name = "delivery", requires = [
 pgrx::extension_sql_file!(
     "../sql/views.sql",
     name = "views",
-    requires = ["delivery", shared::worker_stats]
+    requires = ["delivery", api::functions::worker_stats]
 );
 // Attaching to an application's own message table.
 pgrx::extension_sql_file!(
     "../sql/attach.sql",
     name = "attach",
-    requires = ["views", record::_attached_events]
+    requires = ["views", record::attached::_attached_events]
 );
 // What pg_dump keeps of the extension's tables.
 pgrx::extension_sql_file!("../sql/dump.sql", name = "dump", requires = ["attach"]);

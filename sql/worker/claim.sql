@@ -1,6 +1,6 @@
 -- Claims up to $1 due callbacks for the worker with pid $2, skipping rows another worker holds
 -- (SKIP LOCKED, or a live lease) and rows of the hosts in $5, which have as many callbacks with
--- this worker as it can send soon (src/dispatch.rs; a host is the URL's lowercased authority).
+-- this worker as it can send soon (pg_callback_core::dispatch; a host is the URL's lowercased authority).
 -- A callback behind an earlier one with the same order key is 'waiting', not pending, so order
 -- needs no check here. The lease covers $3 rounds of the longest timeout, plus a minute; $4 is
 -- pg_callback.default_timeout in seconds, for policies that set no timeout.
@@ -10,7 +10,7 @@
 -- them row by row made each claim cost more the more were on the wire.
 --
 -- Due callbacks are all in callbacks_undone, which it reads and updates directly, finding the
--- claimed rows by id: the worker keeps its plan (src/worker.rs), and joining the claimed rows
+-- claimed rows by id: the worker keeps its plan (src/deliver/claim.rs), and joining the claimed rows
 -- back was planned as a scan of every pending row per claimed one when the statistics said the
 -- queue was empty (28 s for a batch of a backlog of 570,000).
 WITH due AS (

@@ -1,0 +1,222 @@
+//! Callbacks: one event rendered for one target, everything needed to send it fixed when the
+//! event is rendered (DESIGN.md §4: a later change of URL affects later events only).
+//!
+//! In: the event's type, scope, template variables and envelope, and a target. Out: a row of
+//! the queue (but for its state and webhook-id, which the extension adds), or why the URL or
+//! body could not be made.
+
+use crate::body::{self, Format};
+use crate::target::{Kind, Scope, Target};
+use crate::template::{self, TemplateError};
+use crate::time::iso_of_postgres;
+use base64::Engine;
+use serde_json::{json, Map, Value};
+
+/// A callback rendered.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Callback {
+    pub event: String,
+    pub account_id: i64,
+    pub campaign_id: Option<i64>,
+    pub message_id: Option<i64>,
+    pub kind: Kind,
+    pub subscription_id: Option<i64>,
+    pub url: String,
+    pub method: String,
+    /// The request's headers as a JSON object (the target's, and Content-Type).
+    pub headers: String,
+    /// None for a GET.
+    pub body: Option<String>,
+    pub auth_header: Option<String>,
+    pub signing_secret: Option<String>,
+    pub retry_policy: String,
+    /// Callbacks with the same order key are delivered in the order their events happened.
+    pub order_key: String,
+    /// Held while the campaign's callbacks are disabled.
+    pub held: bool,
+}
+
+/// Why a callback could not be rendered.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RenderError {
+    /// The URL template could not be filled.
+    Template { template: String, error: TemplateError },
+    /// The target names a body format that does not exist.
+    Format(String),
+}
+
+/// The body of every callback of an event: the Standard Webhooks envelope
+/// `{"type", "timestamp", "data"}`; `at` is when it happened (a Postgres `timestamptz`).
+pub fn envelope(event: &str, at: i64, data: &Value) -> Value {
+    json!({"type": event, "timestamp": iso_of_postgres(at), "data": data})
+}
+
+/// What a callback's order key starts with: its message, else its campaign.
+fn order_scope(scope: &Scope) -> String {
+    match (scope.message_id, scope.campaign_id) {
+        (Some(id), _) => format!("message:{id}"),
+        (None, Some(id)) => format!("campaign:{id}"),
+        (None, None) => String::new(),
+    }
+}
+
+/// The order key of a callback to `url` (filled in, or the template when it could not be).
+pub fn order_key(scope: &Scope, url: &str) -> String {
+    format!("{} {url}", order_scope(scope))
+}
+
+/// The Authorization header a target's credentials make (basic auth wins over a token).
+fn auth_header(target: &Target) -> Option<String> {
+    match (&target.basic_auth, &target.bearer_token) {
+        (Some(basic), _) => Some(format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(basic)
+        )),
+        (None, Some(token)) => Some(format!("Bearer {token}")),
+        (None, None) => None,
+    }
+}
+
+/// Renders `event` for `target`: the URL filled from `vars` (plus `event`), for a POST the
+/// body from `envelope` in the target's format.
+#[allow(clippy::too_many_arguments)]
+pub fn render(
+    event: &str,
+    scope: &Scope,
+    kind: Kind,
+    subscription_id: Option<i64>,
+    target: Target,
+    held: bool,
+    vars: &Map<String, Value>,
+    envelope: &Value,
+) -> Result<Callback, RenderError> {
+    let url = template::render(&target.url, vars).map_err(|error| RenderError::Template {
+        template: target.url.clone(),
+        error,
+    })?;
+    let mut headers = crate::event::json_object(target.headers.as_deref());
+    let body = match target.method.as_str() {
+        "POST" => {
+            let format = Format::parse(&target.format).ok_or_else(|| RenderError::Format(target.format.clone()))?;
+            headers.insert("Content-Type".into(), format.content_type().into());
+            Some(body::render(format, envelope))
+        }
+        _ => None,
+    };
+    Ok(Callback {
+        event: event.to_string(),
+        account_id: scope.account_id,
+        campaign_id: scope.campaign_id,
+        message_id: scope.message_id,
+        kind,
+        subscription_id,
+        order_key: order_key(scope, &url),
+        url,
+        method: target.method.clone(),
+        headers: Value::Object(headers).to_string(),
+        body,
+        auth_header: auth_header(&target),
+        signing_secret: target.signing_secret,
+        retry_policy: target.retry_policy,
+        held,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scope() -> Scope<'static> {
+        Scope {
+            account_id: 1,
+            campaign_id: Some(2),
+            message_id: Some(3),
+            channel: None,
+            notify_url: None,
+            notify_format: None,
+        }
+    }
+
+    fn vars() -> Map<String, Value> {
+        json!({"id": 3, "event": "message.status"}).as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn a_post_carries_the_envelope_and_its_content_type() {
+        let target = Target {
+            headers: Some(r#"{"X-Tenant": "a"}"#.into()),
+            bearer_token: Some("t0k".into()),
+            ..Target::plain("https://h/m/${id}", "json")
+        };
+        let envelope = envelope("message.status", 0, &json!({"status": "delivered"}));
+        let c = render(
+            "message.status",
+            &scope(),
+            Kind::List,
+            None,
+            target,
+            false,
+            &vars(),
+            &envelope,
+        )
+        .unwrap();
+        assert_eq!(c.url, "https://h/m/3");
+        assert_eq!(c.order_key, "message:3 https://h/m/3");
+        assert_eq!(c.auth_header.as_deref(), Some("Bearer t0k"));
+        let headers: Value = serde_json::from_str(&c.headers).unwrap();
+        assert_eq!(headers, json!({"X-Tenant": "a", "Content-Type": "application/json"}));
+        let body: Value = serde_json::from_str(c.body.as_deref().unwrap()).unwrap();
+        assert_eq!(body["timestamp"], "2000-01-01T00:00:00.000000Z");
+        assert_eq!(body["data"]["status"], "delivered");
+    }
+
+    #[test]
+    fn a_get_has_no_body_and_basic_auth_wins() {
+        let target = Target {
+            method: "GET".into(),
+            basic_auth: Some("user:pass".into()),
+            bearer_token: Some("ignored".into()),
+            ..Target::plain("https://h/?e=${event}", "json")
+        };
+        let c = render(
+            "message.status",
+            &scope(),
+            Kind::Campaign,
+            None,
+            target,
+            true,
+            &vars(),
+            &json!({}),
+        )
+        .unwrap();
+        assert_eq!(c.url, "https://h/?e=message.status");
+        assert_eq!(c.body, None);
+        assert_eq!(c.headers, "{}");
+        assert_eq!(c.auth_header.as_deref(), Some("Basic dXNlcjpwYXNz"));
+        assert!(c.held);
+    }
+
+    #[test]
+    fn unfillable_urls_and_unknown_formats_are_errors() {
+        let missing = Target::plain("https://h/${nope}", "json");
+        let error = render("e", &scope(), Kind::List, None, missing, false, &vars(), &json!({})).unwrap_err();
+        assert!(matches!(error, RenderError::Template { ref template, .. } if template == "https://h/${nope}"));
+        let format = Target::plain("https://h/", "yaml");
+        let error = render("e", &scope(), Kind::List, None, format, false, &vars(), &json!({})).unwrap_err();
+        assert_eq!(error, RenderError::Format("yaml".into()));
+    }
+
+    #[test]
+    fn order_keys_are_per_message_else_per_campaign() {
+        let campaign = Scope {
+            message_id: None,
+            ..scope()
+        };
+        assert_eq!(order_key(&campaign, "u"), "campaign:2 u");
+        let account = Scope {
+            campaign_id: None,
+            ..campaign
+        };
+        assert_eq!(order_key(&account, "u"), " u");
+    }
+}

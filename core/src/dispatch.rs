@@ -1,0 +1,255 @@
+//! Which claimed callback a worker sends next: at most `max_in_flight` requests at once and at
+//! most `max_in_flight_per_host` to any one host, so one slow or dead endpoint holds a few
+//! threads, never all of them. No pgrx: the worker (src/deliver/worker.rs) feeds it claimed callbacks
+//! and answers, and asks it what to send, what to give back unsent, and which hosts a claim
+//! should skip because it has enough of their callbacks already.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+/// How long a claimed callback should wait in the worker for a free slot of its host, at the
+/// rate that host answers: a claim skips a host that has that much to do already.
+const QUEUE_TIME: Duration = Duration::from_secs(1);
+
+/// The limits a worker works within.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Requests in flight at once.
+    pub in_flight: usize,
+    /// Requests in flight at once to one host.
+    pub per_host: usize,
+}
+
+/// The host a URL's requests go to, as both this module and the claim (sql/worker/claim.sql)
+/// name it: the lowercased authority, between `://` and the path.
+pub fn host_of(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    rest[..end].to_ascii_lowercase()
+}
+
+#[derive(Default)]
+struct Host {
+    queued: usize,
+    in_flight: usize,
+    /// How long its answers take, a moving average; None until one came.
+    answer_time: Option<Duration>,
+}
+
+struct Queued<T> {
+    key: i64,
+    host: String,
+    /// Given back unsent after this, well before its lease ends.
+    release_at: Instant,
+    item: T,
+}
+
+/// The claimed callbacks of one worker: queued (claimed, not sent) and in flight.
+pub struct Dispatcher<T> {
+    queue: VecDeque<Queued<T>>,
+    in_flight: HashMap<i64, (String, T)>,
+    hosts: HashMap<String, Host>,
+}
+
+impl<T> Default for Dispatcher<T> {
+    fn default() -> Self {
+        Dispatcher {
+            queue: VecDeque::new(),
+            in_flight: HashMap::new(),
+            hosts: HashMap::new(),
+        }
+    }
+}
+
+impl<T> Dispatcher<T> {
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty() && self.in_flight.is_empty()
+    }
+
+    /// A claimed callback, to be sent in claim order as its host has room.
+    pub fn add(&mut self, key: i64, url: &str, release_at: Instant, item: T) {
+        let host = host_of(url);
+        self.hosts.entry(host.clone()).or_default().queued += 1;
+        self.queue.push_back(Queued {
+            key,
+            host,
+            release_at,
+            item,
+        });
+    }
+
+    /// Moves what may go now from the queue to in flight, and returns it, oldest first. Stops
+    /// at the overall limit, so a full worker pays nothing for a long queue.
+    pub fn to_send(&mut self, limits: Limits) -> Vec<&T> {
+        let mut keys = Vec::new();
+        let mut i = 0;
+        while i < self.queue.len() && self.in_flight.len() < limits.in_flight {
+            let Some(host) = self.hosts.get_mut(&self.queue[i].host) else {
+                i += 1; // every queued callback's host is counted (add)
+                continue;
+            };
+            if host.in_flight >= limits.per_host.max(1) {
+                i += 1;
+                continue;
+            }
+            host.queued -= 1;
+            host.in_flight += 1;
+            let Some(q) = self.queue.remove(i) else { break };
+            keys.push(q.key);
+            self.in_flight.insert(q.key, (q.host, q.item));
+        }
+        keys.iter().map(|k| &self.in_flight[k].1).collect()
+    }
+
+    /// The callback an answer was for, taken out; its host's answer time is updated.
+    pub fn answered(&mut self, key: i64, took: Duration) -> Option<T> {
+        let (host, item) = self.in_flight.remove(&key)?;
+        if let Some(h) = self.hosts.get_mut(&host) {
+            h.in_flight -= 1;
+            h.answer_time = Some(match h.answer_time {
+                Some(avg) => avg.mul_f64(0.8) + took.mul_f64(0.2),
+                None => took,
+            });
+        }
+        Some(item)
+    }
+
+    /// Queued callbacks past their release time, taken out (to be given back unsent). The
+    /// queue is in claim order, so they are at its front.
+    pub fn overdue(&mut self, now: Instant) -> Vec<T> {
+        let mut gone = Vec::new();
+        while self.queue.front().is_some_and(|q| q.release_at <= now) {
+            let Some(q) = self.queue.pop_front() else { break };
+            if let Some(h) = self.hosts.get_mut(&q.host) {
+                h.queued -= 1;
+            }
+            gone.push(q.item);
+        }
+        gone
+    }
+
+    /// Everything claimed and not answered, taken out: the worker is stopping.
+    pub fn take_all(&mut self) -> Vec<T> {
+        self.hosts.values_mut().for_each(|h| (h.queued, h.in_flight) = (0, 0));
+        let queued = self.queue.drain(..).map(|q| q.item);
+        queued
+            .chain(self.in_flight.drain().map(|(_, (_, item))| item))
+            .collect()
+    }
+
+    /// The hosts a claim should skip: those with as many callbacks queued and in flight as
+    /// this worker can send within QUEUE_TIME at the rate they answer (at least two rounds of
+    /// their slots).
+    pub fn full_hosts(&self, limits: Limits) -> Vec<String> {
+        let full = |h: &Host| {
+            let depth = match h.answer_time {
+                Some(t) => (QUEUE_TIME.as_secs_f64() / t.as_secs_f64().max(1e-6)).max(2.0),
+                None => 2.0,
+            };
+            (h.queued + h.in_flight) as f64 >= limits.per_host as f64 * depth
+        };
+        self.hosts
+            .iter()
+            .filter(|(_, h)| full(h))
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: Limits = Limits {
+        in_flight: 4,
+        per_host: 2,
+    };
+
+    fn later() -> Instant {
+        Instant::now() + Duration::from_secs(60)
+    }
+
+    #[test]
+    fn hosts_are_lowercased_authorities() {
+        assert_eq!(
+            host_of("https://Hooks.Example.com:8443/a/b?c#d"),
+            "hooks.example.com:8443"
+        );
+        assert_eq!(host_of("http://127.0.0.1:58080"), "127.0.0.1:58080");
+        assert_eq!(host_of("http://h?x=1"), "h");
+    }
+
+    #[test]
+    fn a_busy_host_does_not_hold_up_the_others() {
+        let mut d = Dispatcher::default();
+        for key in 0..5 {
+            d.add(key, "http://slow/x", later(), key);
+        }
+        d.add(10, "http://fast/x", later(), 10);
+        // Two to the slow host (its limit), then the fast one, though claimed after the others.
+        assert_eq!(d.to_send(LIMITS), vec![&0, &1, &10]);
+        assert_eq!((d.queued(), d.in_flight()), (3, 3));
+        // Nothing more for the slow host until one of its requests is answered.
+        assert!(d.to_send(LIMITS).is_empty());
+        assert_eq!(d.answered(0, Duration::from_secs(2)), Some(0));
+        assert_eq!(d.to_send(LIMITS), vec![&2]);
+    }
+
+    #[test]
+    fn in_flight_is_bounded_overall() {
+        let mut d = Dispatcher::default();
+        for key in 0..6 {
+            d.add(key, &format!("http://host{key}/"), later(), key);
+        }
+        assert_eq!(d.to_send(LIMITS).len(), 4);
+        assert_eq!(d.queued(), 2);
+    }
+
+    #[test]
+    fn overdue_callbacks_are_given_back_and_everything_on_stop() {
+        let mut d = Dispatcher::default();
+        d.add(1, "http://a/", Instant::now(), 1);
+        d.add(2, "http://a/", later(), 2);
+        d.add(3, "http://a/", later(), 3);
+        assert_eq!(d.overdue(Instant::now()), vec![1]);
+        assert_eq!(d.to_send(LIMITS), vec![&2, &3]);
+        d.add(4, "http://a/", later(), 4);
+        let mut all = d.take_all();
+        all.sort();
+        assert_eq!(all, vec![2, 3, 4]);
+        assert!(d.is_empty());
+    }
+
+    #[test]
+    fn claims_skip_hosts_with_enough_to_do() {
+        let mut d = Dispatcher::default();
+        d.add(1, "http://slow/", later(), 1);
+        d.add(2, "http://fast/", later(), 2);
+        d.to_send(LIMITS);
+        d.answered(1, Duration::from_secs(2));
+        d.answered(2, Duration::from_millis(1));
+        // Two rounds of its two slots for the slow host; a second's worth (2000) for the fast one.
+        for key in 10..13 {
+            d.add(key, "http://slow/", later(), key);
+            d.add(key + 100, "http://fast/", later(), key);
+        }
+        assert!(d.full_hosts(LIMITS).is_empty());
+        d.add(13, "http://slow/", later(), 13);
+        assert_eq!(d.full_hosts(LIMITS), vec!["slow".to_string()]);
+        // A host never answered yet is full at two rounds too.
+        for key in 20..24 {
+            d.add(key, "http://new/", later(), key);
+        }
+        let mut full = d.full_hosts(LIMITS);
+        full.sort();
+        assert_eq!(full, vec!["new".to_string(), "slow".to_string()]);
+    }
+}

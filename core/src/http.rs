@@ -1,0 +1,424 @@
+//! The HTTP side of delivery: a pool of threads sharing one ureq agent (kept-alive
+//! connections), each sending one request at a time and reporting what came back.
+//!
+//! No pgrx here, and these threads never call into Postgres: they block every signal, so
+//! SIGTERM and SIGHUP reach the worker's main thread, and they exchange only owned data
+//! with it over channels.
+
+use crate::destinations::Destinations;
+use crate::retry::parse_retry_after;
+use std::collections::HashMap;
+use std::io::Read;
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+use ureq::config::Config;
+use ureq::http::Uri;
+use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
+
+/// One request to make.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The caller's key for the answer (the callback id).
+    pub key: i64,
+    pub post: bool,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<String>,
+    pub timeout: Duration,
+    /// How much of the answer's body to keep.
+    pub excerpt_bytes: usize,
+}
+
+/// What one request came to.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub key: i64,
+    pub started: SystemTime,
+    pub duration: Duration,
+    /// The HTTP status, when an answer came (any status: redirects are not followed).
+    pub status: Option<u16>,
+    pub retry_after: Option<Duration>,
+    /// The first bytes of the answer's body, as text.
+    pub excerpt: Option<String>,
+    /// Why no answer came (timeout, refused, reset, bad URL ...).
+    pub error: Option<String>,
+}
+
+/// Sizes and limits of a pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolConfig {
+    /// Requests in flight at once: one thread each.
+    pub threads: usize,
+}
+
+pub struct Pool {
+    config: PoolConfig,
+    allowed: Arc<RwLock<Destinations>>,
+    jobs: Option<Sender<Request>>,
+    results: Receiver<Response>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// The agent every thread shares: kept-alive connections, no redirects, every status an answer,
+/// no proxy (the guard checks the addresses connected to), only the destinations allowed.
+fn agent(config: PoolConfig, allowed: Arc<RwLock<Destinations>>) -> ureq::Agent {
+    let config = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .proxy(None)
+        .max_idle_connections(config.threads.max(1) * 4)
+        .max_idle_connections_per_host(config.threads.max(1))
+        .user_agent(concat!("pg_callback/", env!("CARGO_PKG_VERSION")))
+        .build();
+    let names = KeptNames {
+        names: Mutex::default(),
+        allowed,
+    };
+    ureq::Agent::with_parts(config, DefaultConnector::default(), names)
+}
+
+/// How long a host's addresses are used before it is looked up again.
+const NAMES_KEPT_FOR: Duration = Duration::from_secs(30);
+
+/// Name resolution that keeps a host's addresses for NAMES_KEPT_FOR. ureq looks a host up for
+/// every request, kept-alive connection or not, on a thread of its own when the request has a
+/// timeout: at thousands of requests a second, starting those threads cost more than sending.
+/// It answers only the addresses that may be connected to (destinations.rs); ureq
+/// connects to no other, for a new connection or a kept-alive one.
+#[derive(Debug)]
+struct KeptNames {
+    names: Mutex<HashMap<String, (Instant, ResolvedSocketAddrs)>>,
+    allowed: Arc<RwLock<Destinations>>,
+}
+
+impl Resolver for KeptNames {
+    fn resolve(&self, uri: &Uri, config: &Config, timeout: NextTimeout) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let key = format!("{:?}://{:?}", uri.scheme(), uri.authority());
+        let kept = |names: &HashMap<String, (Instant, ResolvedSocketAddrs)>| {
+            names
+                .get(&key)
+                .filter(|(at, _)| at.elapsed() < NAMES_KEPT_FOR)
+                .map(|(_, addrs)| addrs.clone())
+        };
+        if let Some(addrs) = self.names.lock().ok().and_then(|names| kept(&names)) {
+            return self.guard(uri, addrs);
+        }
+        // The standard library's lookup fails with an I/O error ("failed to lookup address
+        // information: ..."); the history says what it means.
+        let addrs = DefaultResolver::default()
+            .resolve(uri, config, timeout)
+            .map_err(|e| match e {
+                ureq::Error::Io(_) => ureq::Error::HostNotFound,
+                other => other,
+            })?;
+        if let Ok(mut names) = self.names.lock() {
+            if names.len() >= 10_000 {
+                names.clear();
+            }
+            names.insert(key, (Instant::now(), addrs.clone()));
+        }
+        self.guard(uri, addrs)
+    }
+}
+
+impl KeptNames {
+    /// The addresses of `uri`'s host that may be connected to; an error saying why not when
+    /// there is none.
+    fn guard(&self, uri: &Uri, addrs: ResolvedSocketAddrs) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let host = uri.host().unwrap_or_default();
+        let allowed = self.allowed.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut kept = self.empty();
+        let mut refusal = None;
+        for addr in addrs.iter() {
+            match allowed.refusal(host, addr.ip()) {
+                None => kept.push(*addr),
+                Some(why) => refusal = refusal.or(Some(why)),
+            }
+        }
+        match refusal {
+            Some(why) if kept.is_empty() => Err(ureq::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                why,
+            ))),
+            _ => Ok(kept),
+        }
+    }
+}
+
+/// Blocks every signal in the calling thread, so the process's signals go to the main thread.
+fn block_signals() {
+    // SAFETY: plain libc calls on a set owned by this frame.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
+    }
+}
+
+impl Pool {
+    /// A pool that sends only to the destinations `allowed` (and to public addresses); an
+    /// error when a thread cannot be started.
+    pub fn new(config: PoolConfig, allowed: Destinations) -> std::io::Result<Pool> {
+        let (jobs, job_rx) = channel::<Request>();
+        let (result_tx, results) = channel::<Response>();
+        let job_rx = Arc::new(Mutex::new(job_rx));
+        let allowed = Arc::new(RwLock::new(allowed));
+        let agent = agent(config, Arc::clone(&allowed));
+        let threads = (0..config.threads.max(1))
+            .map(|i| {
+                let job_rx = Arc::clone(&job_rx);
+                let result_tx = result_tx.clone();
+                let agent = agent.clone();
+                std::thread::Builder::new()
+                    .name(format!("pg_callback-http-{i}"))
+                    .spawn(move || {
+                        block_signals();
+                        loop {
+                            let job = match job_rx.lock() {
+                                Ok(rx) => rx.recv(),
+                                Err(_) => return,
+                            };
+                            let Ok(job) = job else { return };
+                            if result_tx.send(send(&agent, job)).is_err() {
+                                return;
+                            }
+                        }
+                    })
+            })
+            .collect::<std::io::Result<Vec<_>>>()?;
+        Ok(Pool {
+            config,
+            allowed,
+            jobs: Some(jobs),
+            results,
+            threads,
+        })
+    }
+
+    pub fn config(&self) -> PoolConfig {
+        self.config
+    }
+
+    /// Changes what may be sent to, from the next request on.
+    pub fn allow(&self, allowed: Destinations) {
+        *self.allowed.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = allowed;
+    }
+
+    /// Queues a request; a thread takes it as soon as one is free.
+    pub fn submit(&self, request: Request) {
+        if let Some(jobs) = &self.jobs {
+            // The threads hold the receiver until the pool is dropped, so this cannot fail.
+            let _ = jobs.send(request);
+        }
+    }
+
+    /// The next answer, waiting at most `timeout`.
+    pub fn next(&self, timeout: Duration) -> Option<Response> {
+        self.results.recv_timeout(timeout).ok()
+    }
+}
+
+impl Drop for Pool {
+    /// Closes the queue; threads finish the request they are on and end. They are not
+    /// joined: a request may run until its timeout, and the worker need not wait for it.
+    fn drop(&mut self) {
+        self.jobs.take();
+        self.threads.clear();
+    }
+}
+
+fn send(agent: &ureq::Agent, request: Request) -> Response {
+    let excerpt_bytes = request.excerpt_bytes;
+    let started = SystemTime::now();
+    let clock = Instant::now();
+    let mut response = Response {
+        key: request.key,
+        started,
+        duration: Duration::ZERO,
+        status: None,
+        retry_after: None,
+        excerpt: None,
+        error: None,
+    };
+    match call(agent, &request) {
+        Ok(mut answer) => {
+            response.status = Some(answer.status().as_u16());
+            let now_unix = started
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0);
+            response.retry_after = answer
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, now_unix));
+            let mut excerpt = Vec::with_capacity(excerpt_bytes.min(4096));
+            // Read the rest too (up to a bound) so the connection can be kept alive.
+            let mut reader = answer.body_mut().as_reader();
+            match reader.by_ref().take(excerpt_bytes as u64).read_to_end(&mut excerpt) {
+                Ok(_) => {
+                    let _ = std::io::copy(&mut reader.take(1 << 20), &mut std::io::sink());
+                }
+                Err(e) => response.error = Some(format!("reading the response: {e}")),
+            }
+            response.excerpt = Some(String::from_utf8_lossy(&excerpt).into_owned());
+        }
+        Err(e) => response.error = Some(describe(&e)),
+    }
+    response.duration = clock.elapsed();
+    response
+}
+
+fn call(agent: &ureq::Agent, r: &Request) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+    let timeout = Some(r.timeout);
+    if r.post {
+        let mut builder = agent.post(&r.url);
+        for (name, value) in &r.headers {
+            builder = builder.header(name, value);
+        }
+        builder
+            .config()
+            .timeout_global(timeout)
+            .build()
+            .send(r.body.as_deref().unwrap_or("").as_bytes())
+    } else {
+        let mut builder = agent.get(&r.url);
+        for (name, value) in &r.headers {
+            builder = builder.header(name, value);
+        }
+        builder.config().timeout_global(timeout).build().call()
+    }
+}
+
+/// A short, stable description of a transport error for the history.
+fn describe(e: &ureq::Error) -> String {
+    match e {
+        ureq::Error::Timeout(what) => format!("timeout: {what}"),
+        // The guard's refusal (KeptNames::guard), as it is.
+        ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::PermissionDenied => io.to_string(),
+        ureq::Error::Io(io) => format!("connection error: {io}"),
+        ureq::Error::HostNotFound => "host not found".to_string(),
+        ureq::Error::ConnectionFailed => "connection error: connection failed".to_string(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+
+    /// A one-shot receiver on loopback that answers each connection with `answer`.
+    fn receiver(answer: &'static str) -> (String, std::thread::JoinHandle<Vec<String>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let handle = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut head = Vec::new();
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if line == "\r\n" || line.is_empty() {
+                    break;
+                }
+                head.push(line.trim_end().to_string());
+            }
+            (&stream).write_all(answer.as_bytes()).unwrap();
+            head
+        });
+        (url, handle)
+    }
+
+    /// What the tests send to: loopback, refused unless allowed.
+    fn loopback() -> Destinations {
+        Destinations::parse("127.0.0.1").unwrap()
+    }
+
+    fn request(url: String) -> Request {
+        Request {
+            key: 7,
+            post: true,
+            url,
+            headers: vec![("X-Test".into(), "yes".into())],
+            body: Some("{}".into()),
+            timeout: Duration::from_secs(5),
+            excerpt_bytes: 4,
+        }
+    }
+
+    #[test]
+    fn posts_and_reports_status_excerpt_and_retry_after() {
+        let (url, server) =
+            receiver("HTTP/1.1 429 Too Many Requests\r\nRetry-After: 30\r\nContent-Length: 11\r\n\r\nslow down!!");
+        let pool = Pool::new(PoolConfig { threads: 2 }, loopback()).unwrap();
+        pool.submit(request(url));
+        let answer = pool.next(Duration::from_secs(5)).expect("an answer");
+        assert_eq!(answer.key, 7);
+        assert_eq!(answer.status, Some(429));
+        assert_eq!(answer.retry_after, Some(Duration::from_secs(30)));
+        assert_eq!(answer.excerpt.as_deref(), Some("slow"));
+        assert_eq!(answer.error, None);
+        let head = server.join().unwrap();
+        assert!(head[0].starts_with("POST /hook HTTP/1.1"), "{head:?}");
+        assert!(head.iter().any(|h| h.eq_ignore_ascii_case("x-test: yes")), "{head:?}");
+    }
+
+    #[test]
+    fn redirects_are_answers_not_followed() {
+        let (url, _server) =
+            receiver("HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:1/\r\nContent-Length: 0\r\n\r\n");
+        let pool = Pool::new(PoolConfig { threads: 1 }, loopback()).unwrap();
+        pool.submit(request(url));
+        assert_eq!(pool.next(Duration::from_secs(5)).unwrap().status, Some(302));
+    }
+
+    #[test]
+    fn refused_connections_are_errors() {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let pool = Pool::new(PoolConfig { threads: 1 }, loopback()).unwrap();
+        pool.submit(request(format!("http://127.0.0.1:{port}/")));
+        let answer = pool.next(Duration::from_secs(5)).unwrap();
+        assert_eq!(answer.status, None);
+        assert!(answer.error.unwrap().starts_with("connection error"));
+    }
+
+    #[test]
+    fn names_that_do_not_resolve_are_host_not_found() {
+        let pool = Pool::new(PoolConfig { threads: 1 }, loopback()).unwrap();
+        // A label one longer than DNS allows: the lookup fails without asking a name server.
+        pool.submit(request(format!("http://{}.invalid/", "a".repeat(64))));
+        let answer = pool.next(Duration::from_secs(10)).unwrap();
+        assert_eq!((answer.status, answer.error.as_deref()), (None, Some("host not found")));
+    }
+
+    #[test]
+    fn protected_destinations_are_refused_before_connecting() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let pool = Pool::new(PoolConfig { threads: 1 }, Destinations::default()).unwrap();
+        for url in [format!("http://127.0.0.1:{port}/"), format!("http://localhost:{port}/")] {
+            pool.submit(request(url));
+            let answer = pool.next(Duration::from_secs(5)).unwrap();
+            assert_eq!(answer.status, None);
+            let error = answer.error.unwrap();
+            assert!(
+                error.starts_with("destination refused: ") && error.contains("loopback"),
+                "{error}"
+            );
+        }
+        assert!(listener.accept().is_err(), "nothing connected");
+        // Allowed by name, its addresses may be connected to; allowed again after a change.
+        pool.allow(Destinations::parse("localhost").unwrap());
+        let (url, server) = receiver("HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n");
+        let url = url.replace("127.0.0.1", "localhost");
+        pool.submit(request(url));
+        assert_eq!(pool.next(Duration::from_secs(5)).unwrap().status, Some(204));
+        server.join().unwrap();
+    }
+}

@@ -1,0 +1,207 @@
+//! Claiming: due callbacks leased to this worker a batch at a time, in one short transaction
+//! that first renders events recorded for later (src/render/expand.rs).
+//!
+//! In: how many are wanted, the hosts this worker has enough of, where the last claim ended.
+//! Out: `Claimed` callbacks with their retry policy; what events may be left to render.
+//! SQL: sql/worker/claim.sql, sql/worker/policies.sql.
+
+use super::same_extension;
+use crate::api::settings as guc;
+use crate::pg::spi::{self, types, Kept};
+use crate::render::expand;
+use pg_callback_core::retry::{Kind, Policy};
+use pgrx::datum::DatumWithOid;
+use pgrx::prelude::*;
+use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiResult};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+const CLAIM: &str = include_str!("../../sql/worker/claim.sql");
+const POLICIES: &str = include_str!("../../sql/worker/policies.sql");
+
+/// Events recorded with pg_callback.recording = deferred are rendered into callbacks at the
+/// start of a claim (when a commit stored some since the last), this many at most, and claimed
+/// in the same transaction.
+const EXPAND_BATCH: i32 = 1000;
+
+thread_local! {
+    /// The claim runs thousands of times a second, parsed once (src/pg/spi.rs).
+    static CLAIM_PLAN: Kept<OwnedPreparedStatement> = const { RefCell::new(None) };
+}
+
+fn prepare(client: &mut SpiClient<'_>) -> SpiResult<OwnedPreparedStatement> {
+    let args = ["int", "int", "int", "float8", "text[]", "float8", "bigint"];
+    Ok(client.prepare_mut(CLAIM, &types(&args))?.keep())
+}
+
+/// A claimed callback, with everything needed to send it and judge the answer.
+pub struct Claimed {
+    pub id: i64,
+    pub webhook_id: String,
+    pub post: bool,
+    pub url: String,
+    pub headers: String,
+    pub body: Option<String>,
+    pub auth_header: Option<String>,
+    pub signing_secret: Option<String>,
+    pub attempts: u32,
+    pub policy: Rc<Policy>,
+    pub timeout: Duration,
+    /// How long its lease lasts from the claim: it is given back unsent after half of that.
+    pub lease: Duration,
+    /// When it was due (Unix seconds): with the id, where the next claim starts.
+    pub due: f64,
+    /// The `callback` schema it was claimed from: if the extension is dropped and created
+    /// again meanwhile, its result is not written (its id may name a new callback).
+    pub schema: pg_sys::Oid,
+}
+
+/// What a claim's rendering may have left of the events recorded.
+#[derive(PartialEq)]
+pub enum Left {
+    Nothing,
+    /// It rendered a full batch.
+    More,
+    /// Another worker was rendering: what that one took may not include events whose flag
+    /// this worker lowered.
+    OtherRenderer,
+}
+
+/// What a claim asks for.
+pub struct Wanted {
+    /// Render recorded events first.
+    pub render: bool,
+    /// Claim at most this many.
+    pub count: usize,
+    /// Skip these hosts: this worker has as many of their callbacks as it can send soon.
+    pub full_hosts: Vec<String>,
+    /// Start after this due time and id, those of the last callback claimed.
+    pub after: Option<(f64, i64)>,
+}
+
+/// Renders recorded events (if asked), then claims what is wanted. None when the extension of
+/// `schema` is gone (even if created again since). A failing statement raises an error, which
+/// ends the worker with its cause logged; its claimed callbacks are released by the next one.
+pub fn claim(schema: pg_sys::Oid, wanted: Wanted) -> Option<(Vec<Claimed>, Left)> {
+    if !same_extension(schema) {
+        return None;
+    }
+    let batch = guc::BATCH_SIZE.get().max(1);
+    let in_flight = guc::MAX_IN_FLIGHT.get().max(1);
+    // The lease covers two batches' rounds of requests: one to wait for a free thread, one to send.
+    let rounds = 2 * ((batch + in_flight - 1) / in_flight);
+    let default_timeout = f64::from(guc::DEFAULT_TIMEOUT_MS.get()) / 1000.0;
+    let args = [
+        (wanted.count as i32).into(),
+        super::my_pid().into(),
+        rounds.into(),
+        default_timeout.into(),
+        wanted.full_hosts.into(),
+        wanted.after.map_or(0.0, |(due, _)| due).into(),
+        wanted.after.map_or(0, |(_, id)| id).into(),
+    ];
+    let has_events = spi::events_table() != pg_sys::InvalidOid;
+    // What callback._expand_events() runs, called directly.
+    let left = match (wanted.render && has_events).then(|| expand::expand_events(EXPAND_BATCH)) {
+        Some(EXPAND_BATCH) => Left::More,
+        Some(-1) => Left::OtherRenderer,
+        _ => Left::Nothing,
+    };
+    let claimed = Spi::connect_mut(|client| {
+        spi::with(&CLAIM_PLAN, client, prepare, |client, plan| {
+            claimed_rows(client, plan, &args, schema, default_timeout)
+        })
+    });
+    match claimed {
+        Ok(claimed) => Some((claimed, left)),
+        Err(e) => error!("pg_callback worker: claiming callbacks failed: {e}"),
+    }
+}
+
+/// Runs the claim and reads what it returned.
+fn claimed_rows(
+    client: &mut SpiClient<'_>,
+    plan: &OwnedPreparedStatement,
+    args: &[DatumWithOid<'_>],
+    schema: pg_sys::Oid,
+    default_timeout: f64,
+) -> SpiResult<Vec<Claimed>> {
+    // Its plan is kept, unlike the worker's other statements (src/deliver/worker.rs): planning
+    // it cost more than running it, a claim per few events under a stream of single commits.
+    // Its shape holds whatever the statistics say: the due index walked in order (sorts are
+    // off), the claimed rows found by id (sequential scans off, for a queue that looked empty
+    // when it was planned).
+    let generic = [(c"plan_cache_mode", c"force_generic_plan"), (c"enable_seqscan", c"off")];
+    let rows = spi::with_settings(&generic, || client.update(plan, None, args))?;
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let policies = policies(client, default_timeout)?;
+    let mut claimed = Vec::with_capacity(rows.len());
+    for row in rows {
+        let name: String = row.get_by_name("retry_policy")?.unwrap_or_default();
+        let (policy, timeout) = policies
+            .get(&name)
+            .cloned()
+            .unwrap_or_else(|| (Rc::new(fallback_policy()), Duration::from_secs(30)));
+        claimed.push(Claimed {
+            id: row.get_by_name("id")?.unwrap_or_default(),
+            webhook_id: row.get_by_name("webhook_id")?.unwrap_or_default(),
+            post: row.get_by_name("post")?.unwrap_or(true),
+            url: row.get_by_name("url")?.unwrap_or_default(),
+            headers: row.get_by_name("headers")?.unwrap_or_default(),
+            body: row.get_by_name("body")?,
+            auth_header: row.get_by_name("auth_header")?,
+            signing_secret: row.get_by_name("signing_secret")?,
+            attempts: row.get_by_name::<i32, _>("attempts")?.unwrap_or(1).max(1) as u32,
+            policy,
+            timeout,
+            schema,
+            due: row.get_by_name("due")?.unwrap_or(0.0),
+            lease: Duration::from_secs_f64(row.get_by_name::<f64, _>("lease_seconds")?.unwrap_or(60.0).max(0.0)),
+        });
+    }
+    Ok(claimed)
+}
+
+/// Every retry policy by name, with its HTTP timeout.
+fn policies(client: &mut SpiClient<'_>, default_timeout: f64) -> SpiResult<HashMap<String, (Rc<Policy>, Duration)>> {
+    let seconds = |s: Option<f64>| Duration::from_secs_f64(s.unwrap_or(0.0).max(0.0));
+    let mut policies = HashMap::new();
+    for row in client.select(POLICIES, None, &[default_timeout.into()])? {
+        let kind: String = row.get_by_name("kind")?.unwrap_or_default();
+        let policy = Policy {
+            // The column is an enum of exactly these kinds.
+            kind: Kind::parse(&kind).unwrap_or(Kind::Fixed),
+            max_attempts: row.get_by_name::<i32, _>("max_attempts")?.unwrap_or(1).max(1) as u32,
+            step: seconds(row.get_by_name("step")?),
+            cap: seconds(row.get_by_name("cap")?),
+            jitter: row.get_by_name("jitter")?.unwrap_or(0.0),
+            intervals: row
+                .get_by_name::<Vec<f64>, _>("intervals")?
+                .unwrap_or_default()
+                .into_iter()
+                .map(|s| seconds(Some(s)))
+                .collect(),
+            exactly_200: row.get_by_name("exactly_200")?.unwrap_or(false),
+        };
+        let name: String = row.get_by_name("name")?.unwrap_or_default();
+        policies.insert(name, (Rc::new(policy), seconds(row.get_by_name("timeout")?)));
+    }
+    Ok(policies)
+}
+
+/// Used only if a callback names a policy that no longer exists (deleting one in use is refused).
+fn fallback_policy() -> Policy {
+    Policy {
+        kind: Kind::Fixed,
+        max_attempts: 1,
+        step: Duration::ZERO,
+        cap: Duration::ZERO,
+        jitter: 0.0,
+        intervals: Vec::new(),
+        exactly_200: false,
+    }
+}

@@ -1,0 +1,353 @@
+//! A delivery worker: the loop that claims due callbacks a batch at a time (claim.rs), sends
+//! them from the HTTP pool as threads and their hosts' limits allow (pg_callback_core::
+//! dispatch), with no transaction or row lock held, writes results as they come in
+//! (write.rs), and exits after `pg_callback.idle_exit` with nothing to send.
+//!
+//! All SPI happens on this, the main thread; the HTTP threads see only owned data.
+
+use super::claim::{claim, Claimed, Left, Wanted};
+use super::housekeeping::{self, due, PURGE_EVERY, SWEEP_EVERY};
+use super::write::finish;
+use super::{extension_installed, report, send, stopping};
+use crate::api::settings as guc;
+use crate::pg::shared;
+use crate::pg::spi::callback_schema;
+use pg_callback_core::dispatch::{Dispatcher, Limits};
+use pg_callback_core::http::{Pool, PoolConfig, Response};
+use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
+use pgrx::pg_sys::panic::CaughtError;
+use pgrx::prelude::*;
+use std::time::{Duration, Instant};
+
+/// How long the main thread waits for an answer before it looks for new callbacks, results
+/// to write and SIGTERM.
+const TICK: Duration = Duration::from_millis(2);
+/// Woken this recently, a worker is in a stream of commits: it looks for new callbacks every
+/// TICK by itself instead of sleeping until woken. Each wake-up of a process asleep costs the
+/// committing transaction a signal; polling costs none, and renders and claims what a few
+/// commits recorded in one go.
+const STREAM: Duration = Duration::from_millis(100);
+/// Results are written at least this often (sooner when a batch's worth is in). Each write is
+/// planned afresh (see `run`), so fewer, larger writes: 20 ms cost about a tenth of the rate.
+const WRITE_EVERY: Duration = Duration::from_millis(50);
+/// With nothing else on the wire results wait this long at most, so that a stream of single
+/// callbacks is written a few at a time (a write per callback took the workers' time at 1,000
+/// events a second); a callback waiting behind one of them is let go that much later.
+const WRITE_SOON: Duration = Duration::from_millis(10);
+
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn pg_callback_worker_main(arg: pg_sys::Datum) {
+    // SAFETY: the launcher passes the slot number as an int4 datum.
+    let slot = unsafe { i32::from_datum(arg, false) }
+        .unwrap_or(0)
+        .clamp(0, shared::MAX_WORKERS as i32 - 1) as usize;
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    BackgroundWorker::connect_worker_to_spi(Some(&guc::database()), None);
+    if let Ok(name) = std::ffi::CString::new(format!("pg_callback worker {slot}")) {
+        // SAFETY: the string outlives the call, which copies it.
+        unsafe { pg_sys::pgstat_report_appname(name.as_ptr()) };
+    }
+    shared::set_worker(slot, true);
+    // An error ends the worker; say why in the log (a bare exit code tells an operator nothing).
+    // The launcher starts workers again when there is work.
+    PgTryBuilder::new(run)
+        .catch_others(|caught| {
+            let message = match &caught {
+                CaughtError::PostgresError(e) | CaughtError::ErrorReport(e) => e.message().to_string(),
+                CaughtError::RustPanic { ereport, .. } => ereport.message().to_string(),
+            };
+            warning!("pg_callback worker stopped by an error: {message}");
+            shared::leases_orphaned();
+        })
+        .execute();
+    shared::set_worker(slot, false);
+}
+
+fn pool_config() -> PoolConfig {
+    PoolConfig {
+        threads: guc::MAX_IN_FLIGHT.get().max(1) as usize,
+    }
+}
+
+/// A new HTTP pool for the current settings; a worker that cannot start its threads stops
+/// with an error (the launcher starts another when there is work).
+fn new_pool() -> Pool {
+    Pool::new(pool_config(), guc::allowed_destinations())
+        .unwrap_or_else(|e| error!("pg_callback worker: cannot start its HTTP threads: {e}"))
+}
+
+/// The worker's limits, from the settings.
+fn limits() -> Limits {
+    Limits {
+        in_flight: guc::MAX_IN_FLIGHT.get().max(1) as usize,
+        per_host: guc::MAX_IN_FLIGHT_PER_HOST.get().max(1) as usize,
+    }
+}
+
+fn batch_size() -> usize {
+    guc::BATCH_SIZE.get().max(1) as usize
+}
+
+fn run() {
+    let Some(schema) = BackgroundWorker::transaction(|| extension_installed().then(callback_schema)) else {
+        log!(
+            "pg_callback worker: extension pg_callback is not installed in database \"{}\"; exiting",
+            guc::database()
+        );
+        shared::take_wake();
+        return;
+    };
+    housekeeping::recover();
+    // The claim must walk the due index in order and stop after a batch. On a queue filled a
+    // moment ago the statistics are stale, and the planner would rather read every due row
+    // and sort them (7x the cost, for a backlog of 100,000). And the worker's statements are
+    // planned for the queue as it is at each run: a plan kept from when it was empty joined a
+    // million rows against the batch row by row.
+    // A statement that runs away anyway is ended (its worker stops and a new one starts) rather
+    // than holding up a fast shutdown, which waits for the statement.
+    // No JIT: the generic plan of a batch's insert looks costly enough to compile, which took
+    // most of a second for a few rows.
+    let planner = "SET enable_bitmapscan = off; SET enable_sort = off; SET plan_cache_mode = force_custom_plan; \
+                   SET statement_timeout = '2min'; SET jit = off";
+    BackgroundWorker::transaction(|| Spi::run(planner))
+        .unwrap_or_else(|e| warning!("pg_callback worker: setting the planner: {e}"));
+    shared::events_may_be_left();
+    let mut worker = Worker::new(schema);
+    while worker.turn() == Next::Again {}
+}
+
+/// What the loop does after a turn.
+#[derive(PartialEq)]
+enum Next {
+    Again,
+    Exit,
+}
+
+/// A worker's state between turns of its loop. Callbacks are claimed a batch at a time, sent
+/// as threads and their hosts' limits allow, and their results written every WRITE_EVERY (or
+/// sooner when a batch's worth is in): a slow endpoint holds up only its own callbacks.
+struct Worker {
+    /// The `callback` schema of the extension this worker serves.
+    schema: pg_sys::Oid,
+    pool: Pool,
+    /// Claimed callbacks, queued or in flight.
+    work: Dispatcher<Claimed>,
+    /// Results not written yet (None: to be given back unsent).
+    answered: Vec<(Claimed, Option<Response>)>,
+    /// An answer that came while the loop waited for one.
+    next_answer: Option<Response>,
+    last_write: Instant,
+    idle_since: Instant,
+    last_purge: Option<Instant>,
+    last_sweep: Option<Instant>,
+    /// Whether a claim may find something: after a wake-up, a full claim, or a write (which
+    /// may have let waiting callbacks go).
+    more: bool,
+    /// When a commit last woke this worker: within STREAM, it polls.
+    woken_at: Option<Instant>,
+    /// Where the next claim starts: after the last callback claimed (None: from the start).
+    cursor: Option<(f64, i64)>,
+    /// Whether the last claim left events to render.
+    events_left: bool,
+    /// When the last claim found another worker rendering them.
+    other_renderer: Option<Instant>,
+}
+
+impl Worker {
+    fn new(schema: pg_sys::Oid) -> Worker {
+        Worker {
+            schema,
+            pool: new_pool(),
+            work: Dispatcher::default(),
+            answered: Vec::new(),
+            next_answer: None,
+            last_write: Instant::now(),
+            idle_since: Instant::now(),
+            last_purge: None,
+            last_sweep: None,
+            more: true,
+            woken_at: None,
+            cursor: None,
+            events_left: false,
+            other_renderer: None,
+        }
+    }
+
+    /// One turn of the loop: settings, answers, results, a claim, requests, then waiting.
+    fn turn(&mut self) -> Next {
+        self.reload();
+        if stopping() {
+            // Claimed but not answered: released unsent, for another worker (sent at least once).
+            let unsent = self.work.take_all().into_iter().map(|c| (c, None));
+            self.answered.extend(unsent);
+            finish(std::mem::take(&mut self.answered));
+            return Next::Exit;
+        }
+        if shared::take_wake() {
+            self.more = true;
+            self.woken_at = Some(Instant::now());
+        }
+        self.collect_answers();
+        self.write_when_due();
+        // Another worker was rendering: look again a tick later, not at once (the two would
+        // take turns claiming nothing).
+        if self.other_renderer.is_some_and(|at| at.elapsed() >= TICK) {
+            self.other_renderer = None;
+            self.more = true;
+        }
+        if self.more && self.work.queued() < limits().in_flight && !self.claim() {
+            return Next::Exit;
+        }
+        for c in self.work.to_send(limits()) {
+            self.pool.submit(send::request(c));
+        }
+        if !self.work.is_empty() || !self.answered.is_empty() {
+            self.busy();
+            return Next::Again;
+        }
+        if self.more {
+            return Next::Again;
+        }
+        self.wait()
+    }
+
+    /// Settings reloaded on SIGHUP; a new pool for new pool settings, once the old one has
+    /// nothing on the wire.
+    fn reload(&mut self) {
+        if BackgroundWorker::sighup_received() {
+            // SAFETY: main thread, outside any transaction.
+            unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+            self.pool.allow(guc::allowed_destinations());
+        }
+        if self.work.is_empty() && self.pool.config() != pool_config() {
+            self.pool = new_pool();
+        }
+    }
+
+    /// Answers that came in, and queued callbacks past their release time (given back unsent).
+    fn collect_answers(&mut self) {
+        while let Some(answer) = self.next_answer.take().or_else(|| self.pool.next(Duration::ZERO)) {
+            if let Some(c) = self.work.answered(answer.key, answer.duration) {
+                self.answered.push((c, Some(answer)));
+            }
+        }
+        let overdue = self.work.overdue(Instant::now()).into_iter().map(|c| (c, None));
+        self.answered.extend(overdue);
+    }
+
+    /// Writes the results when a batch's worth is in or they have waited long enough.
+    fn write_when_due(&mut self) {
+        let write_after = if self.work.is_empty() { WRITE_SOON } else { WRITE_EVERY };
+        let full = self.answered.len() >= batch_size();
+        if !self.answered.is_empty() && (full || self.last_write.elapsed() >= write_after) {
+            finish(std::mem::take(&mut self.answered));
+            self.last_write = Instant::now();
+            self.more = true;
+        }
+    }
+
+    /// Claims what this worker has room for; false when the extension was dropped.
+    fn claim(&mut self) -> bool {
+        report(true, "claiming callbacks");
+        let batch = batch_size();
+        let wanted = Wanted {
+            render: shared::take_events() || self.events_left,
+            count: batch - self.work.queued().min(batch - 1),
+            full_hosts: self.work.full_hosts(limits()),
+            after: self.cursor,
+        };
+        let (count, schema) = (wanted.count, self.schema);
+        let Some((claimed, left)) = BackgroundWorker::transaction(move || claim(schema, wanted)) else {
+            finish(std::mem::take(&mut self.answered));
+            log!("pg_callback worker: extension pg_callback was dropped; exiting");
+            return false;
+        };
+        shared::worker_claimed(claimed.len());
+        self.events_left = left != Left::Nothing;
+        self.other_renderer = (left == Left::OtherRenderer).then(Instant::now);
+        self.more = claimed.len() == count || left == Left::More;
+        // A short claim may have passed over callbacks given back since: start over next time.
+        self.cursor = match self.more {
+            true => claimed
+                .iter()
+                .map(|c| (c.due, c.id))
+                .max_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1))),
+            false => None,
+        };
+        let now = Instant::now();
+        for c in claimed {
+            let release_at = now + c.lease.mul_f64(0.5);
+            let url = c.url.clone();
+            self.work.add(c.id, &url, release_at, c);
+        }
+        true
+    }
+
+    /// With callbacks on the wire or results to write: housekeeping when due, then a wait of
+    /// at most TICK for the next answer.
+    fn busy(&mut self) {
+        self.idle_since = Instant::now();
+        if due(&mut self.last_purge, PURGE_EVERY) {
+            housekeeping::purge();
+        }
+        if due(&mut self.last_sweep, SWEEP_EVERY) {
+            self.more |= housekeeping::sweep();
+        }
+        report(
+            false,
+            &format!("sending callbacks ({} in flight)", self.work.in_flight()),
+        );
+        shared::worker_in_flight(self.work.in_flight());
+        // Back at once for an answer; after TICK otherwise, for new callbacks and writes.
+        self.next_answer = self.pool.next(TICK);
+    }
+
+    /// Nothing on the wire: poll under a stream of commits, else sleep until woken or the
+    /// next retry is due, and leave after `pg_callback.idle_exit` of this.
+    fn wait(&mut self) -> Next {
+        if self.other_renderer.is_some() || self.woken_at.is_some_and(|at| at.elapsed() < STREAM) {
+            shared::polling(true);
+            BackgroundWorker::wait_latch(Some(TICK));
+            return Next::Again;
+        }
+        // Asleep until woken: said before the last look at the flag.
+        shared::polling(false);
+        if shared::wake_wanted() {
+            return Next::Again;
+        }
+        let next_due = housekeeping::next_due_ms();
+        let idle_limit = Duration::from_millis(guc::IDLE_EXIT_MS.get().max(0) as u64);
+        let idle_for = self.idle_since.elapsed();
+        if idle_for >= idle_limit {
+            return self.leave(next_due);
+        }
+        let mut wait = idle_limit - idle_for;
+        if let Some(due) = next_due {
+            let until_due = Duration::from_millis((due as i64 - shared::now_ms()).max(1) as u64);
+            self.more = until_due <= wait;
+            wait = wait.min(until_due);
+        }
+        report(false, "waiting for callbacks");
+        BackgroundWorker::wait_latch(Some(wait));
+        Next::Again
+    }
+
+    /// Idle long enough: purge if due, tell the launcher when to come back, and exit, unless a
+    /// wake-up or a waiting callback came meanwhile.
+    fn leave(&mut self, next_due: Option<f64>) -> Next {
+        if due(&mut self.last_purge, PURGE_EVERY) {
+            housekeeping::purge();
+        }
+        shared::set_next_due_ms(next_due.map(|ms| ms as i64).unwrap_or(i64::MAX));
+        if shared::wake_wanted() {
+            return Next::Again;
+        }
+        // A last look before leaving: nothing waiting may be left without a worker.
+        if housekeeping::sweep() {
+            self.more = true;
+            return Next::Again;
+        }
+        Next::Exit
+    }
+}

@@ -1,0 +1,124 @@
+//! SPI glue: statements prepared once per backend and kept across transactions, settings made
+//! for the length of a call, and running as a function's owner.
+//!
+//! Rendering runs in every application transaction (with `pg_callback.recording = immediate`)
+//! and a worker claims and writes results thousands of times a second, so neither should parse
+//! its SQL each time (rendering keeps generic plans too; the worker plans each run, see
+//! src/deliver/worker.rs). A set of plans belongs to the `callback` schema it was made for;
+//! DROP and CREATE EXTENSION make a new one.
+
+use pgrx::pg_sys::{self, PgOid};
+use pgrx::prelude::*;
+use pgrx::spi::{SpiClient, SpiResult};
+use std::cell::RefCell;
+use std::ffi::CStr;
+use std::rc::Rc;
+use std::thread::LocalKey;
+
+/// The `callback` schema's oid (InvalidOid when the extension is not installed): a new one
+/// after DROP and CREATE EXTENSION.
+pub fn callback_schema() -> pg_sys::Oid {
+    // SAFETY: a syscache lookup by name; missing_ok returns InvalidOid.
+    unsafe { pg_sys::get_namespace_oid(c"callback".as_ptr(), true) }
+}
+
+/// The oid of `callback.events` (InvalidOid when the installed schema has none: 0.1.0).
+pub fn events_table() -> pg_sys::Oid {
+    // SAFETY: a syscache lookup by name.
+    unsafe { pg_sys::get_relname_relid(c"events".as_ptr(), callback_schema()) }
+}
+
+/// A backend's plans of one kind, with the schema they were made for.
+pub type Kept<P> = RefCell<Option<(pg_sys::Oid, Rc<P>)>>;
+
+/// Runs `f` with the plans kept in `cell`, making them with `make` first if there are none
+/// for the current schema. The cell is not borrowed while `f` runs: `f` may raise an error,
+/// or record an event that uses the same plans.
+pub fn with<P: 'static, R>(
+    cell: &'static LocalKey<Kept<P>>,
+    client: &mut SpiClient<'_>,
+    make: impl FnOnce(&mut SpiClient<'_>) -> SpiResult<P>,
+    f: impl FnOnce(&mut SpiClient<'_>, &P) -> SpiResult<R>,
+) -> SpiResult<R> {
+    let schema = callback_schema();
+    let kept = cell.with_borrow(|kept| kept.as_ref().filter(|(s, _)| *s == schema).map(|(_, p)| Rc::clone(p)));
+    let plans = match kept {
+        Some(plans) => plans,
+        None => {
+            let plans = Rc::new(make(client)?);
+            cell.set(Some((schema, Rc::clone(&plans))));
+            plans
+        }
+    };
+    f(client, &plans)
+}
+
+/// Parameter types by SQL name (an unknown name is InvalidOid, which preparing refuses).
+pub fn types(names: &[&str]) -> Vec<PgOid> {
+    names
+        .iter()
+        .map(|name| {
+            PgOid::from(match *name {
+                "text" => pg_sys::TEXTOID,
+                "bigint" => pg_sys::INT8OID,
+                "int" => pg_sys::INT4OID,
+                "float8" => pg_sys::FLOAT8OID,
+                "bool" => pg_sys::BOOLOID,
+                "uuid" => pg_sys::UUIDOID,
+                "jsonb" => pg_sys::JSONBOID,
+                "timestamptz" => pg_sys::TIMESTAMPTZOID,
+                "text[]" => pg_sys::TEXTARRAYOID,
+                "bigint[]" => pg_sys::INT8ARRAYOID,
+                "int[]" => pg_sys::INT4ARRAYOID,
+                "float8[]" => pg_sys::FLOAT8ARRAYOID,
+                "bool[]" => pg_sys::BOOLARRAYOID,
+                "uuid[]" => pg_sys::UUIDARRAYOID,
+                _ => pg_sys::InvalidOid,
+            })
+        })
+        .collect()
+}
+
+/// Runs `f` with these settings (name, value), made at a new nesting level and undone at its
+/// end, or by the transaction's abort, which undoes every level, if `f` raises an error.
+pub fn with_settings<R>(settings: &[(&CStr, &CStr)], f: impl FnOnce() -> R) -> R {
+    // SAFETY: settings made and undone as a function's SET clause makes and undoes them.
+    unsafe {
+        let level = pg_sys::NewGUCNestLevel();
+        for (name, value) in settings {
+            pg_sys::set_config_option(
+                name.as_ptr(),
+                value.as_ptr(),
+                pg_sys::GucContext::PGC_USERSET,
+                pg_sys::GucSource::PGC_S_SESSION,
+                pg_sys::GucAction::GUC_ACTION_SAVE,
+                true,
+                0,
+                false,
+            );
+        }
+        let result = f();
+        pg_sys::AtEOXact_GUC(true, level);
+        result
+    }
+}
+
+/// Runs `f` as the owner of `function`, with search_path = pg_catalog, pg_temp: what SECURITY
+/// DEFINER and that SET clause would do for the whole function. An error leaves the undoing
+/// to the (sub)transaction's abort, as it does for them.
+pub fn as_owner<R>(function: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
+    let owner = pgrx::pg_catalog::pg_proc::PgProc::new(function)
+        .map(|proc| proc.proowner())
+        .unwrap_or_else(|| error!("pg_callback: function {function:?} not found"));
+    let (mut user, mut context) = (pg_sys::InvalidOid, 0);
+    // SAFETY: the user and security context are read, changed and restored as
+    // fmgr_security_definer does it.
+    unsafe {
+        pg_sys::GetUserIdAndSecContext(&mut user, &mut context);
+        pg_sys::SetUserIdAndSecContext(owner, context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32);
+    }
+    let result = with_settings(&[(c"search_path", c"pg_catalog, pg_temp")], f);
+    // SAFETY: as above.
+    unsafe { pg_sys::SetUserIdAndSecContext(user, context) };
+    result
+}

@@ -1,0 +1,272 @@
+//! Rendering: events into callbacks. For each event, its targets are chosen (the one most
+//! specific, and every matching subscription), and for each target its URL is filled, its body
+//! and headers made, and the callback inserted into the queue, due now, waiting behind an
+//! earlier one of its order key, or held while its campaign's callbacks are disabled.
+//!
+//! In: an event, in the transaction that caused it (`pg_callback.recording = immediate`,
+//! from src/record/) or taken from `callback.events` by a worker after commit (`deferred`,
+//! expand.rs). Out: rows of `callback.callbacks_undone`, and the workers woken at commit when
+//! one is due. SQL: sql/render/*.sql, and `callback._target_settings` (sql/events.sql, where
+//! the order of precedence is listed). The pure parts (targets, templates, bodies) are in
+//! pg_callback_core.
+
+mod cache;
+pub mod expand;
+mod queue;
+mod targets;
+
+use crate::api::error::CallbackError;
+use crate::pg::shared;
+use crate::pg::spi::{self, types, Kept};
+use pg_callback_core::callback::{self, Callback, RenderError};
+use pg_callback_core::event::{self, json_object, Message, Other, StatusChange, MESSAGE_FINAL};
+use pg_callback_core::target::Scope;
+use pgrx::prelude::*;
+use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiResult};
+use serde_json::{json, Map, Value};
+use std::cell::RefCell;
+
+pub use cache::{cached, Cache};
+
+const MEMBER: &str = include_str!("../../sql/render/member.sql");
+const TARGETS: &str = include_str!("../../sql/render/targets.sql");
+const SUBSCRIPTIONS: &str = include_str!("../../sql/render/subscriptions.sql");
+const ATTEMPT_IDS: &str = include_str!("../../sql/render/attempt_ids.sql");
+const STATUSES: &str = include_str!("../../sql/render/statuses.sql");
+
+/// The statements rendering runs, prepared once per backend (src/pg/spi.rs).
+pub struct Plans {
+    member: OwnedPreparedStatement,
+    targets: OwnedPreparedStatement,
+    subscriptions: OwnedPreparedStatement,
+    insert: OwnedPreparedStatement,
+    insert_batch: OwnedPreparedStatement,
+    attempt_ids: OwnedPreparedStatement,
+    statuses: OwnedPreparedStatement,
+}
+
+thread_local! {
+    static PLANS: Kept<Plans> = const { RefCell::new(None) };
+}
+
+fn prepare(client: &mut SpiClient<'_>) -> SpiResult<Plans> {
+    Ok(Plans {
+        member: client.prepare(MEMBER, &types(&["bigint"]))?.keep(),
+        targets: client.prepare(TARGETS, &types(&["bigint", "bigint", "bigint"]))?.keep(),
+        subscriptions: client
+            .prepare(SUBSCRIPTIONS, &types(&["bigint", "text", "text"]))?
+            .keep(),
+        insert: client.prepare_mut(queue::INSERT, &types(&queue::INSERT_ARGS))?.keep(),
+        insert_batch: client
+            .prepare_mut(queue::INSERT_BATCH, &types(&queue::INSERT_BATCH_ARGS))?
+            .keep(),
+        attempt_ids: client.prepare(ATTEMPT_IDS, &types(&["bigint"]))?.keep(),
+        statuses: client.prepare(STATUSES, &[])?.keep(),
+    })
+}
+
+/// Runs `f` connected to SPI, with this backend's plans and the cache made valid; an error is
+/// raised as `{what}: {error}`.
+pub fn connected(
+    what: impl std::fmt::Display,
+    f: impl FnOnce(&mut SpiClient<'_>, &Plans, &mut Cache) -> SpiResult<()>,
+) {
+    Spi::connect_mut(|client| {
+        spi::with(&PLANS, client, prepare, |client, plans| {
+            cache::with(client, plans, |client, cache| f(client, plans, cache))
+        })
+    })
+    .unwrap_or_else(|e| error!("{what}: {e}"));
+}
+
+/// Runs `f` with `plan_cache_mode = force_generic_plan`: rendering's statements keep their
+/// generic plans, or each run would plan them again (their custom plans look cheaper, with the
+/// event's values folded in). Every path that renders sets it here, rather than on its SQL
+/// function, which would cost every call the setting and its undoing, storing an event for
+/// later included. A plan is kept from when the queue may have been empty, so no sequential
+/// scans: whether a callback waits behind another of its order key was a scan of the whole
+/// queue per callback, from a plan made on an empty queue.
+pub fn with_generic_plans<R>(f: impl FnOnce() -> R) -> R {
+    let settings = [(c"plan_cache_mode", c"force_generic_plan"), (c"enable_seqscan", c"off")];
+    spi::with_settings(&settings, f)
+}
+
+/// Where rendered callbacks go, and when their events happened.
+pub struct Rendering {
+    /// When the event happened (Postgres microseconds): the envelope's timestamp.
+    pub at: pg_sys::TimestampTz,
+    /// None: in the event's transaction, each callback inserted at once; a URL that cannot be
+    /// filled refuses the change. Some: by a worker after the event committed, gathered for
+    /// one insert per batch of events; a URL that cannot be filled is recorded as a failed
+    /// callback, as the change it reports can no longer be refused.
+    gathered: Option<Vec<Callback>>,
+}
+
+impl Rendering {
+    /// In the transaction of the event, now.
+    pub fn now() -> Rendering {
+        Rendering {
+            // SAFETY: reads the current transaction's start time (now()).
+            at: unsafe { pg_sys::GetCurrentTransactionStartTimestamp() },
+            gathered: None,
+        }
+    }
+
+    /// By a worker, gathered for one insert.
+    pub fn gathered() -> Rendering {
+        Rendering {
+            at: 0,
+            gathered: Some(Vec::new()),
+        }
+    }
+}
+
+/// Renders the events a status change of `m` makes (`change`): message.status, the event its
+/// status fires, message.final (with the message's attempts).
+pub fn message(
+    client: &mut SpiClient<'_>,
+    plans: &Plans,
+    cache: &mut Cache,
+    m: &Message,
+    change: &StatusChange,
+    rendering: &mut Rendering,
+) -> SpiResult<()> {
+    let (member_list_id, attributes) = match m.member_id {
+        Some(member) => {
+            let row = client.select(&plans.member, Some(1), &[member.into()])?.first();
+            (
+                row.get_by_name::<i64, _>("list_id")?,
+                row.get_by_name::<String, _>("attributes")?,
+            )
+        }
+        None => (None, None),
+    };
+    let list_id = m.list_id.or(member_list_id);
+    let sources = cache.sources(client, plans, (m.campaign_id, list_id, m.account_id))?;
+    let vars = m.vars(
+        json_object(attributes.as_deref()),
+        &sources.campaign_env,
+        sources.campaign_list_id.or(list_id),
+    );
+    let mut data = m.data(sources.campaign_list_id, change.is_final);
+    let scope = m.scope();
+    for name in change.events(m.intermediate) {
+        if name == MESSAGE_FINAL {
+            let ids = match m.has_attempts {
+                true => client
+                    .select(&plans.attempt_ids, Some(1), &[m.id.into()])?
+                    .first()
+                    .get_one::<Vec<i64>>()?
+                    .unwrap_or_default(),
+                false => Vec::new(),
+            };
+            data["attempt_ids"] = json!(ids);
+        }
+        render_event(client, plans, name, &scope, &sources, &vars, &data, rendering)?;
+    }
+    Ok(())
+}
+
+/// Renders any other event (attempts, campaigns, alerts).
+pub fn other(
+    client: &mut SpiClient<'_>,
+    plans: &Plans,
+    cache: &mut Cache,
+    o: &Other,
+    rendering: &mut Rendering,
+) -> SpiResult<()> {
+    let vars = match &o.vars {
+        Value::Object(map) => map,
+        _ => &Map::new(),
+    };
+    let sources = cache.sources(client, plans, (o.campaign_id, o.list_id, o.account_id))?;
+    render_event(client, plans, &o.event, &o.scope(), &sources, vars, &o.data, rendering)
+}
+
+/// What a status change means, from the cached statuses.
+pub fn status_change(cache: &Cache, status: &str, previous: Option<&str>) -> StatusChange {
+    StatusChange::of(&cache.statuses, status, previous)
+}
+
+/// Renders `event` for each of its targets: the URL filled from `vars` (plus `event`), the
+/// body from the envelope `{type, timestamp, data}`. Wakes the workers at commit when one is
+/// due now (not held, not waiting behind another).
+#[allow(clippy::too_many_arguments)]
+fn render_event(
+    client: &mut SpiClient<'_>,
+    plans: &Plans,
+    name: &str,
+    scope: &Scope,
+    sources: &pg_callback_core::target::Sources,
+    vars: &Map<String, Value>,
+    data: &Value,
+    rendering: &mut Rendering,
+) -> SpiResult<()> {
+    let targets = targets::of_event(client, plans, name, scope, sources)?;
+    if targets.is_empty() {
+        return Ok(());
+    }
+    let mut vars = vars.clone();
+    vars.insert("event".into(), name.into());
+    let envelope = callback::envelope(name, rendering.at, data);
+    let mut due = false;
+    for (kind, subscription_id, target, held) in targets {
+        let rendered = callback::render(
+            name,
+            scope,
+            kind,
+            subscription_id,
+            target.clone(),
+            held,
+            &vars,
+            &envelope,
+        );
+        match (rendered, &mut rendering.gathered) {
+            (Ok(c), Some(gathered)) => gathered.push(c),
+            (Ok(c), None) => due |= queue::insert(c, client, plans)?,
+            (Err(e), None) => error_of(e).raise(),
+            (Err(e), Some(_)) => {
+                let chosen = (kind.as_str(), subscription_id, &target);
+                queue::unsendable(client, name, scope, chosen, error_of(e).text())?
+            }
+        }
+    }
+    if due {
+        shared::wake_on_commit();
+    }
+    Ok(())
+}
+
+fn error_of(e: RenderError) -> CallbackError {
+    match e {
+        RenderError::Template { template, error } => CallbackError::Template { template, error },
+        RenderError::Format(format) => CallbackError::Format(format),
+    }
+}
+
+/// Inserts what a worker gathered; wakes the workers at commit when one is due now.
+pub fn insert_gathered(client: &mut SpiClient<'_>, plans: &Plans, rendering: Rendering) -> SpiResult<()> {
+    if let Some(callbacks) = rendering.gathered {
+        if queue::insert_all(callbacks, client, plans)? {
+            shared::wake_on_commit();
+        }
+    }
+    Ok(())
+}
+
+/// An event as stored, rendered.
+pub fn stored(
+    client: &mut SpiClient<'_>,
+    plans: &Plans,
+    cache: &mut Cache,
+    e: &event::Event,
+    rendering: &mut Rendering,
+) -> SpiResult<()> {
+    match e {
+        event::Event::Status(m) => {
+            let change = status_change(cache, &m.status, m.previous.as_deref());
+            message(client, plans, cache, m, &change, rendering)
+        }
+        event::Event::Other(o) => other(client, plans, cache, o, rendering),
+    }
+}

@@ -1,0 +1,149 @@
+//! Rendered callbacks into the queue (`callback.callbacks_undone`): one at a time in the
+//! event's transaction (immediate recording), a batch per statement from a worker (deferred),
+//! or, when one could not be rendered after commit, a failed callback saying why.
+//!
+//! In: core `Callback`s. Out: rows of sql/render/insert.sql, insert_batch.sql, unsendable.sql;
+//! whether any is due now (the workers are then woken at commit).
+
+use super::Plans;
+use pg_callback_core::callback::{order_key, Callback};
+use pg_callback_core::target::{Scope, Target};
+use pgrx::prelude::*;
+use pgrx::spi::{SpiClient, SpiResult};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::cell::RefCell;
+use std::collections::HashSet;
+
+pub const INSERT: &str = include_str!("../../sql/render/insert.sql");
+pub const INSERT_BATCH: &str = include_str!("../../sql/render/insert_batch.sql");
+const UNSENDABLE: &str = include_str!("../../sql/render/unsendable.sql");
+
+/// The parameters of insert.sql; insert_batch.sql takes an array of each, and `behind`.
+pub const INSERT_ARGS: [&str; 16] = [
+    "text", "bigint", "bigint", "bigint", "text", "bigint", "text", "text", "text", "text", "text", "text", "text",
+    "text", "bool", "uuid",
+];
+pub const INSERT_BATCH_ARGS: [&str; 17] = [
+    "text[]", "bigint[]", "bigint[]", "bigint[]", "text[]", "bigint[]", "text[]", "text[]", "text[]", "text[]",
+    "text[]", "text[]", "text[]", "text[]", "bool[]", "uuid[]", "bool[]",
+];
+
+thread_local! {
+    /// This backend's random generator, with the process it was seeded in.
+    static RANDOM: RefCell<Option<(i32, StdRng)>> = const { RefCell::new(None) };
+}
+
+/// A new random (version 4) UUID, a callback's webhook-id. `gen_random_uuid()` asks OpenSSL
+/// for every one, which cost a tenth of recording; this generator is seeded from the operating
+/// system once per process (and again in a forked one).
+fn webhook_id() -> pgrx::Uuid {
+    // SAFETY: reads this backend's pid.
+    let pid = unsafe { pg_sys::MyProcPid };
+    let mut bytes: [u8; 16] = RANDOM.with_borrow_mut(|random| match random {
+        Some((seeded_in, rng)) if *seeded_in == pid => rng.random(),
+        _ => {
+            let mut rng = StdRng::from_os_rng();
+            let bytes = rng.random();
+            *random = Some((pid, rng));
+            bytes
+        }
+    });
+    bytes[6] = (bytes[6] & 0x0f) | 0x40; // version 4
+    bytes[8] = (bytes[8] & 0x3f) | 0x80; // RFC 4122 variant
+    pgrx::Uuid::from_bytes(bytes)
+}
+
+/// Inserts one callback (insert.sql); whether it is due now.
+pub fn insert(c: Callback, client: &mut SpiClient<'_>, plans: &Plans) -> SpiResult<bool> {
+    let args = [
+        c.event.into(),
+        c.account_id.into(),
+        c.campaign_id.into(),
+        c.message_id.into(),
+        c.kind.as_str().into(),
+        c.subscription_id.into(),
+        c.url.into(),
+        c.method.into(),
+        c.headers.into(),
+        c.body.into(),
+        c.auth_header.into(),
+        c.signing_secret.into(),
+        c.retry_policy.into(),
+        c.order_key.into(),
+        c.held.into(),
+        webhook_id().into(),
+    ];
+    let due = client.update(&plans.insert, None, &args)?.first().get_one::<bool>()?;
+    Ok(due.unwrap_or(false))
+}
+
+/// Inserts them all, in their order, with one statement (insert_batch.sql); whether any is
+/// due now.
+pub fn insert_all(all: Vec<Callback>, client: &mut SpiClient<'_>, plans: &Plans) -> SpiResult<bool> {
+    if all.is_empty() {
+        return Ok(false);
+    }
+    macro_rules! column {
+        ($field:ident) => {
+            all.iter().map(|c| c.$field.clone()).collect::<Vec<_>>()
+        };
+    }
+    // Behind an earlier callback of its order key in the batch: it waits for that one.
+    let mut keys = HashSet::new();
+    let behind: Vec<bool> = all.iter().map(|c| !keys.insert(c.order_key.as_str())).collect();
+    let args = [
+        column!(event).into(),
+        column!(account_id).into(),
+        column!(campaign_id).into(),
+        column!(message_id).into(),
+        all.iter()
+            .map(|c| c.kind.as_str().to_string())
+            .collect::<Vec<_>>()
+            .into(),
+        column!(subscription_id).into(),
+        column!(url).into(),
+        column!(method).into(),
+        column!(headers).into(),
+        column!(body).into(),
+        column!(auth_header).into(),
+        column!(signing_secret).into(),
+        column!(retry_policy).into(),
+        column!(order_key).into(),
+        column!(held).into(),
+        all.iter().map(|_| webhook_id()).collect::<Vec<_>>().into(),
+        behind.into(),
+    ];
+    let due = client
+        .update(&plans.insert_batch, None, &args)?
+        .first()
+        .get_one::<bool>()?;
+    Ok(due.unwrap_or(false))
+}
+
+/// Records a callback of `event` for `target` that could not be rendered, failed with `error`.
+pub fn unsendable(
+    client: &mut SpiClient<'_>,
+    event: &str,
+    scope: &Scope,
+    chosen: (&str, Option<i64>, &Target),
+    error: String,
+) -> SpiResult<()> {
+    let (kind, subscription_id, target) = chosen;
+    let args = [
+        event.into(),
+        scope.account_id.into(),
+        scope.campaign_id.into(),
+        scope.message_id.into(),
+        kind.into(),
+        subscription_id.into(),
+        target.url.as_str().into(),
+        target.method.as_str().into(),
+        target.retry_policy.as_str().into(),
+        order_key(scope, &target.url).into(),
+        error.into(),
+        webhook_id().into(),
+    ];
+    client.update(UNSENDABLE, None, &args)?;
+    Ok(())
+}
