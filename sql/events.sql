@@ -97,23 +97,18 @@ LANGUAGE sql AS $$
 $$;
 
 -- Template variables of a message event: member attributes, then campaign env, then built-ins
--- (a later source wins a name both have).
+-- (a later source wins a name both have), made by the same Rust as those of status changes
+-- (pg_callback_core::event, through callback._message_vars_of).
 CREATE FUNCTION callback._message_vars(message callback.messages, campaign callback.campaigns) RETURNS jsonb
 LANGUAGE sql STABLE AS $$
-    SELECT coalesce(member.attributes, '{}')
-        || coalesce(campaign.env, '{}')
-        || jsonb_strip_nulls(jsonb_build_object(
-               'id', message.id, 'messageId', message.id, 'memberId', message.member_id,
-               'campaignId', campaign.id, 'communicationId', campaign.id,
-               'listId', coalesce(campaign.list_id, member.list_id),
-               'accountId', message.account_id, 'batchId', message.batch_id,
-               'status', message.status, 'channel', message.channel, 'destination', message.destination))
+    SELECT callback._message_vars_of(to_jsonb(message), member.attributes, campaign.env,
+                                     coalesce(campaign.list_id, member.list_id))
     FROM (SELECT NULL) AS one
     LEFT JOIN callback.members member ON member.id = message.member_id
 $$;
 
 -- Status changes of messages: recorded by Rust (src/record/) and rendered (src/render/) with the
--- same variables as _message_vars above and the message data documented in the README.
+-- message data documented in the README.
 -- Its plans are prepared once per backend; generic plans, or each run would plan them again
 -- (their custom plans look cheaper, with the event's values folded in). Rendering sets that
 -- itself (with_generic_plans in src/render/mod.rs), whichever function renders; storing an event

@@ -12,11 +12,8 @@ CREATE TYPE callback.retry_kind AS ENUM ('fixed', 'quadratic', 'exponential', 'i
 
 COMMENT ON TYPE callback.event_type IS 'The events pg_callback records; the type field of every callback body.';
 
--- Timestamps in bodies are UTC ISO 8601 whatever the session's TimeZone. STABLE like to_char,
--- so that it is inlined into the queries that use it.
-CREATE FUNCTION callback._iso(ts timestamptz) RETURNS text
-LANGUAGE sql STABLE STRICT PARALLEL SAFE
-RETURN to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"');
+-- Timestamps in bodies are UTC ISO 8601 whatever the session's TimeZone: callback._iso, in Rust
+-- (pg_callback_core::time), the one formatter of the times rendering and SQL put in bodies.
 
 -- Raises 22023 naming the first bad setting of a row; the trigger argument 'https' requires HTTPS URLs.
 CREATE FUNCTION callback._check_row() RETURNS trigger

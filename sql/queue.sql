@@ -33,6 +33,8 @@ CREATE TABLE callback.callbacks (
     target callback.target_kind NOT NULL,
     subscription_id bigint,
     url text NOT NULL,
+    -- Computed once, when the callback is rendered (stored).
+    endpoint text GENERATED ALWAYS AS (callback._endpoint(url)) STORED,
     method callback.http_method NOT NULL,
     headers jsonb NOT NULL DEFAULT '{}',
     body text,
@@ -78,6 +80,7 @@ COMMENT ON COLUMN callback.callbacks.headers IS 'Content-Type and the target''s 
 COMMENT ON COLUMN callback.callbacks.body IS 'The rendered body; NULL for GET, whose data is in the URL.';
 COMMENT ON COLUMN callback.callbacks.auth_header IS 'The Authorization header (Basic or Bearer) when the target has credentials.';
 COMMENT ON COLUMN callback.callbacks.order_key IS 'Callbacks with the same key (same message or campaign, same URL) are delivered in id order: a later one waits while an earlier one is not done.';
+COMMENT ON COLUMN callback.callbacks.endpoint IS 'Where its requests go: the URL''s scheme, host and port (the port left out when it is the scheme''s default), fixed when it was rendered (callback._endpoint). Workers limit requests in flight per endpoint; the operating views group by it.';
 COMMENT ON COLUMN callback.callbacks.due_at IS 'When the next attempt may be made.';
 COMMENT ON COLUMN callback.callbacks.leased_until IS 'A worker that claimed the row holds it until then; after that another may reclaim it.';
 

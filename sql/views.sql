@@ -2,13 +2,12 @@
 -- workers, each campaign's deliveries; and what they do about it: send a callback now, replay
 -- many. Views run with the caller's rights, so a tenant sees its own account's rows.
 
--- The scheme, host and port of a URL: what delivery limits per host and health is judged by.
-CREATE FUNCTION callback._endpoint(url text) RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-RETURN lower(substring(url from '^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*'));
+-- Each callback's endpoint (scheme, host and port) is computed once, when it is rendered
+-- (callback._endpoint, in Rust); the workers limit requests per endpoint and these views group
+-- by it.
 
 CREATE VIEW callback.queue WITH (security_invoker = true) AS
-SELECT callback._endpoint(c.url) AS endpoint,
+SELECT c.endpoint,
        count(*) AS depth,
        count(*) FILTER (WHERE c.state = 'pending' AND c.due_at <= now() AND c.leased_until IS NULL) AS due,
        count(*) FILTER (WHERE c.leased_until > now()) AS in_flight,
@@ -24,7 +23,7 @@ COMMENT ON VIEW callback.queue IS 'Callbacks not done yet, per endpoint (scheme,
 
 CREATE VIEW callback.endpoint_health WITH (security_invoker = true) AS
 WITH attempts AS (
-    SELECT callback._endpoint(c.url) AS endpoint, d.started_at, d.error IS NULL AS ok, d.http_status, d.error
+    SELECT c.endpoint, d.started_at, d.error IS NULL AS ok, d.http_status, d.error
     FROM callback.deliveries d
     JOIN callback.callbacks c ON c.id = d.callback_id
 ), last_success AS (

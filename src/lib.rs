@@ -37,14 +37,18 @@ pub extern "C-unwind" fn _PG_init() {
 pgrx::extension_sql_file!(
     "../sql/model.sql",
     name = "model",
-    requires = [api::functions::check_settings]
+    requires = [api::functions::check_settings, api::functions::iso]
 );
 // Campaigns inherit their list's callback settings.
 pgrx::extension_sql_file!("../sql/inheritance.sql", name = "inheritance", requires = ["model"]);
 // The account's delivery-status webhook (seed 004) and subscriptions (seed 002).
 pgrx::extension_sql_file!("../sql/webhooks.sql", name = "webhooks", requires = ["inheritance"]);
 // The callbacks table: every callback recorded, its state, lease and history.
-pgrx::extension_sql_file!("../sql/queue.sql", name = "queue", requires = ["webhooks"]);
+pgrx::extension_sql_file!(
+    "../sql/queue.sql",
+    name = "queue",
+    requires = ["webhooks", api::functions::endpoint]
+);
 // Events: the triggers that record them, and what their targets are chosen from.
 pgrx::extension_sql_file!(
     "../sql/events.sql",
@@ -55,7 +59,8 @@ pgrx::extension_sql_file!(
         pg::shared::_settings_changed,
         record::record_event,
         record::messages::_message_record,
-        render::expand::expand_events
+        render::expand::expand_events,
+        api::functions::message_vars_of
     ]
 );
 // Disabling and enabling campaigns' callbacks, alerts, replay, history, the campaign report.

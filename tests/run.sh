@@ -110,6 +110,7 @@ fi
 
 if wanted integration; then
 echo "== integration tests"
+install_extension
 export PG_CALLBACK_FAULT_REPORT="$work/faults.md"
 python3 -m pytest -q tests/integration
 echo "== the fault suite's tally (RELIABILITY.md)"

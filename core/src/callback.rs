@@ -51,6 +51,23 @@ pub fn envelope(event: &str, at: i64, data: &Value) -> Value {
     json!({"type": event, "timestamp": iso_of_postgres(at), "data": data})
 }
 
+/// The endpoint a URL's requests go to: its scheme, host and port, the port left out when it
+/// is the scheme's default (`https://hooks.example.com`, `http://127.0.0.1:8080`), lowercased,
+/// without credentials. Endpoints have their own limits and appear in the operating views;
+/// the queue stores each callback's (`callback._endpoint`, a generated column).
+/// A URL that does not parse (none passes the setting checks) is its lowercased text up to
+/// the path.
+pub fn endpoint(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(parsed) if parsed.has_host() => parsed.origin().ascii_serialization(),
+        _ => {
+            let start = url.find("://").map_or(0, |i| i + 3);
+            let end = url[start..].find(['/', '?', '#']).map_or(url.len(), |i| start + i);
+            url[..end].to_ascii_lowercase()
+        }
+    }
+}
+
 /// What a callback's order key starts with: its message, else its campaign.
 fn order_scope(scope: &Scope) -> String {
     match (scope.message_id, scope.campaign_id) {
@@ -161,6 +178,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.url, "https://h/m/3");
+        assert_eq!(endpoint(&c.url), "https://h");
         assert_eq!(c.order_key, "message:3 https://h/m/3");
         assert_eq!(c.auth_header.as_deref(), Some("Bearer t0k"));
         let headers: Value = serde_json::from_str(&c.headers).unwrap();
@@ -204,6 +222,22 @@ mod tests {
         let format = Target::plain("https://h/", "yaml");
         let error = render("e", &scope(), Kind::List, None, format, false, &vars(), &json!({})).unwrap_err();
         assert_eq!(error, RenderError::Format("yaml".into()));
+    }
+
+    #[test]
+    fn endpoints_are_scheme_host_and_port_without_credentials() {
+        assert_eq!(
+            endpoint("https://Hooks.Example.com:443/a/b?c#d"),
+            "https://hooks.example.com"
+        );
+        assert_eq!(endpoint("http://127.0.0.1:58080"), "http://127.0.0.1:58080");
+        assert_eq!(
+            endpoint("https://user:secret@crm.internal:8443/dlr"),
+            "https://crm.internal:8443"
+        );
+        assert_eq!(endpoint("http://[::1]:8080/x"), "http://[::1]:8080");
+        assert_eq!(endpoint("http://h?x=1"), "http://h");
+        assert_eq!(endpoint("no scheme/at all"), "no scheme");
     }
 
     #[test]

@@ -1,14 +1,15 @@
 //! Which claimed callback a worker sends next: at most `max_in_flight` requests at once and at
-//! most `max_in_flight_per_host` to any one host, so one slow or dead endpoint holds a few
-//! threads, never all of them. No pgrx: the worker (src/deliver/worker.rs) feeds it claimed callbacks
-//! and answers, and asks it what to send, what to give back unsent, and which hosts a claim
-//! should skip because it has enough of their callbacks already.
+//! most `max_in_flight_per_host` to any one endpoint (scheme, host and port: a callback's
+//! `endpoint`, computed when it was rendered), so one slow or dead endpoint holds a few
+//! threads, never all of them. The worker (src/deliver/worker.rs) feeds it claimed callbacks
+//! and answers, and asks it what to send, what to give back unsent, and which endpoints a
+//! claim should skip because it has enough of their callbacks already.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-/// How long a claimed callback should wait in the worker for a free slot of its host, at the
-/// rate that host answers: a claim skips a host that has that much to do already.
+/// How long a claimed callback should wait in the worker for a free slot of its endpoint, at
+/// the rate that endpoint answers: a claim skips an endpoint that has that much to do already.
 const QUEUE_TIME: Duration = Duration::from_secs(1);
 
 /// The limits a worker works within.
@@ -16,16 +17,8 @@ const QUEUE_TIME: Duration = Duration::from_secs(1);
 pub struct Limits {
     /// Requests in flight at once.
     pub in_flight: usize,
-    /// Requests in flight at once to one host.
+    /// Requests in flight at once to one endpoint.
     pub per_host: usize,
-}
-
-/// The host a URL's requests go to, as both this module and the claim (sql/worker/claim.sql)
-/// name it: the lowercased authority, between `://` and the path.
-pub fn host_of(url: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    rest[..end].to_ascii_lowercase()
 }
 
 #[derive(Default)]
@@ -74,9 +67,9 @@ impl<T> Dispatcher<T> {
         self.queue.is_empty() && self.in_flight.is_empty()
     }
 
-    /// A claimed callback, to be sent in claim order as its host has room.
-    pub fn add(&mut self, key: i64, url: &str, release_at: Instant, item: T) {
-        let host = host_of(url);
+    /// A claimed callback to `endpoint`, to be sent in claim order as its endpoint has room.
+    pub fn add(&mut self, key: i64, endpoint: &str, release_at: Instant, item: T) {
+        let host = endpoint.to_string();
         self.hosts.entry(host.clone()).or_default().queued += 1;
         self.queue.push_back(Queued {
             key,
@@ -145,10 +138,10 @@ impl<T> Dispatcher<T> {
             .collect()
     }
 
-    /// The hosts a claim should skip: those with as many callbacks queued and in flight as
+    /// The endpoints a claim should skip: those with as many callbacks queued and in flight as
     /// this worker can send within QUEUE_TIME at the rate they answer (at least two rounds of
     /// their slots).
-    pub fn full_hosts(&self, limits: Limits) -> Vec<String> {
+    pub fn full_endpoints(&self, limits: Limits) -> Vec<String> {
         let full = |h: &Host| {
             let depth = match h.answer_time {
                 Some(t) => (QUEUE_TIME.as_secs_f64() / t.as_secs_f64().max(1e-6)).max(2.0),
@@ -178,22 +171,12 @@ mod tests {
     }
 
     #[test]
-    fn hosts_are_lowercased_authorities() {
-        assert_eq!(
-            host_of("https://Hooks.Example.com:8443/a/b?c#d"),
-            "hooks.example.com:8443"
-        );
-        assert_eq!(host_of("http://127.0.0.1:58080"), "127.0.0.1:58080");
-        assert_eq!(host_of("http://h?x=1"), "h");
-    }
-
-    #[test]
     fn a_busy_host_does_not_hold_up_the_others() {
         let mut d = Dispatcher::default();
         for key in 0..5 {
-            d.add(key, "http://slow/x", later(), key);
+            d.add(key, "http://slow", later(), key);
         }
-        d.add(10, "http://fast/x", later(), 10);
+        d.add(10, "http://fast", later(), 10);
         // Two to the slow host (its limit), then the fast one, though claimed after the others.
         assert_eq!(d.to_send(LIMITS), vec![&0, &1, &10]);
         assert_eq!((d.queued(), d.in_flight()), (3, 3));
@@ -207,7 +190,7 @@ mod tests {
     fn in_flight_is_bounded_overall() {
         let mut d = Dispatcher::default();
         for key in 0..6 {
-            d.add(key, &format!("http://host{key}/"), later(), key);
+            d.add(key, &format!("http://host{key}"), later(), key);
         }
         assert_eq!(d.to_send(LIMITS).len(), 4);
         assert_eq!(d.queued(), 2);
@@ -216,12 +199,12 @@ mod tests {
     #[test]
     fn overdue_callbacks_are_given_back_and_everything_on_stop() {
         let mut d = Dispatcher::default();
-        d.add(1, "http://a/", Instant::now(), 1);
-        d.add(2, "http://a/", later(), 2);
-        d.add(3, "http://a/", later(), 3);
+        d.add(1, "http://a", Instant::now(), 1);
+        d.add(2, "http://a", later(), 2);
+        d.add(3, "http://a", later(), 3);
         assert_eq!(d.overdue(Instant::now()), vec![1]);
         assert_eq!(d.to_send(LIMITS), vec![&2, &3]);
-        d.add(4, "http://a/", later(), 4);
+        d.add(4, "http://a", later(), 4);
         let mut all = d.take_all();
         all.sort();
         assert_eq!(all, vec![2, 3, 4]);
@@ -231,25 +214,25 @@ mod tests {
     #[test]
     fn claims_skip_hosts_with_enough_to_do() {
         let mut d = Dispatcher::default();
-        d.add(1, "http://slow/", later(), 1);
-        d.add(2, "http://fast/", later(), 2);
+        d.add(1, "http://slow", later(), 1);
+        d.add(2, "http://fast", later(), 2);
         d.to_send(LIMITS);
         d.answered(1, Duration::from_secs(2));
         d.answered(2, Duration::from_millis(1));
         // Two rounds of its two slots for the slow host; a second's worth (2000) for the fast one.
         for key in 10..13 {
-            d.add(key, "http://slow/", later(), key);
-            d.add(key + 100, "http://fast/", later(), key);
+            d.add(key, "http://slow", later(), key);
+            d.add(key + 100, "http://fast", later(), key);
         }
-        assert!(d.full_hosts(LIMITS).is_empty());
-        d.add(13, "http://slow/", later(), 13);
-        assert_eq!(d.full_hosts(LIMITS), vec!["slow".to_string()]);
+        assert!(d.full_endpoints(LIMITS).is_empty());
+        d.add(13, "http://slow", later(), 13);
+        assert_eq!(d.full_endpoints(LIMITS), vec!["http://slow".to_string()]);
         // A host never answered yet is full at two rounds too.
         for key in 20..24 {
-            d.add(key, "http://new/", later(), key);
+            d.add(key, "http://new", later(), key);
         }
-        let mut full = d.full_hosts(LIMITS);
+        let mut full = d.full_endpoints(LIMITS);
         full.sort();
-        assert_eq!(full, vec!["new".to_string(), "slow".to_string()]);
+        assert_eq!(full, vec!["http://new".to_string(), "http://slow".to_string()]);
     }
 }

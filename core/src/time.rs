@@ -24,9 +24,11 @@ pub fn iso(unix_micros: i64) -> String {
     }
 }
 
-/// A Postgres `timestamptz` (microseconds since 2000-01-01) as bodies write it.
+/// A Postgres `timestamptz` (microseconds since 2000-01-01) as bodies write it; empty for
+/// infinity.
 pub fn iso_of_postgres(at: i64) -> String {
-    iso(at + POSTGRES_EPOCH_IN_UNIX_MICROS)
+    at.checked_add(POSTGRES_EPOCH_IN_UNIX_MICROS)
+        .map_or_else(String::new, iso)
 }
 
 #[cfg(test)]
@@ -46,5 +48,7 @@ mod tests {
     fn postgres_timestamps_count_from_2000() {
         assert_eq!(iso_of_postgres(0), "2000-01-01T00:00:00.000000Z");
         assert_eq!(iso_of_postgres(-1), "1999-12-31T23:59:59.999999Z");
+        assert_eq!(iso_of_postgres(i64::MAX), "");
+        assert_eq!(iso_of_postgres(i64::MIN), "");
     }
 }

@@ -1,6 +1,6 @@
 -- Claims up to $1 due callbacks for the worker with pid $2, skipping rows another worker holds
--- (SKIP LOCKED, or a live lease) and rows of the hosts in $5, which have as many callbacks with
--- this worker as it can send soon (pg_callback_core::dispatch; a host is the URL's lowercased authority).
+-- (SKIP LOCKED, or a live lease) and rows of the endpoints in $5, which have as many callbacks
+-- with this worker as it can send soon (pg_callback_core::dispatch).
 -- A callback behind an earlier one with the same order key is 'waiting', not pending, so order
 -- needs no check here. The lease covers $3 rounds of the longest timeout, plus a minute; $4 is
 -- pg_callback.default_timeout in seconds, for policies that set no timeout.
@@ -19,7 +19,7 @@ WITH due AS (
     WHERE c.state = 'pending'
       AND c.due_at <= now()
       AND (c.leased_until IS NULL OR c.leased_until < now())
-      AND (cardinality($5::text[]) = 0 OR lower(substring(c.url FROM '://([^/?#]*)')) <> ALL ($5::text[]))
+      AND (cardinality($5::text[]) = 0 OR c.endpoint <> ALL ($5::text[]))
       AND (c.due_at, c.id) > (to_timestamp($6), $7::bigint)
     ORDER BY c.due_at, c.id
     LIMIT $1
@@ -37,6 +37,7 @@ RETURNING c.id,
           c.webhook_id::text AS webhook_id,
           c.method = 'POST' AS post,
           c.url,
+          c.endpoint,
           c.headers::text AS headers,
           c.body,
           c.auth_header,

@@ -1,5 +1,6 @@
-//! The Rust functions SQL calls directly: checking settings, generate_signing_secret, and the
-//! workers' statistics behind `callback.workers`.
+//! The Rust functions SQL calls directly: checking settings, generate_signing_secret, the
+//! workers' statistics behind `callback.workers`, and the one home of what SQL shares with
+//! rendering: endpoints, timestamps in bodies, the template variables of a message's events.
 //!
 //! Internal (`_`-prefixed) except `generate_signing_secret`; each is a thin wrapper over
 //! pg_callback_core or shared memory, raising [`CallbackError`] on bad input.
@@ -7,9 +8,11 @@
 use super::error::CallbackError;
 use crate::pg::shared;
 use base64::Engine;
-use pg_callback_core::settings;
+use pg_callback_core::event::Message;
+use pg_callback_core::{callback, settings, time};
 use pgrx::prelude::*;
 use pgrx::JsonB;
+use serde_json::{Map, Value};
 
 /// Raises 22023 naming the first bad setting in `row` (a table row as JSON).
 #[pg_extern(immutable, strict, parallel_safe, name = "_check_settings")]
@@ -29,6 +32,45 @@ fn generate_signing_secret() -> String {
         error!("could not generate random bytes for a signing secret");
     }
     format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(bytes))
+}
+
+/// The endpoint (scheme, host and port) of a URL, as rendering stores it on each callback.
+#[pg_extern(immutable, strict, parallel_safe, name = "_endpoint")]
+fn endpoint(url: &str) -> String {
+    callback::endpoint(url)
+}
+
+/// A time as bodies carry it: ISO 8601 in UTC with microseconds, whatever the session's
+/// TimeZone; NULL for infinity.
+#[pg_extern(immutable, strict, parallel_safe, name = "_iso")]
+fn iso(ts: TimestampWithTimeZone) -> Option<String> {
+    let at: pg_sys::TimestampTz = ts.into();
+    Some(time::iso_of_postgres(at)).filter(|text| !text.is_empty())
+}
+
+/// The template variables of a message's events (`callback._message_vars` for the PL/pgSQL
+/// triggers): the message as JSON, its member's attributes, its campaign's env and its list.
+#[pg_extern(immutable, parallel_safe, name = "_message_vars_of")]
+fn message_vars_of(message: JsonB, attributes: Option<JsonB>, env: Option<JsonB>, list_id: Option<i64>) -> JsonB {
+    let m = &message.0;
+    let number = |key: &str| m.get(key).and_then(Value::as_i64);
+    let text = |key: &str| m.get(key).and_then(Value::as_str).map(str::to_string);
+    let message = Message {
+        id: number("id").unwrap_or_default(),
+        account_id: number("account_id").unwrap_or_default(),
+        campaign_id: number("campaign_id"),
+        member_id: number("member_id"),
+        batch_id: text("batch_id"),
+        channel: text("channel"),
+        destination: text("destination"),
+        status: text("status").unwrap_or_default(),
+        ..Message::default()
+    };
+    let object = |json: Option<JsonB>| match json.map(|j| j.0) {
+        Some(Value::Object(map)) => map,
+        _ => Map::new(),
+    };
+    JsonB(Value::Object(message.vars(object(attributes), &object(env), list_id)))
 }
 
 /// The statistics of every worker slot that has been used since the server started

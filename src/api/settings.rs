@@ -95,8 +95,8 @@ fn define_delivery_settings() {
     );
     GucRegistry::define_int_guc(
         c"pg_callback.max_in_flight_per_host",
-        c"How many HTTP requests each worker has in flight at once to one host.",
-        c"A slow or unreachable endpoint then holds this many threads at most; the others keep delivering. A host is the URL's host and port.",
+        c"How many HTTP requests each worker has in flight at once to one endpoint.",
+        c"A slow or unreachable endpoint then holds this many threads at most; the others keep delivering. An endpoint is a URL's scheme, host and port.",
         &MAX_IN_FLIGHT_PER_HOST,
         1,
         1024,

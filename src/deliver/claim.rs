@@ -1,7 +1,7 @@
 //! Claiming: due callbacks leased to this worker a batch at a time, in one short transaction
 //! that first renders events recorded for later (src/render/expand.rs).
 //!
-//! In: how many are wanted, the hosts this worker has enough of, where the last claim ended.
+//! In: how many are wanted, the endpoints this worker has enough of, where the last claim ended.
 //! Out: `Claimed` callbacks with their retry policy; what events may be left to render.
 //! SQL: sql/worker/claim.sql, sql/worker/policies.sql.
 
@@ -9,6 +9,7 @@ use super::same_extension;
 use crate::api::settings as guc;
 use crate::pg::spi::{self, types, Kept};
 use crate::render::expand;
+use pg_callback_core::callback;
 use pg_callback_core::retry::{Kind, Policy};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
@@ -33,7 +34,19 @@ thread_local! {
 
 fn prepare(client: &mut SpiClient<'_>) -> SpiResult<OwnedPreparedStatement> {
     let args = ["int", "int", "int", "float8", "text[]", "float8", "bigint"];
-    Ok(client.prepare_mut(CLAIM, &types(&args))?.keep())
+    Ok(client.prepare_mut(&claim_sql(), &types(&args))?.keep())
+}
+
+/// claim.sql; for a schema of 0.2.0 or older, until `ALTER EXTENSION pg_callback UPDATE` adds
+/// the endpoint column, without it: no endpoint is skipped, and each callback's endpoint is
+/// computed from its URL when it is claimed.
+fn claim_sql() -> String {
+    if spi::has_column(c"callbacks", c"endpoint") {
+        return CLAIM.to_string();
+    }
+    CLAIM
+        .replace("c.endpoint <> ALL ($5::text[])", "true")
+        .replace("c.endpoint,", "NULL::text AS endpoint,")
 }
 
 /// A claimed callback, with everything needed to send it and judge the answer.
@@ -42,6 +55,8 @@ pub struct Claimed {
     pub webhook_id: String,
     pub post: bool,
     pub url: String,
+    /// Its endpoint (scheme, host and port), whose limits it is sent within.
+    pub endpoint: String,
     pub headers: String,
     pub body: Option<String>,
     pub auth_header: Option<String>,
@@ -75,8 +90,8 @@ pub struct Wanted {
     pub render: bool,
     /// Claim at most this many.
     pub count: usize,
-    /// Skip these hosts: this worker has as many of their callbacks as it can send soon.
-    pub full_hosts: Vec<String>,
+    /// Skip these endpoints: this worker has as many of their callbacks as it can send soon.
+    pub full_endpoints: Vec<String>,
     /// Start after this due time and id, those of the last callback claimed.
     pub after: Option<(f64, i64)>,
 }
@@ -98,7 +113,7 @@ pub fn claim(schema: pg_sys::Oid, wanted: Wanted) -> Option<(Vec<Claimed>, Left)
         super::my_pid().into(),
         rounds.into(),
         default_timeout.into(),
-        wanted.full_hosts.into(),
+        wanted.full_endpoints.into(),
         wanted.after.map_or(0.0, |(due, _)| due).into(),
         wanted.after.map_or(0, |(_, id)| id).into(),
     ];
@@ -142,6 +157,7 @@ fn claimed_rows(
     let mut claimed = Vec::with_capacity(rows.len());
     for row in rows {
         let name: String = row.get_by_name("retry_policy")?.unwrap_or_default();
+        let url: String = row.get_by_name("url")?.unwrap_or_default();
         let (policy, timeout) = policies
             .get(&name)
             .cloned()
@@ -150,7 +166,11 @@ fn claimed_rows(
             id: row.get_by_name("id")?.unwrap_or_default(),
             webhook_id: row.get_by_name("webhook_id")?.unwrap_or_default(),
             post: row.get_by_name("post")?.unwrap_or(true),
-            url: row.get_by_name("url")?.unwrap_or_default(),
+            url: url.clone(),
+            endpoint: match row.get_by_name::<String, _>("endpoint")? {
+                Some(endpoint) => endpoint,
+                None => callback::endpoint(&url),
+            },
             headers: row.get_by_name("headers")?.unwrap_or_default(),
             body: row.get_by_name("body")?,
             auth_header: row.get_by_name("auth_header")?,

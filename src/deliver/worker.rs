@@ -1,5 +1,5 @@
 //! A delivery worker: the loop that claims due callbacks a batch at a time (claim.rs), sends
-//! them from the HTTP pool as threads and their hosts' limits allow (pg_callback_core::
+//! them from the HTTP pool as threads and their endpoints' limits allow (pg_callback_core::
 //! dispatch), with no transaction or row lock held, writes results as they come in
 //! (write.rs), and exits after `pg_callback.idle_exit` with nothing to send.
 //!
@@ -125,7 +125,7 @@ enum Next {
 }
 
 /// A worker's state between turns of its loop. Callbacks are claimed a batch at a time, sent
-/// as threads and their hosts' limits allow, and their results written every WRITE_EVERY (or
+/// as threads and their endpoints' limits allow, and their results written every WRITE_EVERY (or
 /// sooner when a batch's worth is in): a slow endpoint holds up only its own callbacks.
 struct Worker {
     /// The `callback` schema of the extension this worker serves.
@@ -254,7 +254,7 @@ impl Worker {
         let wanted = Wanted {
             render: shared::take_events() || self.events_left,
             count: batch - self.work.queued().min(batch - 1),
-            full_hosts: self.work.full_hosts(limits()),
+            full_endpoints: self.work.full_endpoints(limits()),
             after: self.cursor,
         };
         let (count, schema) = (wanted.count, self.schema);
@@ -278,8 +278,8 @@ impl Worker {
         let now = Instant::now();
         for c in claimed {
             let release_at = now + c.lease.mul_f64(0.5);
-            let url = c.url.clone();
-            self.work.add(c.id, &url, release_at, c);
+            let endpoint = c.endpoint.clone();
+            self.work.add(c.id, &endpoint, release_at, c);
         }
         true
     }

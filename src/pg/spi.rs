@@ -28,6 +28,16 @@ pub fn events_table() -> pg_sys::Oid {
     unsafe { pg_sys::get_relname_relid(c"events".as_ptr(), callback_schema()) }
 }
 
+/// Whether `callback.{table}` has a column `column`: what a schema older than this library
+/// lacks until `ALTER EXTENSION pg_callback UPDATE`.
+pub fn has_column(table: &CStr, column: &CStr) -> bool {
+    // SAFETY: syscache lookups by name; a missing table is InvalidOid, whose attnum is invalid.
+    unsafe {
+        let relid = pg_sys::get_relname_relid(table.as_ptr(), callback_schema());
+        relid != pg_sys::InvalidOid && pg_sys::get_attnum(relid, column.as_ptr()) != pg_sys::InvalidAttrNumber as i16
+    }
+}
+
 /// A backend's plans of one kind, with the schema they were made for.
 pub type Kept<P> = RefCell<Option<(pg_sys::Oid, Rc<P>)>>;
 

@@ -1,14 +1,17 @@
-"""Upgrades: the released 0.1.0 (its install script frozen in sql/releases/), with data and
-callbacks in flight, becomes the current version by ALTER EXTENSION pg_callback UPDATE; the
-data is intact, delivery goes on, and the schema is the one a fresh install makes."""
+"""Upgrades: each released version (its install script frozen in sql/releases/), with data and
+callbacks in flight, becomes the current version by ALTER EXTENSION pg_callback UPDATE (0.1.0
+through 0.2.0); the data is intact, delivery goes on, and the schema is the one a fresh install
+makes."""
 
 import shutil
 import subprocess
 
-from conftest import DATABASE, ROOT
-from helpers import make_list, rows_of, send_message
+import pytest
 
-RELEASED = "0.1.0"
+from conftest import DATABASE, ROOT
+from helpers import make_list, send_message
+
+RELEASED = ["0.1.0", "0.2.0"]
 FRESH = "callbacks_fresh"
 
 DATA = ["accounts", "lists", "campaigns", "members", "messages", "callbacks", "deliveries", "alerts",
@@ -62,21 +65,34 @@ def schema(cluster, dbname):
     return [r[0] for r in cluster.sql(SCHEMA, dbname=dbname)]
 
 
-def data(db):
-    return {t: rows_of(db, t) for t in DATA}
+def columns(db):
+    """The columns of each table of DATA, in order."""
+    return {t: [r[0] for r in db.sql("SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass "
+                                     "AND attnum > 0 AND NOT attisdropped ORDER BY attnum", [f"callback.{t}"])]
+            for t in DATA}
 
 
-def install_released_script():
+def data(db, columns):
+    """Every row of each table, these columns of it, as one text in a stable order."""
+    def rows(table):
+        listed = ", ".join(f'"{c}"' for c in columns[table])
+        return db.one(f"SELECT coalesce(string_agg(r::text, ' | ' ORDER BY r::text), '') "
+                      f"FROM (SELECT {listed} FROM callback.{table}) r")
+    return {t: rows(t) for t in DATA}
+
+
+def install_released_script(version):
     sharedir = subprocess.run(["/usr/lib/postgresql/15/bin/pg_config", "--sharedir"],
                               capture_output=True, text=True, check=True).stdout.strip()
-    shutil.copy(ROOT / f"sql/releases/pg_callback--{RELEASED}.sql", f"{sharedir}/extension/")
+    shutil.copy(ROOT / f"sql/releases/pg_callback--{version}.sql", f"{sharedir}/extension/")
 
 
-def test_update_from_the_released_version_keeps_data_and_behaviour(db, receiver, cluster):
-    install_released_script()
+@pytest.mark.parametrize("released", RELEASED)
+def test_update_from_a_released_version_keeps_data_and_behaviour(db, receiver, cluster, released):
+    install_released_script(released)
     db.sql("DROP EXTENSION pg_callback CASCADE")
-    db.sql(f"CREATE EXTENSION pg_callback VERSION '{RELEASED}'")
-    assert db.one("SELECT extversion FROM pg_extension WHERE extname = 'pg_callback'") == RELEASED
+    db.sql(f"CREATE EXTENSION pg_callback VERSION '{released}'")
+    assert db.one("SELECT extversion FROM pg_extension WHERE extname = 'pg_callback'") == released
     # Data of every kind, a callback delivered, one held.
     db.sql("INSERT INTO callback.accounts (name) VALUES ('acme')")
     db.sql("INSERT INTO callback.retry_policies (name, kind, max_attempts, step) VALUES ('patient', 'fixed', 5, '10 minutes')")
@@ -87,11 +103,14 @@ def test_update_from_the_released_version_keeps_data_and_behaviour(db, receiver,
     db.wait_for("SELECT state = 'delivered' FROM callback.callbacks", what="the callback delivered")
     db.sql("SELECT callback.disable_campaign_callbacks(1)")
     send_message(db)
-    before = data(db)
+    kept = columns(db)
+    before = data(db, kept)
 
     db.sql("ALTER EXTENSION pg_callback UPDATE")
-    assert db.one("SELECT extversion FROM pg_extension WHERE extname = 'pg_callback'") != RELEASED
-    assert data(db) == before
+    assert db.one("SELECT extversion FROM pg_extension WHERE extname = 'pg_callback'") != released
+    assert data(db, kept) == before
+    # Callbacks recorded before 0.3.0 got their endpoint.
+    assert db.one("SELECT count(*) FROM callback.callbacks WHERE endpoint = callback._endpoint(url)") == 2
 
     # It goes on: the held callback is released, a new one recorded and delivered, the new
     # views see them.

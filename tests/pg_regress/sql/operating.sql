@@ -77,3 +77,10 @@ SELECT callback.replay_all(state => 'pending');
 \echo :LAST_ERROR_SQLSTATE
 SELECT callback.replay_all(campaign_id => 99);
 \echo :LAST_ERROR_SQLSTATE
+
+-- Each callback's endpoint is computed once, when it is rendered: scheme, host and port (the
+-- default port left out), lowercased, without credentials.
+SELECT DISTINCT url, endpoint FROM callback.callbacks ORDER BY 1;
+SELECT callback._endpoint(u) AS endpoint
+FROM unnest(ARRAY['HTTPS://crm:s3cret@Hooks.Example.COM:443/dlr?x=1', 'http://127.0.0.1:8080',
+                  'http://[::1]:9000/a#b', 'https://hooks.example.com:8443/']) u;
