@@ -6,7 +6,8 @@
 //! body could not be made.
 
 use crate::body::{self, Format};
-use crate::target::{Kind, Scope, Target};
+use crate::event::Scope;
+use crate::target::{Kind, Target};
 use crate::template::{self, TemplateError};
 use crate::time::iso_of_postgres;
 use base64::Engine;

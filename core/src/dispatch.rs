@@ -18,11 +18,12 @@ pub struct Limits {
     /// Requests in flight at once.
     pub in_flight: usize,
     /// Requests in flight at once to one endpoint.
-    pub per_host: usize,
+    pub per_endpoint: usize,
 }
 
+/// What one endpoint has with this worker.
 #[derive(Default)]
-struct Host {
+struct Load {
     queued: usize,
     in_flight: usize,
     /// How long its answers take, a moving average; None until one came.
@@ -31,7 +32,7 @@ struct Host {
 
 struct Queued<T> {
     key: i64,
-    host: String,
+    endpoint: String,
     /// Given back unsent after this, well before its lease ends.
     release_at: Instant,
     item: T,
@@ -41,7 +42,7 @@ struct Queued<T> {
 pub struct Dispatcher<T> {
     queue: VecDeque<Queued<T>>,
     in_flight: HashMap<i64, (String, T)>,
-    hosts: HashMap<String, Host>,
+    endpoints: HashMap<String, Load>,
 }
 
 impl<T> Default for Dispatcher<T> {
@@ -49,7 +50,7 @@ impl<T> Default for Dispatcher<T> {
         Dispatcher {
             queue: VecDeque::new(),
             in_flight: HashMap::new(),
-            hosts: HashMap::new(),
+            endpoints: HashMap::new(),
         }
     }
 }
@@ -69,11 +70,11 @@ impl<T> Dispatcher<T> {
 
     /// A claimed callback to `endpoint`, to be sent in claim order as its endpoint has room.
     pub fn add(&mut self, key: i64, endpoint: &str, release_at: Instant, item: T) {
-        let host = endpoint.to_string();
-        self.hosts.entry(host.clone()).or_default().queued += 1;
+        let endpoint = endpoint.to_string();
+        self.endpoints.entry(endpoint.clone()).or_default().queued += 1;
         self.queue.push_back(Queued {
             key,
-            host,
+            endpoint,
             release_at,
             item,
         });
@@ -85,27 +86,27 @@ impl<T> Dispatcher<T> {
         let mut keys = Vec::new();
         let mut i = 0;
         while i < self.queue.len() && self.in_flight.len() < limits.in_flight {
-            let Some(host) = self.hosts.get_mut(&self.queue[i].host) else {
-                i += 1; // every queued callback's host is counted (add)
+            let Some(endpoint) = self.endpoints.get_mut(&self.queue[i].endpoint) else {
+                i += 1; // every queued callback's endpoint is counted (add)
                 continue;
             };
-            if host.in_flight >= limits.per_host.max(1) {
+            if endpoint.in_flight >= limits.per_endpoint.max(1) {
                 i += 1;
                 continue;
             }
-            host.queued -= 1;
-            host.in_flight += 1;
+            endpoint.queued -= 1;
+            endpoint.in_flight += 1;
             let Some(q) = self.queue.remove(i) else { break };
             keys.push(q.key);
-            self.in_flight.insert(q.key, (q.host, q.item));
+            self.in_flight.insert(q.key, (q.endpoint, q.item));
         }
         keys.iter().map(|k| &self.in_flight[k].1).collect()
     }
 
-    /// The callback an answer was for, taken out; its host's answer time is updated.
+    /// The callback an answer was for, taken out; its endpoint's answer time is updated.
     pub fn answered(&mut self, key: i64, took: Duration) -> Option<T> {
-        let (host, item) = self.in_flight.remove(&key)?;
-        if let Some(h) = self.hosts.get_mut(&host) {
+        let (endpoint, item) = self.in_flight.remove(&key)?;
+        if let Some(h) = self.endpoints.get_mut(&endpoint) {
             h.in_flight -= 1;
             h.answer_time = Some(match h.answer_time {
                 Some(avg) => avg.mul_f64(0.8) + took.mul_f64(0.2),
@@ -121,7 +122,7 @@ impl<T> Dispatcher<T> {
         let mut gone = Vec::new();
         while self.queue.front().is_some_and(|q| q.release_at <= now) {
             let Some(q) = self.queue.pop_front() else { break };
-            if let Some(h) = self.hosts.get_mut(&q.host) {
+            if let Some(h) = self.endpoints.get_mut(&q.endpoint) {
                 h.queued -= 1;
             }
             gone.push(q.item);
@@ -131,7 +132,9 @@ impl<T> Dispatcher<T> {
 
     /// Everything claimed and not answered, taken out: the worker is stopping.
     pub fn take_all(&mut self) -> Vec<T> {
-        self.hosts.values_mut().for_each(|h| (h.queued, h.in_flight) = (0, 0));
+        self.endpoints
+            .values_mut()
+            .for_each(|h| (h.queued, h.in_flight) = (0, 0));
         let queued = self.queue.drain(..).map(|q| q.item);
         queued
             .chain(self.in_flight.drain().map(|(_, (_, item))| item))
@@ -142,14 +145,14 @@ impl<T> Dispatcher<T> {
     /// this worker can send within QUEUE_TIME at the rate they answer (at least two rounds of
     /// their slots).
     pub fn full_endpoints(&self, limits: Limits) -> Vec<String> {
-        let full = |h: &Host| {
+        let full = |h: &Load| {
             let depth = match h.answer_time {
                 Some(t) => (QUEUE_TIME.as_secs_f64() / t.as_secs_f64().max(1e-6)).max(2.0),
                 None => 2.0,
             };
-            (h.queued + h.in_flight) as f64 >= limits.per_host as f64 * depth
+            (h.queued + h.in_flight) as f64 >= limits.per_endpoint as f64 * depth
         };
-        self.hosts
+        self.endpoints
             .iter()
             .filter(|(_, h)| full(h))
             .map(|(name, _)| name.clone())
@@ -163,7 +166,7 @@ mod tests {
 
     const LIMITS: Limits = Limits {
         in_flight: 4,
-        per_host: 2,
+        per_endpoint: 2,
     };
 
     fn later() -> Instant {
@@ -171,16 +174,16 @@ mod tests {
     }
 
     #[test]
-    fn a_busy_host_does_not_hold_up_the_others() {
+    fn a_busy_endpoint_does_not_hold_up_the_others() {
         let mut d = Dispatcher::default();
         for key in 0..5 {
             d.add(key, "http://slow", later(), key);
         }
         d.add(10, "http://fast", later(), 10);
-        // Two to the slow host (its limit), then the fast one, though claimed after the others.
+        // Two to the slow endpoint (its limit), then the fast one, though claimed after the others.
         assert_eq!(d.to_send(LIMITS), vec![&0, &1, &10]);
         assert_eq!((d.queued(), d.in_flight()), (3, 3));
-        // Nothing more for the slow host until one of its requests is answered.
+        // Nothing more for the slow endpoint until one of its requests is answered.
         assert!(d.to_send(LIMITS).is_empty());
         assert_eq!(d.answered(0, Duration::from_secs(2)), Some(0));
         assert_eq!(d.to_send(LIMITS), vec![&2]);
@@ -190,7 +193,7 @@ mod tests {
     fn in_flight_is_bounded_overall() {
         let mut d = Dispatcher::default();
         for key in 0..6 {
-            d.add(key, &format!("http://host{key}"), later(), key);
+            d.add(key, &format!("http://endpoint{key}"), later(), key);
         }
         assert_eq!(d.to_send(LIMITS).len(), 4);
         assert_eq!(d.queued(), 2);
@@ -212,14 +215,14 @@ mod tests {
     }
 
     #[test]
-    fn claims_skip_hosts_with_enough_to_do() {
+    fn claims_skip_endpoints_with_enough_to_do() {
         let mut d = Dispatcher::default();
         d.add(1, "http://slow", later(), 1);
         d.add(2, "http://fast", later(), 2);
         d.to_send(LIMITS);
         d.answered(1, Duration::from_secs(2));
         d.answered(2, Duration::from_millis(1));
-        // Two rounds of its two slots for the slow host; a second's worth (2000) for the fast one.
+        // Two rounds of its two slots for the slow endpoint; a second's worth (2000) for the fast one.
         for key in 10..13 {
             d.add(key, "http://slow", later(), key);
             d.add(key + 100, "http://fast", later(), key);
@@ -227,7 +230,7 @@ mod tests {
         assert!(d.full_endpoints(LIMITS).is_empty());
         d.add(13, "http://slow", later(), 13);
         assert_eq!(d.full_endpoints(LIMITS), vec!["http://slow".to_string()]);
-        // A host never answered yet is full at two rounds too.
+        // A endpoint never answered yet is full at two rounds too.
         for key in 20..24 {
             d.add(key, "http://new", later(), key);
         }

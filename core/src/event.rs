@@ -5,7 +5,6 @@
 //! its PL/pgSQL trigger). Out: the event types a change makes, and each event's template
 //! variables and data (the README documents the data's fields).
 
-use crate::target::Scope;
 use crate::time::iso_of_postgres;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
@@ -62,6 +61,17 @@ pub struct Other {
 pub enum Event {
     Status(Message),
     Other(Other),
+}
+
+/// Where an event happened: what its targets are chosen by.
+#[derive(Clone, Copy, Debug)]
+pub struct Scope<'a> {
+    pub account_id: i64,
+    pub campaign_id: Option<i64>,
+    pub message_id: Option<i64>,
+    pub channel: Option<&'a str>,
+    pub notify_url: Option<&'a str>,
+    pub notify_format: Option<&'a str>,
 }
 
 /// A row of `callback.statuses`: whether the status is final, and the event it fires.

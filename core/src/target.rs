@@ -6,7 +6,7 @@
 //! In: the settings of the event's campaign, list and account (a row of
 //! `callback._target_settings`, sql/events.sql). Out: the one most specific target.
 
-use crate::event::{CALLBACKS_DISABLED, MESSAGE_STATUS};
+use crate::event::{Scope, CALLBACKS_DISABLED, MESSAGE_STATUS};
 use serde_json::{Map, Value};
 
 /// Which setting a callback's target came from (the `kind` column of `callback.callbacks`).
@@ -62,17 +62,6 @@ impl Target {
             retry_policy: "standard".into(),
         }
     }
-}
-
-/// Where an event happened: what its targets are chosen by.
-#[derive(Clone, Copy, Debug)]
-pub struct Scope<'a> {
-    pub account_id: i64,
-    pub campaign_id: Option<i64>,
-    pub message_id: Option<i64>,
-    pub channel: Option<&'a str>,
-    pub notify_url: Option<&'a str>,
-    pub notify_format: Option<&'a str>,
 }
 
 /// What an event's targets are chosen from: a row of `callback._target_settings`.

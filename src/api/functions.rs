@@ -113,4 +113,53 @@ mod tests {
         ))
         .unwrap();
     }
+
+    #[pg_test]
+    fn iso_writes_what_to_char_in_utc_writes_whatever_the_time_zone() {
+        Spi::run("SET TimeZone = 'Asia/Kolkata'").unwrap();
+        let same = Spi::get_one::<bool>(
+            "SELECT bool_and(callback._iso(t) = to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'))
+             FROM unnest(ARRAY['2026-01-15 09:05:47.000123+05:30', '1999-12-31 23:59:59.999999+00',
+                               now()]::timestamptz[]) t",
+        );
+        assert_eq!(same, Ok(Some(true)));
+        let infinite = Spi::get_one::<String>("SELECT callback._iso('infinity')");
+        assert_eq!(infinite, Ok(None));
+    }
+
+    #[pg_test]
+    fn message_variables_are_what_the_sql_of_0_2_0_built() {
+        // 0.2.0's callback._message_vars, written out: attributes, then env, then the
+        // built-ins without NULLs.
+        let same = Spi::get_one::<bool>(
+            "WITH m(id, account_id, campaign_id, member_id, batch_id, status, channel, destination) AS (
+                 VALUES (7::bigint, 1::bigint, 3::bigint, NULL::bigint, 'b-1', 'delivered', 'sms', '+1555'))
+             SELECT callback._message_vars_of(to_jsonb(m), '{\"name\": \"Ann\", \"status\": \"x\"}',
+                                               '{\"name\": \"env\"}', 9)
+                  = '{\"name\": \"Ann\", \"status\": \"x\"}'::jsonb || '{\"name\": \"env\"}'::jsonb
+                    || jsonb_strip_nulls(jsonb_build_object(
+                           'id', m.id, 'messageId', m.id, 'memberId', m.member_id, 'campaignId', m.campaign_id,
+                           'communicationId', m.campaign_id, 'listId', 9, 'accountId', m.account_id,
+                           'batchId', m.batch_id, 'status', m.status, 'channel', m.channel,
+                           'destination', m.destination))
+             FROM m",
+        );
+        assert_eq!(same, Ok(Some(true)));
+    }
+
+    #[pg_test]
+    fn endpoints_are_computed_once_when_a_callback_is_rendered() {
+        Spi::run(
+            "SET pg_callback.recording = immediate;
+             INSERT INTO callback.accounts (name) VALUES ('acme');
+             INSERT INTO callback.lists (account_id, name, callback_url)
+             VALUES (1, 'l', 'https://Hooks.Example.com:443/dlr/${id}');
+             INSERT INTO callback.campaigns (list_id, name) VALUES (1, 'c');
+             INSERT INTO callback.messages (campaign_id, channel, destination, status)
+             VALUES (1, 'sms', '+1555', 'delivered')",
+        )
+        .unwrap();
+        let endpoint = Spi::get_one::<String>("SELECT endpoint FROM callback.callbacks");
+        assert_eq!(endpoint, Ok(Some("https://hooks.example.com".to_string())));
+    }
 }

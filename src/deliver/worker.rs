@@ -81,7 +81,7 @@ fn new_pool() -> Pool {
 fn limits() -> Limits {
     Limits {
         in_flight: guc::MAX_IN_FLIGHT.get().max(1) as usize,
-        per_host: guc::MAX_IN_FLIGHT_PER_HOST.get().max(1) as usize,
+        per_endpoint: guc::MAX_IN_FLIGHT_PER_HOST.get().max(1) as usize,
     }
 }
 

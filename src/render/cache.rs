@@ -6,8 +6,8 @@
 //! statement triggers at the end of sql/events.sql), and the changing transaction itself
 //! reads afresh until then.
 
+use super::plans::Plans;
 use super::targets::{self, SourcesKey};
-use super::Plans;
 use crate::pg::shared;
 use crate::pg::spi::callback_schema;
 use pg_callback_core::event::{Status, Statuses};

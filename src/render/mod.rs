@@ -12,58 +12,21 @@
 
 mod cache;
 pub mod expand;
+mod plans;
 mod queue;
 mod targets;
 
 use crate::api::error::CallbackError;
 use crate::pg::shared;
-use crate::pg::spi::{self, types, Kept};
+use crate::pg::spi;
 use pg_callback_core::callback::{self, Callback, RenderError};
-use pg_callback_core::event::{self, json_object, Message, Other, StatusChange, MESSAGE_FINAL};
-use pg_callback_core::target::Scope;
+use pg_callback_core::event::{self, json_object, Message, Other, Scope, StatusChange, MESSAGE_FINAL};
 use pgrx::prelude::*;
-use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiResult};
+use pgrx::spi::{SpiClient, SpiResult};
 use serde_json::{json, Map, Value};
-use std::cell::RefCell;
 
 pub use cache::{cached, Cache};
-
-const MEMBER: &str = include_str!("../../sql/render/member.sql");
-const TARGETS: &str = include_str!("../../sql/render/targets.sql");
-const SUBSCRIPTIONS: &str = include_str!("../../sql/render/subscriptions.sql");
-const ATTEMPT_IDS: &str = include_str!("../../sql/render/attempt_ids.sql");
-const STATUSES: &str = include_str!("../../sql/render/statuses.sql");
-
-/// The statements rendering runs, prepared once per backend (src/pg/spi.rs).
-pub struct Plans {
-    member: OwnedPreparedStatement,
-    targets: OwnedPreparedStatement,
-    subscriptions: OwnedPreparedStatement,
-    insert: OwnedPreparedStatement,
-    insert_batch: OwnedPreparedStatement,
-    attempt_ids: OwnedPreparedStatement,
-    statuses: OwnedPreparedStatement,
-}
-
-thread_local! {
-    static PLANS: Kept<Plans> = const { RefCell::new(None) };
-}
-
-fn prepare(client: &mut SpiClient<'_>) -> SpiResult<Plans> {
-    Ok(Plans {
-        member: client.prepare(MEMBER, &types(&["bigint"]))?.keep(),
-        targets: client.prepare(TARGETS, &types(&["bigint", "bigint", "bigint"]))?.keep(),
-        subscriptions: client
-            .prepare(SUBSCRIPTIONS, &types(&["bigint", "text", "text"]))?
-            .keep(),
-        insert: client.prepare_mut(queue::INSERT, &types(&queue::INSERT_ARGS))?.keep(),
-        insert_batch: client
-            .prepare_mut(queue::INSERT_BATCH, &types(&queue::INSERT_BATCH_ARGS))?
-            .keep(),
-        attempt_ids: client.prepare(ATTEMPT_IDS, &types(&["bigint"]))?.keep(),
-        statuses: client.prepare(STATUSES, &[])?.keep(),
-    })
-}
+pub use plans::Plans;
 
 /// Runs `f` connected to SPI, with this backend's plans and the cache made valid; an error is
 /// raised as `{what}: {error}`.
@@ -72,7 +35,7 @@ pub fn connected(
     f: impl FnOnce(&mut SpiClient<'_>, &Plans, &mut Cache) -> SpiResult<()>,
 ) {
     Spi::connect_mut(|client| {
-        spi::with(&PLANS, client, prepare, |client, plans| {
+        plans::with(client, |client, plans| {
             cache::with(client, plans, |client, cache| f(client, plans, cache))
         })
     })

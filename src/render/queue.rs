@@ -5,9 +5,10 @@
 //! In: core `Callback`s. Out: rows of sql/render/insert.sql, insert_batch.sql, unsendable.sql;
 //! whether any is due now (the workers are then woken at commit).
 
-use super::Plans;
+use super::plans::Plans;
 use pg_callback_core::callback::{order_key, Callback};
-use pg_callback_core::target::{Scope, Target};
+use pg_callback_core::event::Scope;
+use pg_callback_core::target::Target;
 use pgrx::prelude::*;
 use pgrx::spi::{SpiClient, SpiResult};
 use rand::rngs::StdRng;
@@ -15,19 +16,7 @@ use rand::{Rng, SeedableRng};
 use std::cell::RefCell;
 use std::collections::HashSet;
 
-pub const INSERT: &str = include_str!("../../sql/render/insert.sql");
-pub const INSERT_BATCH: &str = include_str!("../../sql/render/insert_batch.sql");
 const UNSENDABLE: &str = include_str!("../../sql/render/unsendable.sql");
-
-/// The parameters of insert.sql; insert_batch.sql takes an array of each, and `behind`.
-pub const INSERT_ARGS: [&str; 16] = [
-    "text", "bigint", "bigint", "bigint", "text", "bigint", "text", "text", "text", "text", "text", "text", "text",
-    "text", "bool", "uuid",
-];
-pub const INSERT_BATCH_ARGS: [&str; 17] = [
-    "text[]", "bigint[]", "bigint[]", "bigint[]", "text[]", "bigint[]", "text[]", "text[]", "text[]", "text[]",
-    "text[]", "text[]", "text[]", "text[]", "bool[]", "uuid[]", "bool[]",
-];
 
 thread_local! {
     /// This backend's random generator, with the process it was seeded in.

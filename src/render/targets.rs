@@ -3,9 +3,9 @@
 //!
 //! In: rows of sql/render/targets.sql and sql/render/subscriptions.sql. Out: core `Target`s.
 
-use super::Plans;
-use pg_callback_core::event::json_object;
-use pg_callback_core::target::{Kind, Scope, Sources, Target};
+use super::plans::Plans;
+use pg_callback_core::event::{json_object, Scope};
+use pg_callback_core::target::{Kind, Sources, Target};
 use pgrx::spi::{SpiClient, SpiError, SpiHeapTupleData, SpiResult};
 
 /// The settings in columns `{prefix}url`, `{prefix}method` ... of a row; None when they are
