@@ -99,6 +99,9 @@ class Bench:
         self.reset()
         self.queue_held(n)
         self.clear_arrivals()
+        if self.args.statements:
+            self.sql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            self.sql("SELECT pg_stat_statements_reset()")
         started = time.monotonic()
         self.sql("SELECT callback.enable_campaign_callbacks(1)")
         released = time.monotonic() - started
@@ -117,10 +120,21 @@ class Bench:
         rate = (len(times) - 1) / span if span > 0 else float("nan")
         ratio = rate / self.nginx if getattr(self, "nginx", None) else float("nan")
         self.drain_rate = rate
+        if self.args.statements:
+            self.print_statements(len(times))
         self.report(f"drain {label} ({len(times):,} received)",
                     f"{rate:,.0f}/s, {ratio:.2f} of nginx; {wall:.1f} s to all delivered, {released:.1f} s of them releasing the backlog",
                     f">= {target:,}/s", rate >= target)
         return times, samples
+
+    def print_statements(self, delivered):
+        """The statements that took the most time since the reset, per callback delivered."""
+        rows = self.sql("""SELECT calls, total_exec_time, rows, left(regexp_replace(query, '\\s+', ' ', 'g'), 70)
+                           FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat_statements%'
+                           ORDER BY total_exec_time DESC LIMIT 6""")
+        for calls, total_ms, nrows, query in rows:
+            print(f"    {total_ms * 1000 / max(delivered, 1):7.1f} us per callback, {calls:7,} calls, "
+                  f"{nrows:9,} rows: {query}", flush=True)
 
     def sample_workers(self, samples, stop):
         while not stop.wait(1.0):
@@ -309,6 +323,8 @@ def main():
     p.add_argument("--fair", type=int, default=50_000)
     p.add_argument("--rate", type=int, default=1000)
     p.add_argument("--seconds", type=int, default=10)
+    p.add_argument("--statements", action="store_true",
+                   help="after each drain, the statements that took the most time (pg_stat_statements)")
     p.add_argument("--pgbench-seconds", type=int, default=15)
     p.add_argument("--only", nargs="*", help="run only these measurements")
     args = p.parse_args()
