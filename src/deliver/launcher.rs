@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 /// The least time between two starts of the workers, so that workers failing at start (a
 /// missing database, no free slot) are not restarted in a tight loop.
 const START_RETRY: Duration = Duration::from_secs(1);
+/// The launcher says it could not start workers at most this often (it tries every START_RETRY).
+const WARN_EVERY: Duration = Duration::from_secs(60);
 
 /// Registers the launcher; called from `_PG_init` while preloading.
 pub fn register() {
@@ -29,6 +31,7 @@ pub fn register() {
         .load();
 }
 
+/// Starts the worker of `slot`; None when every background worker slot is taken.
 fn start_worker(slot: usize) -> Option<DynamicBackgroundWorker> {
     BackgroundWorkerBuilder::new(&format!("pg_callback worker {slot}"))
         .set_type("pg_callback worker")
@@ -65,6 +68,8 @@ pub extern "C-unwind" fn pg_callback_launcher_main(_arg: pg_sys::Datum) {
     // A first pass at start delivers what an earlier run left, leases included.
     let mut first_pass = true;
     let mut timeout = Some(Duration::ZERO);
+    // When it last said it could start no worker (said at most once a minute).
+    let mut last_warning: Option<Instant> = None;
     while BackgroundWorker::wait_latch(timeout) {
         if BackgroundWorker::sighup_received() {
             // SAFETY: called from the launcher's main thread, outside any transaction.
@@ -86,6 +91,13 @@ pub extern "C-unwind" fn pg_callback_launcher_main(_arg: pg_sys::Datum) {
             shared::set_next_due_ms(i64::MAX);
             let wanted = guc::WORKERS.get().clamp(1, shared::MAX_WORKERS as i32) as usize;
             workers.extend((0..wanted).filter_map(start_worker));
+            if workers.len() < wanted && last_warning.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
+                last_warning = Some(Instant::now());
+                warning!(
+                    "pg_callback launcher: could start only {} of {wanted} delivery workers: no free background worker slot; max_worker_processes must leave pg_callback.workers plus one for pg_callback",
+                    workers.len()
+                );
+            }
             if workers.is_empty() {
                 shared::set_next_due_ms(next_due.min(now));
                 timeout = Some(START_RETRY);
