@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/ensure-tools.sh
-python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore standardwebhooks
+python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore standardwebhooks trustme
 source scripts/cluster.sh
 
 echo "== building and installing pg_callback"
@@ -18,8 +18,13 @@ port=${PG_CALLBACK_DEMO_PORT:-55433}
 receiver_port=${PG_CALLBACK_DEMO_RECEIVER_PORT:-58080}
 secret=whsec_ZGVtby1zZWNyZXQtb2YtdGhpcnR5LXR3by1ieXRlcw==   # a demo secret, known to the receiver
 
-python3 demo/receiver.py "$receiver_port" "$secret" > "/tmp/pg_callback_demo_receiver.log" 2>&1 &
+# The receiver speaks HTTPS with a certificate from a CA of its own, made now; the workers
+# trust that CA through pg_callback.ca_bundle.
+ca_file=/tmp/pg_callback_demo_ca.pem
+rm -f "$ca_file"
+python3 demo/receiver.py "$receiver_port" "$secret" "$ca_file" > "/tmp/pg_callback_demo_receiver.log" 2>&1 &
 receiver_pid=$!
+for _ in $(seq 50); do [ -s "$ca_file" ] && break; sleep 0.1; done
 trap 'kill $receiver_pid 2>/dev/null; cluster_stop "$dir"' EXIT
 
 # 5 minutes between the strict policy's attempts become 3 seconds; the receiver is on
@@ -28,10 +33,11 @@ cluster_start "$dir" "$port" \
     "shared_preload_libraries = 'pg_callback'" \
     "pg_callback.database = 'postgres'" \
     "pg_callback.time_scale = 0.01" \
-    "pg_callback.allowed_destinations = '127.0.0.1'"
+    "pg_callback.allowed_destinations = '127.0.0.1'" \
+    "pg_callback.ca_bundle = '$ca_file'"
 cluster_psql "$dir" "$port" -c "CREATE EXTENSION pg_callback"
 cluster_psql "$dir" "$port" -e -f demo/demo.sql \
-    -v receiver="http://127.0.0.1:$receiver_port" -v secret="$secret"
+    -v receiver="https://127.0.0.1:$receiver_port" -v secret="$secret"
 
 echo
 echo "== What the receiver got"

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs what building, testing and demonstrating pg_callback needs, skipping what is there:
-# Debian's PostgreSQL 15 with its server headers, clang, sudo, and cargo-pgrx 0.18.0 set up for it.
+# Debian's PostgreSQL 15 with its server headers, clang, sudo, the system's CA certificates, and
+# cargo-pgrx 0.18.0 set up for it.
 set -euo pipefail
 
 PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 missing=()
-for pkg in postgresql-15 postgresql-client-15 postgresql-server-dev-15 libclang-dev clang sudo "$@"; do
+for pkg in postgresql-15 postgresql-client-15 postgresql-server-dev-15 libclang-dev clang sudo ca-certificates "$@"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then

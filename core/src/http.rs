@@ -7,6 +7,7 @@
 
 use crate::destinations::Destinations;
 use crate::retry::parse_retry_after;
+use crate::tls::{self, Trust};
 use std::collections::HashMap;
 use std::io::Read;
 use std::sync::mpsc::{channel, Receiver, Sender};
@@ -15,6 +16,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 use ureq::config::Config;
 use ureq::http::Uri;
+use ureq::tls::{Certificate, RootCerts, TlsConfig};
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
@@ -47,11 +49,12 @@ pub struct Response {
     pub error: Option<String>,
 }
 
-/// Sizes and limits of a pool.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Sizes and limits of a pool, and what it trusts.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolConfig {
     /// Requests in flight at once: one thread each.
     pub threads: usize,
+    pub trust: Trust,
 }
 
 pub struct Pool {
@@ -62,10 +65,16 @@ pub struct Pool {
     threads: Vec<JoinHandle<()>>,
 }
 
-/// The agent every thread shares: kept-alive connections, no redirects, every status an answer,
-/// no proxy (the guard checks the addresses connected to), only the destinations allowed.
-fn agent(config: PoolConfig, allowed: Arc<RwLock<Destinations>>) -> ureq::Agent {
+/// The agent every thread shares: kept-alive connections (and TLS sessions, resumed by the
+/// one rustls configuration it keeps), no redirects, every status an answer, no proxy (the
+/// guard checks the addresses connected to), only the destinations allowed, only the `roots`
+/// trusted.
+fn agent(config: &PoolConfig, roots: &[Certificate<'static>], allowed: Arc<RwLock<Destinations>>) -> ureq::Agent {
+    let tls = TlsConfig::builder()
+        .root_certs(RootCerts::new_with_certs(roots))
+        .build();
     let config = ureq::Agent::config_builder()
+        .tls_config(tls)
         .http_status_as_error(false)
         .max_redirects(0)
         .proxy(None)
@@ -159,14 +168,14 @@ fn block_signals() {
 }
 
 impl Pool {
-    /// A pool that sends only to the destinations `allowed` (and to public addresses); an
-    /// error when a thread cannot be started.
-    pub fn new(config: PoolConfig, allowed: Destinations) -> std::io::Result<Pool> {
+    /// A pool that sends only to the destinations `allowed` (and to public addresses),
+    /// trusting the certificates `roots` (tls::roots); an error when a thread cannot be started.
+    pub fn new(config: PoolConfig, roots: &[Certificate<'static>], allowed: Destinations) -> std::io::Result<Pool> {
         let (jobs, job_rx) = channel::<Request>();
         let (result_tx, results) = channel::<Response>();
         let job_rx = Arc::new(Mutex::new(job_rx));
         let allowed = Arc::new(RwLock::new(allowed));
-        let agent = agent(config, Arc::clone(&allowed));
+        let agent = agent(&config, roots, Arc::clone(&allowed));
         let threads = (0..config.threads.max(1))
             .map(|i| {
                 let job_rx = Arc::clone(&job_rx);
@@ -198,8 +207,8 @@ impl Pool {
         })
     }
 
-    pub fn config(&self) -> PoolConfig {
-        self.config
+    pub fn config(&self) -> &PoolConfig {
+        &self.config
     }
 
     /// Changes what may be sent to, from the next request on.
@@ -295,6 +304,14 @@ fn call(agent: &ureq::Agent, r: &Request) -> Result<ureq::http::Response<ureq::B
 
 /// A short, stable description of a transport error for the history.
 fn describe(e: &ureq::Error) -> String {
+    let refused = match e {
+        ureq::Error::Rustls(r) => tls::refusal(r),
+        ureq::Error::Io(io) => tls::refusal(io),
+        _ => None,
+    };
+    if let Some(refused) = refused {
+        return refused;
+    }
     match e {
         ureq::Error::Timeout(what) => format!("timeout: {what}"),
         // The guard's refusal (KeptNames::guard), as it is.
@@ -351,11 +368,18 @@ mod tests {
         }
     }
 
+    fn config(threads: usize) -> PoolConfig {
+        PoolConfig {
+            threads,
+            trust: Trust::default(),
+        }
+    }
+
     #[test]
     fn posts_and_reports_status_excerpt_and_retry_after() {
         let (url, server) =
             receiver("HTTP/1.1 429 Too Many Requests\r\nRetry-After: 30\r\nContent-Length: 11\r\n\r\nslow down!!");
-        let pool = Pool::new(PoolConfig { threads: 2 }, loopback()).unwrap();
+        let pool = Pool::new(config(2), &[], loopback()).unwrap();
         pool.submit(request(url));
         let answer = pool.next(Duration::from_secs(5)).expect("an answer");
         assert_eq!(answer.key, 7);
@@ -372,7 +396,7 @@ mod tests {
     fn redirects_are_answers_not_followed() {
         let (url, _server) =
             receiver("HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:1/\r\nContent-Length: 0\r\n\r\n");
-        let pool = Pool::new(PoolConfig { threads: 1 }, loopback()).unwrap();
+        let pool = Pool::new(config(1), &[], loopback()).unwrap();
         pool.submit(request(url));
         assert_eq!(pool.next(Duration::from_secs(5)).unwrap().status, Some(302));
     }
@@ -380,7 +404,7 @@ mod tests {
     #[test]
     fn refused_connections_are_errors() {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let pool = Pool::new(PoolConfig { threads: 1 }, loopback()).unwrap();
+        let pool = Pool::new(config(1), &[], loopback()).unwrap();
         pool.submit(request(format!("http://127.0.0.1:{port}/")));
         let answer = pool.next(Duration::from_secs(5)).unwrap();
         assert_eq!(answer.status, None);
@@ -389,7 +413,7 @@ mod tests {
 
     #[test]
     fn names_that_do_not_resolve_are_host_not_found() {
-        let pool = Pool::new(PoolConfig { threads: 1 }, loopback()).unwrap();
+        let pool = Pool::new(config(1), &[], loopback()).unwrap();
         // A label one longer than DNS allows: the lookup fails without asking a name server.
         pool.submit(request(format!("http://{}.invalid/", "a".repeat(64))));
         let answer = pool.next(Duration::from_secs(10)).unwrap();
@@ -401,7 +425,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
-        let pool = Pool::new(PoolConfig { threads: 1 }, Destinations::default()).unwrap();
+        let pool = Pool::new(config(1), &[], Destinations::default()).unwrap();
         for url in [format!("http://127.0.0.1:{port}/"), format!("http://localhost:{port}/")] {
             pool.submit(request(url));
             let answer = pool.next(Duration::from_secs(5)).unwrap();

@@ -15,10 +15,11 @@ pub mod template;
 pub mod time;
 // Checks of what users write: URLs, headers, credentials, secrets, environments.
 pub mod settings;
-// Delivery: which callback to send next, the HTTP pool, where requests may go, signatures,
-// retry schedules and what an answer means.
+// Delivery: which callback to send next, the HTTP pool, what TLS trusts, where requests may
+// go, signatures, retry schedules and what an answer means.
 pub mod destinations;
 pub mod dispatch;
 pub mod http;
 pub mod retry;
 pub mod signing;
+pub mod tls;

@@ -1,6 +1,7 @@
 //! Every setting of pg_callback, defined in one place; the README's settings table mirrors it.
 
 use pg_callback_core::destinations::Destinations;
+use pg_callback_core::tls::{self, Trust};
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 use pgrx::PostgresGucEnum;
 use std::ffi::CString;
@@ -16,6 +17,7 @@ pub static RESPONSE_EXCERPT_BYTES: GucSetting<i32> = GucSetting::<i32>::new(1024
 pub static TIME_SCALE: GucSetting<f64> = GucSetting::<f64>::new(1.0);
 pub static RETENTION_S: GucSetting<i32> = GucSetting::<i32>::new(7 * 24 * 3600);
 pub static ALLOWED_DESTINATIONS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
+pub static CA_BUNDLE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
 pub static RECORDING: GucSetting<Recording> = GucSetting::<Recording>::new(Recording::Deferred);
 
 /// What a transaction writes for an event (sql/events.sql).
@@ -171,6 +173,40 @@ fn define_housekeeping_settings() {
             None,
             None,
         );
+        GucRegistry::define_string_guc_with_hooks(
+            c"pg_callback.ca_bundle",
+            c"A PEM file of certificate authorities trusted for HTTPS besides the system's.",
+            c"For receivers whose certificates a private CA issued. Read by the workers when they start and on reload (a changed file is read again); the system's store (ca-certificates) is always trusted, and hostname and expiry are always checked. Empty (the default): the system's store only.",
+            &CA_BUNDLE,
+            GucContext::Sighup,
+            GucFlags::default(),
+            Some(check_ca_bundle),
+            None,
+            None,
+        );
+    }
+}
+
+/// Runs a setting's check hook: `valid` says what is wrong with the new value, if anything,
+/// and Postgres reports it as the error's detail.
+///
+/// # Safety
+/// `newval` is what Postgres passes a string setting's check hook.
+unsafe fn check(newval: *mut *mut std::ffi::c_char, valid: impl FnOnce(&str) -> Result<(), String>) -> bool {
+    // SAFETY: Postgres passes the new value, a C string or NULL.
+    let value = unsafe {
+        (*newval)
+            .as_ref()
+            .map(|v| std::ffi::CStr::from_ptr(v).to_string_lossy().into_owned())
+    };
+    match valid(value.as_deref().unwrap_or("")) {
+        Ok(()) => true,
+        Err(why) => {
+            let why = CString::new(why).unwrap_or_default();
+            // SAFETY: Postgres reports (and then frees) the detail set here.
+            unsafe { pgrx::pg_sys::GUC_check_errdetail_string = pgrx::pg_sys::pstrdup(why.as_ptr()) };
+            false
+        }
     }
 }
 
@@ -181,21 +217,29 @@ unsafe extern "C-unwind" fn check_allowed_destinations(
     _extra: *mut *mut std::ffi::c_void,
     _source: pgrx::pg_sys::GucSource::Type,
 ) -> bool {
-    // SAFETY: Postgres passes the new value, a C string or NULL.
-    let value = unsafe {
-        (*newval)
-            .as_ref()
-            .map(|v| std::ffi::CStr::from_ptr(v).to_string_lossy().into_owned())
+    // SAFETY: as Postgres calls it.
+    unsafe { check(newval, |value| Destinations::parse(value).map(|_| ())) }
+}
+
+/// Refuses a pg_callback.ca_bundle that cannot be read or holds no certificate.
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn check_ca_bundle(
+    newval: *mut *mut std::ffi::c_char,
+    _extra: *mut *mut std::ffi::c_void,
+    _source: pgrx::pg_sys::GucSource::Type,
+) -> bool {
+    let valid = |value: &str| match value.trim() {
+        "" => Ok(()),
+        path => tls::bundle_certificates(std::path::Path::new(path)).map(|_| ()),
     };
-    match Destinations::parse(value.as_deref().unwrap_or("")) {
-        Ok(_) => true,
-        Err(why) => {
-            let why = CString::new(why).unwrap_or_default();
-            // SAFETY: Postgres reports (and then frees) the detail set here.
-            unsafe { pgrx::pg_sys::GUC_check_errdetail_string = pgrx::pg_sys::pstrdup(why.as_ptr()) };
-            false
-        }
-    }
+    // SAFETY: as Postgres calls it.
+    unsafe { check(newval, valid) }
+}
+
+/// What HTTPS trusts: the system's store and pg_callback.ca_bundle.
+pub fn trust() -> Trust {
+    let bundle = CA_BUNDLE.get().and_then(|c| c.into_string().ok()).unwrap_or_default();
+    Trust::with_bundle(&bundle)
 }
 
 /// What pg_callback.allowed_destinations allows (the check hook made sure it parses).

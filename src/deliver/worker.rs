@@ -14,6 +14,7 @@ use crate::pg::shared;
 use crate::pg::spi::callback_schema;
 use pg_callback_core::dispatch::{Dispatcher, Limits};
 use pg_callback_core::http::{Pool, PoolConfig, Response};
+use pg_callback_core::tls;
 use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
 use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
@@ -67,13 +68,19 @@ pub extern "C-unwind" fn pg_callback_worker_main(arg: pg_sys::Datum) {
 fn pool_config() -> PoolConfig {
     PoolConfig {
         threads: guc::MAX_IN_FLIGHT.get().max(1) as usize,
+        trust: guc::trust(),
     }
 }
 
-/// A new HTTP pool for the current settings; a worker that cannot start its threads stops
-/// with an error (the launcher starts another when there is work).
-fn new_pool() -> Pool {
-    Pool::new(pool_config(), guc::allowed_destinations())
+/// A new HTTP pool for the current settings, trusting the system's CAs and
+/// pg_callback.ca_bundle's (a problem reading them is logged); a worker that cannot start its
+/// threads stops with an error (the launcher starts another when there is work).
+fn new_pool(config: PoolConfig) -> Pool {
+    let (roots, problems) = tls::roots(&config.trust);
+    for problem in problems {
+        warning!("pg_callback worker: {problem}");
+    }
+    Pool::new(config, &roots, guc::allowed_destinations())
         .unwrap_or_else(|e| error!("pg_callback worker: cannot start its HTTP threads: {e}"))
 }
 
@@ -131,6 +138,9 @@ struct Worker {
     /// The `callback` schema of the extension this worker serves.
     schema: pg_sys::Oid,
     pool: Pool,
+    /// The settings of the pool to make once the current one has nothing on the wire (a
+    /// reload changed them).
+    new_pool: Option<PoolConfig>,
     /// Claimed callbacks, queued or in flight.
     work: Dispatcher<Claimed>,
     /// Results not written yet (None: to be given back unsent).
@@ -158,7 +168,8 @@ impl Worker {
     fn new(schema: pg_sys::Oid) -> Worker {
         Worker {
             schema,
-            pool: new_pool(),
+            pool: new_pool(pool_config()),
+            new_pool: None,
             work: Dispatcher::default(),
             answered: Vec::new(),
             next_answer: None,
@@ -212,16 +223,19 @@ impl Worker {
         self.wait()
     }
 
-    /// Settings reloaded on SIGHUP; a new pool for new pool settings, once the old one has
-    /// nothing on the wire.
+    /// Settings reloaded on SIGHUP; a new pool for new pool settings (threads, or the CAs
+    /// trusted: a new bundle, or the same file changed), once the old one has nothing on the wire.
     fn reload(&mut self) {
         if BackgroundWorker::sighup_received() {
             // SAFETY: main thread, outside any transaction.
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
             self.pool.allow(guc::allowed_destinations());
+            self.new_pool = Some(pool_config()).filter(|config| config != self.pool.config());
         }
-        if self.work.is_empty() && self.pool.config() != pool_config() {
-            self.pool = new_pool();
+        if self.work.is_empty() {
+            if let Some(config) = self.new_pool.take() {
+                self.pool = new_pool(config);
+            }
         }
     }
 

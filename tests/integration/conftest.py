@@ -122,11 +122,22 @@ class Behaviour:
     body: bytes = b"ok"
 
 
-class Receiver:
-    """An HTTP server on loopback. respond() queues how the next requests to a path are
-    answered (the last behaviour repeats); every request is recorded."""
+class QuietServer(ThreadingHTTPServer):
+    """A threading HTTP server that does not print the connections a client gave up on (a
+    TLS handshake refused, a connection dropped)."""
 
-    def __init__(self):
+    def handle_error(self, request, client_address):
+        pass
+
+
+class Receiver:
+    """An HTTP server on loopback (HTTPS with `tls`, an ssl.SSLContext holding its
+    certificate). respond() queues how the next requests to a path are answered (the last
+    behaviour repeats); every request is recorded, and every connection accepted counted."""
+
+    def __init__(self, tls=None):
+        self.tls = tls
+        self.accepted = 0
         self.requests = []
         self.plans = {}
         self.connections = set()
@@ -141,6 +152,12 @@ class Receiver:
                 pass
 
             def setup(self):
+                with receiver.lock:
+                    receiver.accepted += 1
+                if receiver.tls:
+                    # The handshake, here on the connection's thread; a client that refuses
+                    # the certificate ends it (handle_error stays quiet about that).
+                    self.request = receiver.tls.wrap_socket(self.request, server_side=True)
                 super().setup()
                 with receiver.lock:
                     receiver.connections.add(self.connection)
@@ -184,7 +201,7 @@ class Receiver:
 
     def up(self):
         """Listens (again, on the same port after down())."""
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), self.handler)
+        self.server = QuietServer(("127.0.0.1", self.port), self.handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -202,7 +219,7 @@ class Receiver:
                     pass
 
     def url(self, path="/hook"):
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}{path}"
 
     def respond(self, path, *behaviours):
         with self.lock:
