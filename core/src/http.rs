@@ -47,6 +47,8 @@ pub struct Response {
     pub excerpt: Option<String>,
     /// Why no answer came (timeout, refused, reset, bad URL ...).
     pub error: Option<String>,
+    /// Whether that reason is one no retry can change: a URL that cannot be sent.
+    pub hopeless: bool,
 }
 
 /// Sizes and limits of a pool, and what it trusts.
@@ -251,6 +253,7 @@ fn send(agent: &ureq::Agent, request: Request) -> Response {
         retry_after: None,
         excerpt: None,
         error: None,
+        hopeless: false,
     };
     match call(agent, &request) {
         Ok(mut answer) => {
@@ -275,7 +278,10 @@ fn send(agent: &ureq::Agent, request: Request) -> Response {
             }
             response.excerpt = Some(String::from_utf8_lossy(&excerpt).into_owned());
         }
-        Err(e) => response.error = Some(describe(&e)),
+        Err(e) => {
+            response.hopeless = matches!(e, ureq::Error::BadUri(_) | ureq::Error::Http(_));
+            response.error = Some(describe(&e));
+        }
     }
     response.duration = clock.elapsed();
     response
@@ -318,6 +324,8 @@ fn describe(e: &ureq::Error) -> String {
         ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::PermissionDenied => io.to_string(),
         ureq::Error::Io(io) => format!("connection error: {io}"),
         ureq::Error::HostNotFound => "host not found".to_string(),
+        ureq::Error::BadUri(why) => format!("the URL cannot be sent: {why}"),
+        ureq::Error::Http(why) => format!("the URL cannot be sent: {why}"),
         ureq::Error::ConnectionFailed => "connection error: connection failed".to_string(),
         other => other.to_string(),
     }
@@ -399,6 +407,17 @@ mod tests {
         let pool = Pool::new(config(1), &[], loopback()).unwrap();
         pool.submit(request(url));
         assert_eq!(pool.next(Duration::from_secs(5)).unwrap().status, Some(302));
+    }
+
+    #[test]
+    fn urls_that_cannot_be_sent_are_hopeless() {
+        let pool = Pool::new(config(1), &[], loopback()).unwrap();
+        for url in ["http:///x", "http://exa mple.com/"] {
+            pool.submit(request(url.into()));
+            let answer = pool.next(Duration::from_secs(5)).unwrap();
+            assert!(answer.hopeless, "{url}: {answer:?}");
+            assert!(answer.error.as_deref().unwrap_or("").starts_with("the URL cannot be sent"), "{answer:?}");
+        }
     }
 
     #[test]

@@ -89,6 +89,8 @@ pub struct Attempt {
     pub status: Option<u16>,
     /// `Retry-After`, parsed, when the answer had one.
     pub retry_after: Option<Duration>,
+    /// No answer came for a reason no retry can change (a URL that cannot be sent).
+    pub hopeless: bool,
 }
 
 /// What happens to the callback after an attempt.
@@ -105,6 +107,9 @@ pub enum Verdict {
 /// `time_scale` (tests compress schedules with it); `Retry-After` on 429 and 503 replaces the
 /// policy's wait, unscaled, but never grants more attempts than the policy has.
 pub fn judge(policy: &Policy, attempts_made: u32, attempt: &Attempt, time_scale: f64, random: f64) -> Verdict {
+    if attempt.hopeless {
+        return Verdict::Failed;
+    }
     if let Some(status) = attempt.status {
         if policy.is_success(status) {
             return Verdict::Delivered;
@@ -215,6 +220,7 @@ mod tests {
         let ok = |status| Attempt {
             status: Some(status),
             retry_after: None,
+            hopeless: false,
         };
         assert_eq!(judge(&standard(), 1, &ok(204), 1.0, 0.0), Verdict::Delivered);
         assert_eq!(judge(&strict(), 1, &ok(200), 1.0, 0.0), Verdict::Delivered);
@@ -239,6 +245,7 @@ mod tests {
         let error = Attempt {
             status: Some(500),
             retry_after: None,
+            hopeless: false,
         };
         assert_eq!(
             judge(&strict(), 1, &error, 0.001, 0.0),
@@ -251,8 +258,15 @@ mod tests {
         let gone = Attempt {
             status: Some(410),
             retry_after: None,
+            hopeless: false,
         };
         assert_eq!(judge(&standard(), 1, &gone, 1.0, 0.0), Verdict::Failed);
+        let hopeless = Attempt {
+            status: None,
+            retry_after: None,
+            hopeless: true,
+        };
+        assert_eq!(judge(&standard(), 1, &hopeless, 1.0, 0.0), Verdict::Failed);
     }
 
     #[test]
@@ -261,6 +275,7 @@ mod tests {
         let busy = |status| Attempt {
             status: Some(status),
             retry_after: after,
+            hopeless: false,
         };
         assert_eq!(
             judge(&standard(), 1, &busy(429), 0.001, 0.0),
@@ -275,6 +290,7 @@ mod tests {
         let huge = Attempt {
             status: Some(429),
             retry_after: Some(Duration::from_secs(10 * 86400)),
+            hopeless: false,
         };
         assert_eq!(judge(&standard(), 1, &huge, 1.0, 0.0), Verdict::Retry(MAX_RETRY_AFTER));
     }

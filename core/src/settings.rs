@@ -69,6 +69,7 @@ pub fn check_url(setting: &str, url: &str, require_https: bool) -> Result<(), Se
         ));
     }
     let names = template::variables(url).map_err(|e| bad(setting, e.to_string()))?;
+    check_authority(setting, url)?;
     let origin_end = url
         .find("://")
         .map(|i| i + 3 + url[i + 3..].find(['/', '?']).unwrap_or(url.len() - i - 3))
@@ -102,6 +103,40 @@ pub fn check_url(setting: &str, url: &str, require_https: bool) -> Result<(), Se
             setting,
             "the URL has a #fragment, which is never sent to the server",
         ));
+    }
+    Ok(())
+}
+
+/// Checks the URL's authority as written, before a lenient parser reads it: `http:///x` parses
+/// as host `x`, `https:///127.0.0.1:8443/dlr` as host 127.0.0.1, and a backslash ends the host
+/// where a receiver would not. What is written between `//` and the path must be a host (with
+/// its port), nothing else.
+fn check_authority(setting: &str, url: &str) -> Result<(), SettingError> {
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        return Ok(()); // not absolute: the parse below says so
+    };
+    let scheme = &url[..start - 3];
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return Ok(()); // refused for its scheme below
+    }
+    let rest = &url[start..];
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let no_host = |why: &str| {
+        Err(bad(setting, format!("\"{url}\" has no host: {why}"))
+            .hint("Write the host right after the scheme, e.g. https://crm.example.com:8443/dlr."))
+    };
+    if authority.is_empty() {
+        return no_host("nothing stands between // and the path");
+    }
+    if authority.starts_with(':') {
+        return no_host("a port stands where the host should");
+    }
+    if authority.contains('\\') {
+        return Err(bad(setting, "the URL's host part contains a backslash"));
+    }
+    if authority.contains('@') {
+        return Err(bad(setting, "the URL carries credentials")
+            .hint("Use callback_basic_auth or callback_bearer_token instead of user:password@ in the URL."));
     }
     Ok(())
 }
@@ -302,6 +337,14 @@ mod tests {
             ("file:///etc/passwd", "scheme \"file\""),
             ("https://example.com/bücher", "outside ASCII"),
             ("https://bücher.example/", "outside ASCII"),
+            ("http:///x", "has no host: nothing stands between"),
+            ("https:///127.0.0.1:8443/dlr", "has no host: nothing stands between"),
+            ("http://:80/", "has no host: a port stands where the host should"),
+            ("https://good.example@evil.example/", "carries credentials"),
+            ("https://@evil.example/", "carries credentials"),
+            ("https://good.example\\@evil.example/", "backslash"),
+            ("https://evil.example\\.good.example/", "backslash"),
+            ("http://?x=1", "has no host"),
         ];
         for (url, expected) in cases {
             let p = problem(check_url("callback_url", url, false));

@@ -91,6 +91,7 @@ impl Results {
         let attempt = Attempt {
             status: r.status,
             retry_after: r.retry_after,
+            hopeless: r.hopeless,
         };
         let (verdict, wait) = match judge(&c.policy, c.attempts, &attempt, guc::TIME_SCALE.get(), random_unit()) {
             Verdict::Delivered => ("delivered", None),

@@ -89,6 +89,21 @@ def test_retry_after_is_honoured_and_410_stops(db, receiver):
     assert len(receiver.received("/gone")) == 1
 
 
+def test_a_url_that_cannot_be_sent_fails_at_once_saying_why(db, receiver):
+    # Such a URL is refused when written; one recorded before that check (here, put in place
+    # by hand while the campaign's callbacks are held) fails on its first attempt.
+    make_list(db, receiver.url("/dlr"))
+    db.sql("SELECT callback.disable_campaign_callbacks(1)")
+    send_message(db)
+    db.wait_for("SELECT state = 'held' FROM callback.callbacks", what="the callback held")
+    db.sql("UPDATE callback.callbacks SET url = 'http:///dlr'")
+    db.sql("SELECT callback.enable_campaign_callbacks(1)")
+    db.wait_for("SELECT state = 'failed' FROM callback.callbacks", what="failed at once")
+    [(attempts, error)] = db.sql("SELECT c.attempts, d.error FROM callback.callbacks c "
+                                 "JOIN callback.deliveries d ON d.callback_id = c.id")
+    assert attempts == 1 and error.startswith("the URL cannot be sent"), (attempts, error)
+
+
 def test_timeouts_and_dropped_connections_are_recorded_and_retried(db, receiver):
     db.sql("INSERT INTO callback.retry_policies (name, kind, max_attempts, step, timeout) VALUES ('quick', 'fixed', 3, '1 second', '1 second')")
     make_list(db, receiver.url("/slow"), retry_policy="quick")

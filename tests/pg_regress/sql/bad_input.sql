@@ -48,6 +48,22 @@ UPDATE callback.campaigns SET event_urls = '{"message.final": "not a url"}';
 \echo :LAST_ERROR_SQLSTATE
 INSERT INTO callback.messages (campaign_id, channel, destination, notify_url) VALUES (1, 'sms', '+1', 'ftp://x/');
 \echo :LAST_ERROR_SQLSTATE
+-- A URL whose host is missing or hidden, as a lenient parser would read it, in every URL
+-- column and argument: refused before anything is written.
+INSERT INTO callback.lists (account_id, name, callback_url) VALUES (1, 'f', 'http:///x');
+\echo :LAST_ERROR_SQLSTATE
+UPDATE callback.campaigns SET callback_url = 'https:///127.0.0.1:8443/dlr';
+\echo :LAST_ERROR_SQLSTATE
+UPDATE callback.campaigns SET event_urls = '{"message.final": "http://:80/"}';
+\echo :LAST_ERROR_SQLSTATE
+UPDATE callback.campaigns SET alert_url = 'https://crm.example.com@evil.example/alerts';
+\echo :LAST_ERROR_SQLSTATE
+INSERT INTO callback.messages (campaign_id, channel, destination, notify_url) VALUES (1, 'sms', '+1', 'https://crm.example.com\@evil.example/');
+\echo :LAST_ERROR_SQLSTATE
+SELECT callback.create_delivery_webhook(1, 'https:///crm.example.com/status');
+\echo :LAST_ERROR_SQLSTATE
+INSERT INTO callback.subscriptions (account_id, name, callback_url) VALUES (1, 'bi', 'https://${tenant}.example.com/hook');
+\echo :LAST_ERROR_SQLSTATE
 
 -- Method, format, events, channel, status.
 INSERT INTO callback.lists (account_id, name, callback_method) VALUES (1, 'f', 'PUT');
