@@ -126,19 +126,27 @@ END $$;
 COMMENT ON FUNCTION callback.enable_campaign_callbacks(bigint) IS
     'Enables the campaign''s callbacks again and releases every held one, due at once (in event order for each target).';
 
+-- Tenants may not change what the workers own (state, attempts, lease, due time) themselves:
+-- replay, retry_now and replay_all do it for them, as the extension's owner, on the callbacks
+-- of the accounts the calling role acts for (callback._accounts_of, sql/tenants.sql). The
+-- public functions pass the caller's role to the internal ones that do the work.
 -- It returns the callback without its credentials, which tenants may not read.
-CREATE FUNCTION callback.replay(callback_id bigint)
+CREATE FUNCTION callback._replay(callback_id bigint, acting name)
 RETURNS TABLE (id bigint, webhook_id uuid, state callback.callback_state, attempts int, due_at timestamptz,
                finished_at timestamptz)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    accounts bigint[] := callback._accounts_of(acting);
 BEGIN
     UPDATE callback.callbacks c
     SET state = 'pending', due_at = now(), attempts = 0, finished_at = NULL, leased_until = NULL, leased_by = NULL
-    WHERE c.id = replay.callback_id AND c.state IN ('failed', 'delivered')
+    WHERE c.id = _replay.callback_id AND c.state IN ('failed', 'delivered')
+      AND (accounts IS NULL OR c.account_id = ANY (accounts))
     RETURNING c.id, c.webhook_id, c.state, c.attempts, c.due_at, c.finished_at
     INTO id, webhook_id, state, attempts, due_at, finished_at;
     IF NOT FOUND THEN
-        PERFORM FROM callback.callbacks c WHERE c.id = replay.callback_id;
+        PERFORM FROM callback.callbacks c
+        WHERE c.id = _replay.callback_id AND (accounts IS NULL OR c.account_id = ANY (accounts));
         IF NOT FOUND THEN
             RAISE EXCEPTION 'callback % does not exist', callback_id USING ERRCODE = 'undefined_object';
         END IF;
@@ -149,6 +157,11 @@ BEGIN
     PERFORM callback._wake_on_commit();
     RETURN NEXT;
 END $$;
+
+CREATE FUNCTION callback.replay(callback_id bigint)
+RETURNS TABLE (id bigint, webhook_id uuid, state callback.callback_state, attempts int, due_at timestamptz,
+               finished_at timestamptz)
+LANGUAGE sql AS $$ SELECT * FROM callback._replay(callback_id, current_user) $$;
 COMMENT ON FUNCTION callback.replay(bigint) IS
     'Sends a failed (or delivered) callback again from its first attempt, with the same webhook-id, URL and body.';
 

@@ -1,9 +1,10 @@
 -- pg_callback 0.2.0 to 0.3.0: each callback's endpoint (scheme, host and port) computed once,
 -- when it is rendered, and stored on it for the claim, the per-endpoint limits and the views;
 -- the template variables of message events and the timestamps in bodies made by the same Rust
--- code as rendering's (callback._message_vars_of, callback._iso), and callback._endpoint too.
+-- code as rendering's (callback._message_vars_of, callback._iso), and callback._endpoint too;
+-- tenants change callbacks only through replay, retry_now and replay_all.
 -- Frozen with the release: the files it was made from (sql/queue.sql, events.sql, views.sql,
--- model.sql) go on changing for later versions. tests/integration/test_upgrade.py checks that
+-- model.sql, delivery.sql, tenants.sql) go on changing for later versions. tests/integration/test_upgrade.py checks that
 -- it leaves the schema a fresh install of 0.3.0 makes.
 \echo Use "ALTER EXTENSION pg_callback UPDATE TO '0.3.0'" to load this file. \quit
 
@@ -84,3 +85,136 @@ FROM attempts a
 JOIN last_success s USING (endpoint)
 GROUP BY a.endpoint, s.at;
 COMMENT ON VIEW callback.endpoint_health IS 'Every endpoint (scheme, host and port) in the history kept: attempts and success rate, overall and in the last hour; failures since the last success; the last success, failure and error.';
+
+-- Tenants no longer write the columns the workers own (state, attempts, lease, due time):
+-- replay, retry_now and replay_all change them as the extension's owner, for the accounts the
+-- calling role acts for.
+REVOKE UPDATE (state, due_at, attempts, finished_at, leased_until, leased_by) ON callback.callbacks FROM callback_tenant;
+CREATE FUNCTION callback._accounts_of(acting name) RETURNS bigint[]
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT pg_has_role(session_user, acting, 'MEMBER') THEN
+        RAISE EXCEPTION 'permission denied to act as role "%"', acting USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF pg_has_role(acting, 'callback_admin', 'MEMBER') THEN
+        RETURN NULL;
+    END IF;
+    RETURN (SELECT coalesce(array_agg(r.account_id), '{}') FROM callback.account_roles r
+            WHERE EXISTS (SELECT FROM pg_roles o WHERE o.rolname = r.role_name AND pg_has_role(acting, o.oid, 'MEMBER')));
+END $$;
+
+CREATE FUNCTION callback._replay(callback_id bigint, acting name)
+RETURNS TABLE (id bigint, webhook_id uuid, state callback.callback_state, attempts int, due_at timestamptz,
+               finished_at timestamptz)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    accounts bigint[] := callback._accounts_of(acting);
+BEGIN
+    UPDATE callback.callbacks c
+    SET state = 'pending', due_at = now(), attempts = 0, finished_at = NULL, leased_until = NULL, leased_by = NULL
+    WHERE c.id = _replay.callback_id AND c.state IN ('failed', 'delivered')
+      AND (accounts IS NULL OR c.account_id = ANY (accounts))
+    RETURNING c.id, c.webhook_id, c.state, c.attempts, c.due_at, c.finished_at
+    INTO id, webhook_id, state, attempts, due_at, finished_at;
+    IF NOT FOUND THEN
+        PERFORM FROM callback.callbacks c
+        WHERE c.id = _replay.callback_id AND (accounts IS NULL OR c.account_id = ANY (accounts));
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'callback % does not exist', callback_id USING ERRCODE = 'undefined_object';
+        END IF;
+        RAISE EXCEPTION 'callback % is not done yet', callback_id
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Only failed or delivered callbacks can be replayed.';
+    END IF;
+    PERFORM callback._wake_on_commit();
+    RETURN NEXT;
+END $$;
+
+CREATE FUNCTION callback._retry_now(callback_id bigint, acting name) RETURNS timestamptz
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    accounts bigint[] := callback._accounts_of(acting);
+    current_state callback.callback_state;
+BEGIN
+    UPDATE callback.callbacks c SET due_at = now()
+    WHERE c.id = _retry_now.callback_id AND c.state = 'pending' AND c.leased_until IS NULL
+      AND (accounts IS NULL OR c.account_id = ANY (accounts));
+    IF FOUND THEN
+        PERFORM callback._wake_on_commit();
+        RETURN now();
+    END IF;
+    SELECT c.state INTO current_state FROM callback.callbacks c
+    WHERE c.id = _retry_now.callback_id AND (accounts IS NULL OR c.account_id = ANY (accounts));
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'callback % does not exist', callback_id USING ERRCODE = 'undefined_object';
+    END IF;
+    RAISE EXCEPTION 'callback % is % and cannot be sent now', callback_id,
+        CASE WHEN current_state = 'pending' THEN 'being sent' ELSE current_state::text END
+        USING ERRCODE = 'object_not_in_prerequisite_state',
+              HINT = CASE current_state
+                  WHEN 'waiting' THEN 'It waits for an earlier callback with the same URL and message; send that one.'
+                  WHEN 'held' THEN 'Its campaign''s callbacks are disabled: callback.enable_campaign_callbacks().'
+                  WHEN 'pending' THEN 'A worker is sending it now.'
+                  ELSE 'It is done: callback.replay() sends it again.' END;
+END $$;
+
+CREATE FUNCTION callback._replay_all(campaign_id bigint, finished_from timestamptz, finished_to timestamptz,
+                                     state callback.callback_state, acting name)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET enable_nestloop = off AS $$
+DECLARE
+    accounts bigint[] := callback._accounts_of(acting);
+    replayed bigint;
+BEGIN
+    IF _replay_all.state IS NULL OR _replay_all.state NOT IN ('failed', 'delivered') THEN
+        RAISE EXCEPTION 'only failed or delivered callbacks can be replayed, not %', coalesce(_replay_all.state::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF _replay_all.campaign_id IS NOT NULL THEN
+        PERFORM FROM callback.campaigns c
+        WHERE c.id = _replay_all.campaign_id AND (accounts IS NULL OR c.account_id = ANY (accounts));
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'campaign % does not exist', campaign_id USING ERRCODE = 'undefined_object';
+        END IF;
+    END IF;
+    WITH chosen AS (
+        SELECT c.id, c.order_key, min(c.id) OVER (PARTITION BY c.order_key) AS first
+        FROM callback.callbacks c
+        WHERE c.state = _replay_all.state
+          AND (accounts IS NULL OR c.account_id = ANY (accounts))
+          AND (_replay_all.campaign_id IS NULL OR c.campaign_id = _replay_all.campaign_id)
+          AND (_replay_all.finished_from IS NULL OR c.finished_at >= _replay_all.finished_from)
+          AND (_replay_all.finished_to IS NULL OR c.finished_at < _replay_all.finished_to)
+    ), busy AS (
+        SELECT DISTINCT u.order_key FROM callback.callbacks u JOIN chosen USING (order_key)
+        WHERE u.state IN ('waiting', 'pending', 'held')
+    )
+    UPDATE callback.callbacks c
+    SET state = CASE WHEN c.id = chosen.first AND busy.order_key IS NULL THEN 'pending' ELSE 'waiting' END
+                    ::callback.callback_state,
+        due_at = now(), attempts = 0, finished_at = NULL, leased_until = NULL, leased_by = NULL
+    FROM chosen LEFT JOIN busy USING (order_key)
+    WHERE c.id = chosen.id;
+    GET DIAGNOSTICS replayed = ROW_COUNT;
+    IF replayed > 0 THEN
+        PERFORM callback._wake_on_commit();
+    END IF;
+    RETURN replayed;
+END $$;
+
+CREATE OR REPLACE FUNCTION callback.replay(callback_id bigint)
+RETURNS TABLE (id bigint, webhook_id uuid, state callback.callback_state, attempts int, due_at timestamptz,
+               finished_at timestamptz)
+LANGUAGE sql AS $$ SELECT * FROM callback._replay(callback_id, current_user) $$;
+
+CREATE OR REPLACE FUNCTION callback.retry_now(callback_id bigint) RETURNS timestamptz
+LANGUAGE sql AS $$ SELECT callback._retry_now(callback_id, current_user) $$;
+
+CREATE OR REPLACE FUNCTION callback.replay_all(campaign_id bigint DEFAULT NULL, finished_from timestamptz DEFAULT NULL,
+                                    finished_to timestamptz DEFAULT NULL, state callback.callback_state DEFAULT 'failed')
+RETURNS bigint
+LANGUAGE sql AS $$ SELECT callback._replay_all(campaign_id, finished_from, finished_to, state, current_user) $$;
+REVOKE ALL ON FUNCTION callback._accounts_of(name), callback._replay(bigint, name), callback._retry_now(bigint, name),
+    callback._replay_all(bigint, timestamptz, timestamptz, callback.callback_state, name) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION callback._accounts_of(name), callback._replay(bigint, name), callback._retry_now(bigint, name),
+    callback._replay_all(bigint, timestamptz, timestamptz, callback.callback_state, name) TO callback_admin, callback_tenant;

@@ -31,6 +31,24 @@ LANGUAGE sql STABLE
 RETURN pg_has_role(current_user, 'callback_admin', 'MEMBER');
 
 -- The accounts the current role acts for (account_roles' own policy shows a role its rows).
+-- The accounts a role acts for, for the functions that change callbacks as the extension's
+-- owner (replay, retry_now, replay_all): NULL for every account (callback_admin), otherwise
+-- those account_roles gives the role or a role it belongs to. The role must be one the session
+-- could become itself (SET ROLE): the public functions pass current_user, and calling the
+-- internal ones with another role gains nothing.
+CREATE FUNCTION callback._accounts_of(acting name) RETURNS bigint[]
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT pg_has_role(session_user, acting, 'MEMBER') THEN
+        RAISE EXCEPTION 'permission denied to act as role "%"', acting USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF pg_has_role(acting, 'callback_admin', 'MEMBER') THEN
+        RETURN NULL;
+    END IF;
+    RETURN (SELECT coalesce(array_agg(r.account_id), '{}') FROM callback.account_roles r
+            WHERE EXISTS (SELECT FROM pg_roles o WHERE o.rolname = r.role_name AND pg_has_role(acting, o.oid, 'MEMBER')));
+END $$;
+
 CREATE FUNCTION callback._accounts() RETURNS bigint[]
 LANGUAGE sql STABLE
 RETURN (SELECT coalesce(array_agg(account_id), '{}') FROM callback.account_roles);
@@ -121,7 +139,8 @@ GRANT SELECT ON callback.accounts, callback.account_roles, callback.retry_polici
 GRANT SELECT, INSERT, UPDATE, DELETE ON callback.members, callback.messages, callback.attempts,
     callback.delivery_webhooks TO callback_tenant;
 GRANT INSERT, UPDATE, DELETE ON callback.lists, callback.campaigns, callback.subscriptions TO callback_tenant;
--- Every column but the credentials may be read; replay may update a callback's state.
+-- Every column but the credentials may be read; none written (replay, retry_now and
+-- replay_all change a callback's state for them, sql/delivery.sql).
 DO $$
 DECLARE
     t text;
@@ -135,7 +154,6 @@ BEGIN
         EXECUTE format('GRANT SELECT (%s) ON callback.%I TO callback_tenant', readable, t);
     END LOOP;
 END $$;
-GRANT UPDATE (state, due_at, attempts, finished_at, leased_until, leased_by) ON callback.callbacks TO callback_tenant;
 -- Every function but those that record, attach, purge or grant, or show the workers.
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA callback TO callback_tenant;
 REVOKE EXECUTE ON FUNCTION callback._record_event(text, bigint, bigint, bigint, bigint, text, text, text, jsonb, jsonb),

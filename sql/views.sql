@@ -67,18 +67,22 @@ LEFT JOIN callback.callbacks cb ON cb.campaign_id = c.id
 GROUP BY c.id;
 COMMENT ON VIEW callback.campaign_summary IS 'Each campaign''s callbacks: how many, delivered, failed, still to send, held; attempts made, the last delivery, alerts raised.';
 
-CREATE FUNCTION callback.retry_now(callback_id bigint) RETURNS timestamptz
-LANGUAGE plpgsql AS $$
+-- Run as the extension's owner for the accounts the caller acts for (sql/delivery.sql says why).
+CREATE FUNCTION callback._retry_now(callback_id bigint, acting name) RETURNS timestamptz
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
+    accounts bigint[] := callback._accounts_of(acting);
     current_state callback.callback_state;
 BEGIN
     UPDATE callback.callbacks c SET due_at = now()
-    WHERE c.id = retry_now.callback_id AND c.state = 'pending' AND c.leased_until IS NULL;
+    WHERE c.id = _retry_now.callback_id AND c.state = 'pending' AND c.leased_until IS NULL
+      AND (accounts IS NULL OR c.account_id = ANY (accounts));
     IF FOUND THEN
         PERFORM callback._wake_on_commit();
         RETURN now();
     END IF;
-    SELECT c.state INTO current_state FROM callback.callbacks c WHERE c.id = retry_now.callback_id;
+    SELECT c.state INTO current_state FROM callback.callbacks c
+    WHERE c.id = _retry_now.callback_id AND (accounts IS NULL OR c.account_id = ANY (accounts));
     IF NOT FOUND THEN
         RAISE EXCEPTION 'callback % does not exist', callback_id USING ERRCODE = 'undefined_object';
     END IF;
@@ -91,32 +95,41 @@ BEGIN
                   WHEN 'pending' THEN 'A worker is sending it now.'
                   ELSE 'It is done: callback.replay() sends it again.' END;
 END $$;
+
+CREATE FUNCTION callback.retry_now(callback_id bigint) RETURNS timestamptz
+LANGUAGE sql AS $$ SELECT callback._retry_now(callback_id, current_user) $$;
 COMMENT ON FUNCTION callback.retry_now(bigint) IS
     'Makes a callback waiting for its next attempt due now (e.g. once its endpoint is fixed); returns when.';
 
 -- The first replayed callback of each order key is due at once unless one of its key is not
 -- done yet; the others wait their turn, as they did the first time.
-CREATE FUNCTION callback.replay_all(campaign_id bigint DEFAULT NULL, finished_from timestamptz DEFAULT NULL,
-                                    finished_to timestamptz DEFAULT NULL, state callback.callback_state DEFAULT 'failed')
+CREATE FUNCTION callback._replay_all(campaign_id bigint, finished_from timestamptz, finished_to timestamptz,
+                                     state callback.callback_state, acting name)
 RETURNS bigint
-LANGUAGE plpgsql SET enable_nestloop = off AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET enable_nestloop = off AS $$
 DECLARE
+    accounts bigint[] := callback._accounts_of(acting);
     replayed bigint;
 BEGIN
-    IF replay_all.state IS NULL OR replay_all.state NOT IN ('failed', 'delivered') THEN
-        RAISE EXCEPTION 'only failed or delivered callbacks can be replayed, not %', coalesce(replay_all.state::text, 'NULL')
+    IF _replay_all.state IS NULL OR _replay_all.state NOT IN ('failed', 'delivered') THEN
+        RAISE EXCEPTION 'only failed or delivered callbacks can be replayed, not %', coalesce(_replay_all.state::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF replay_all.campaign_id IS NOT NULL THEN
-        PERFORM callback._campaign_exists(replay_all.campaign_id);
+    IF _replay_all.campaign_id IS NOT NULL THEN
+        PERFORM FROM callback.campaigns c
+        WHERE c.id = _replay_all.campaign_id AND (accounts IS NULL OR c.account_id = ANY (accounts));
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'campaign % does not exist', campaign_id USING ERRCODE = 'undefined_object';
+        END IF;
     END IF;
     WITH chosen AS (
         SELECT c.id, c.order_key, min(c.id) OVER (PARTITION BY c.order_key) AS first
         FROM callback.callbacks c
-        WHERE c.state = replay_all.state
-          AND (replay_all.campaign_id IS NULL OR c.campaign_id = replay_all.campaign_id)
-          AND (replay_all.finished_from IS NULL OR c.finished_at >= replay_all.finished_from)
-          AND (replay_all.finished_to IS NULL OR c.finished_at < replay_all.finished_to)
+        WHERE c.state = _replay_all.state
+          AND (accounts IS NULL OR c.account_id = ANY (accounts))
+          AND (_replay_all.campaign_id IS NULL OR c.campaign_id = _replay_all.campaign_id)
+          AND (_replay_all.finished_from IS NULL OR c.finished_at >= _replay_all.finished_from)
+          AND (_replay_all.finished_to IS NULL OR c.finished_at < _replay_all.finished_to)
     ), busy AS (
         SELECT DISTINCT u.order_key FROM callback.callbacks u JOIN chosen USING (order_key)
         WHERE u.state IN ('waiting', 'pending', 'held')
@@ -133,5 +146,10 @@ BEGIN
     END IF;
     RETURN replayed;
 END $$;
+
+CREATE FUNCTION callback.replay_all(campaign_id bigint DEFAULT NULL, finished_from timestamptz DEFAULT NULL,
+                                    finished_to timestamptz DEFAULT NULL, state callback.callback_state DEFAULT 'failed')
+RETURNS bigint
+LANGUAGE sql AS $$ SELECT callback._replay_all(campaign_id, finished_from, finished_to, state, current_user) $$;
 COMMENT ON FUNCTION callback.replay_all(bigint, timestamptz, timestamptz, callback.callback_state) IS
     'Sends again every failed (or, with state => ''delivered'', delivered) callback of a campaign (NULL: all) finished in [finished_from, finished_to) (NULL: unbounded), in event order per target; returns how many.';

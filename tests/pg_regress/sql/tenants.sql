@@ -74,7 +74,9 @@ SET ROLE acme_app;
 -- The other account's rows: updates and deletes find none ...
 UPDATE callback.lists SET callback_url = 'https://evil.example/' WHERE id = 2 RETURNING id;
 DELETE FROM callback.messages WHERE id = 2 RETURNING id;
+-- (and a callback's state is not a tenant's to write at all)
 UPDATE callback.callbacks SET state = 'pending' WHERE id = 2 RETURNING id;
+\echo :LAST_ERROR_SQLSTATE
 -- ... and rows for it are refused, directly or through its list or campaign (which it cannot see).
 INSERT INTO callback.lists (account_id, name) VALUES (2, 'planted');
 \echo :LAST_ERROR_SQLSTATE
@@ -94,6 +96,25 @@ SELECT callback.create_delivery_webhook(2, 'https://evil.example/');
 SELECT callback.reset_campaign_settings(2);
 \echo :LAST_ERROR_SQLSTATE
 SELECT count(*) AS globex_history FROM callback.campaign_history(2);
+-- What the workers own it cannot change itself, not even for its own callbacks: state,
+-- attempts, lease, due time, history. Replaying, retrying now and replaying many are the ways.
+UPDATE callback.callbacks SET state = 'pending', attempts = 0 WHERE id = 1;
+\echo :LAST_ERROR_SQLSTATE
+UPDATE callback.callbacks SET leased_until = NULL, leased_by = NULL WHERE id = 1;
+\echo :LAST_ERROR_SQLSTATE
+UPDATE callback.callbacks SET due_at = now() WHERE id = 1;
+\echo :LAST_ERROR_SQLSTATE
+INSERT INTO callback.deliveries (callback_id, attempt, started_at, duration, http_status) VALUES (1, 2, now(), '1 ms', 200);
+\echo :LAST_ERROR_SQLSTATE
+DELETE FROM callback.deliveries;
+\echo :LAST_ERROR_SQLSTATE
+SELECT callback.replay_all(campaign_id => 2);
+\echo :LAST_ERROR_SQLSTATE
+SELECT callback.replay_all(state => 'delivered') AS replayed_of_its_own;
+RESET ROLE;
+SELECT id, account_id, state FROM callback.callbacks ORDER BY id;
+UPDATE callback.callbacks SET state = 'delivered', finished_at = now() WHERE id = 1;
+SET ROLE acme_app;
 -- Its own work: replay, reset, disable, a delivery-status webhook.
 SELECT id, state, attempts FROM callback.replay(1);
 SELECT callback.reset_campaign_settings(1) AS still_own;
@@ -138,3 +159,17 @@ SELECT count(*) FROM callback.lists;
 RESET ROLE;
 SELECT callback.revoke_account(1, 'acme_app');
 \echo :LAST_ERROR_SQLSTATE
+
+-- A session of a tenant's own cannot act for a role it could not become: the internal
+-- functions that change callbacks check the role they are told.
+ALTER ROLE globex_app LOGIN;
+\c - globex_app
+SET client_min_messages = warning;
+SELECT callback._replay(1, 'acme_app');
+\echo :LAST_ERROR_SQLSTATE
+SELECT callback._replay_all(NULL, NULL, NULL, 'delivered', 'ops');
+\echo :LAST_ERROR_SQLSTATE
+SELECT callback.retry_now(1);
+\echo :LAST_ERROR_SQLSTATE
+\c - postgres
+ALTER ROLE globex_app NOLOGIN;
