@@ -23,6 +23,7 @@ class Bench:
         self.args = args
         self.arrivals_log = os.path.join(args.nginx_dir, "arrivals.log")
         self.receiver = f"http://127.0.0.1:{args.nginx_port}"
+        self.receiver_tls = f"https://127.0.0.1:{args.nginx_tls_port}"
         self.rows = []
 
     # --- plumbing -------------------------------------------------------------------------
@@ -46,13 +47,13 @@ class Bench:
                 raise RuntimeError(f"timed out after {timeout} s waiting for: {query}")
             time.sleep(every)
 
-    def reset(self, url_path="/dlr/${id}", workers_note=None):
+    def reset(self, url_path="/dlr/${id}", workers_note=None, receiver=None):
         """A fresh extension, an account, a list whose URL is the receiver, a campaign."""
         self.sql("DROP EXTENSION IF EXISTS pg_callback CASCADE")
         self.sql("CREATE EXTENSION pg_callback")
         self.sql("INSERT INTO callback.accounts (name) VALUES ('bench')")
         self.sql("INSERT INTO callback.lists (account_id, name, callback_url) VALUES (1, 'bench', %s)",
-                 [self.receiver + url_path])
+                 [(receiver or self.receiver) + url_path])
         self.sql("INSERT INTO callback.campaigns (list_id, name) VALUES (1, 'bench')")
 
     def clear_arrivals(self):
@@ -95,8 +96,8 @@ class Bench:
         self.nginx = rate
         self.report("nginx alone (wrk -t2 -c64, keep-alive)", f"{rate:,.0f} req/s", "reference", None)
 
-    def drain(self, n, label, target=10_000):
-        self.reset()
+    def drain(self, n, label, target=10_000, receiver=None):
+        self.reset(receiver=receiver)
         self.queue_held(n)
         self.clear_arrivals()
         if self.args.statements:
@@ -119,7 +120,8 @@ class Bench:
         span = times[-1] - times[0]
         rate = (len(times) - 1) / span if span > 0 else float("nan")
         ratio = rate / self.nginx if getattr(self, "nginx", None) else float("nan")
-        self.drain_rate = rate
+        if receiver is None:
+            self.drain_rate = rate
         if self.args.statements:
             self.print_statements(len(times))
         self.report(f"drain {label} ({len(times):,} received)",
@@ -135,6 +137,21 @@ class Bench:
         for calls, total_ms, nrows, query in rows:
             print(f"    {total_ms * 1000 / max(delivered, 1):7.1f} us per callback, {calls:7,} calls, "
                   f"{nrows:9,} rows: {query}", flush=True)
+
+    def https(self):
+        """nginx alone over HTTPS, and the drain over HTTPS, beside the plain HTTP figures."""
+        out = subprocess.run(["wrk", "-t2", "-c64", "-d5s", self.receiver_tls + "/"], capture_output=True, text=True,
+                             check=True).stdout
+        rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+        self.report("nginx alone over HTTPS (wrk -t2 -c64, keep-alive)", f"{rate:,.0f} req/s", "reference", None)
+        times, _ = self.drain(self.args.backlog, f"a backlog of {self.args.backlog:,} over HTTPS",
+                              receiver=self.receiver_tls)
+        span = times[-1] - times[0]
+        https_rate = (len(times) - 1) / span if span > 0 else float("nan")
+        plain = getattr(self, "drain_rate", None)
+        if plain:
+            ratio = https_rate / plain
+            self.report("HTTPS drain against HTTP drain", f"{ratio:.2f}", ">= 0.8", ratio >= 0.8)
 
     def sample_workers(self, samples, stop):
         while not stop.wait(1.0):
@@ -317,6 +334,7 @@ def main():
     p.add_argument("--database", default="postgres")
     p.add_argument("--nginx-dir", required=True)
     p.add_argument("--nginx-port", type=int, required=True)
+    p.add_argument("--nginx-tls-port", type=int, required=True)
     p.add_argument("--slow-port", type=int, default=58092)
     p.add_argument("--backlog", type=int, default=100_000)
     p.add_argument("--million", type=int, default=1_000_000)
@@ -332,6 +350,7 @@ def main():
     steps = {
         "nginx": bench.nginx_rate,
         "drain": lambda: bench.drain(args.backlog, f"a backlog of {args.backlog:,}"),
+        "https": bench.https,
         "latency": bench.latency,
         "recording": bench.recording_cost,
         "fair": bench.fair_sharing,

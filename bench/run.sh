@@ -19,8 +19,23 @@ port=${PG_CALLBACK_BENCH_PORT:-55435}
 nginx_port=${PG_CALLBACK_BENCH_NGINX_PORT:-58091}
 nginx_dir="$dir-nginx"
 
+nginx_tls_port=${PG_CALLBACK_BENCH_NGINX_TLS_PORT:-58093}
+
 rm -rf "$nginx_dir" && mkdir -p "$nginx_dir"
-sed -e "s|@DIR@|$nginx_dir|g" -e "s|@PORT@|$nginx_port|g" bench/nginx.conf.in > "$nginx_dir/nginx.conf"
+# A CA of the bench's own and a certificate for 127.0.0.1 from it (ECDSA P-256), made now; the
+# workers trust the CA through pg_callback.ca_bundle.
+(
+    cd "$nginx_dir"
+    ec="-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+    openssl req -x509 $ec -keyout ca.key -out ca.pem -days 2 -subj "/CN=pg_callback bench CA" 2>/dev/null
+    openssl req $ec -keyout server.key -out server.csr -subj "/CN=127.0.0.1" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' > server.ext
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 \
+        -extfile server.ext 2>/dev/null
+    chmod 644 ca.pem
+)
+sed -e "s|@DIR@|$nginx_dir|g" -e "s|@PORT@|$nginx_port|g" -e "s|@TLS_PORT@|$nginx_tls_port|g" \
+    bench/nginx.conf.in > "$nginx_dir/nginx.conf"
 nginx -c "$nginx_dir/nginx.conf"
 trap 'nginx -c "$nginx_dir/nginx.conf" -s stop 2>/dev/null || true; cluster_stop "$dir"' EXIT
 
@@ -32,9 +47,11 @@ cluster_start "$dir" "$port" \
     "pg_callback.max_in_flight = ${PG_CALLBACK_BENCH_IN_FLIGHT:-16}" \
     "pg_callback.max_in_flight_per_host = ${PG_CALLBACK_BENCH_PER_HOST:-8}" \
     "pg_callback.allowed_destinations = '127.0.0.1'" \
+    "pg_callback.ca_bundle = '$nginx_dir/ca.pem'" \
     "max_worker_processes = 16" \
     "synchronous_commit = off" \
     "shared_buffers = '1GB'" \
     "max_wal_size = '4GB'"
 
-python3 bench/bench.py --cluster-dir "$dir" --port "$port" --nginx-dir "$nginx_dir" --nginx-port "$nginx_port" "$@"
+python3 bench/bench.py --cluster-dir "$dir" --port "$port" --nginx-dir "$nginx_dir" --nginx-port "$nginx_port" \
+    --nginx-tls-port "$nginx_tls_port" "$@"
