@@ -9,14 +9,18 @@ import json
 import os
 import pathlib
 import socket
+import ssl
 import subprocess
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import psycopg
+from psycopg import sql
 import pytest
+import trustme
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CLUSTER_DIR = os.environ.get("PG_CALLBACK_IT_DIR", "/tmp/pg_callback_it")
@@ -138,6 +142,9 @@ class Receiver:
     def __init__(self, tls=None):
         self.tls = tls
         self.accepted = 0
+        # With tls: how many connections to leave hanging before the handshake, and how long.
+        self.stall_handshakes = 0
+        self.stall_seconds = 0.0
         self.requests = []
         self.plans = {}
         self.connections = set()
@@ -155,6 +162,13 @@ class Receiver:
                 with receiver.lock:
                     receiver.accepted += 1
                 if receiver.tls:
+                    with receiver.lock:
+                        stall = receiver.stall_handshakes > 0
+                        receiver.stall_handshakes -= stall
+                    if stall:
+                        # A handshake that hangs: nothing is answered, then the connection ends.
+                        time.sleep(receiver.stall_seconds)
+                        raise ConnectionAbortedError("handshake left hanging")
                     # The handshake, here on the connection's thread; a client that refuses
                     # the certificate ends it (handle_error stays quiet about that).
                     self.request = receiver.tls.wrap_socket(self.request, server_side=True)
@@ -257,3 +271,36 @@ def receiver():
     r = Receiver()
     yield r
     r.close()
+
+
+@pytest.fixture(scope="session")
+def ca():
+    """A private CA, made at test time, that issues the HTTPS receivers' certificates."""
+    return trustme.CA()
+
+
+def tls_receiver(ca, *identities, **validity):
+    """An HTTPS receiver on 127.0.0.1 with a certificate of `ca` for `identities`."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(*identities, **validity).configure_cert(context)
+    return Receiver(tls=context)
+
+
+@pytest.fixture
+def bundle(cluster, ca):
+    """Sets pg_callback.ca_bundle to a file holding `ca` (ALTER SYSTEM, reload); reset after."""
+    directory = tempfile.mkdtemp(prefix="pg_callback_ca_")
+    os.chmod(directory, 0o755)
+    path = os.path.join(directory, "ca.pem")
+    ca.cert_pem.write_to_path(path)
+    os.chmod(path, 0o644)
+
+    def set_to(value):
+        cluster.sql("ALTER SYSTEM SET pg_callback.ca_bundle = %s" % sql.quote(value), dbname="postgres")
+        cluster.sql("SELECT pg_reload_conf()", dbname="postgres")
+        cluster.wait_for("SELECT current_setting('pg_callback.ca_bundle') = %s", [value])
+
+    yield lambda: set_to(path)
+    cluster.sql("ALTER SYSTEM RESET pg_callback.ca_bundle", dbname="postgres")
+    cluster.sql("SELECT pg_reload_conf()", dbname="postgres")
+    cluster.wait_for("SELECT current_setting('pg_callback.ca_bundle') = ''")

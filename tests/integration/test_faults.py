@@ -16,7 +16,7 @@ from collections import Counter
 import psycopg
 import pytest
 
-from conftest import Behaviour
+from conftest import Behaviour, tls_receiver
 from helpers import make_list
 
 N = int(os.environ.get("PG_CALLBACK_FAULT_EVENTS", "300"))
@@ -180,6 +180,43 @@ def test_a_name_that_does_not_resolve(db, receiver):
     kept = query(db, "SELECT count(*) FROM callback.callbacks WHERE message_id = ANY(%s) AND state = 'pending'", [ids])
     TALLY.append(("host name that does not resolve (kept, retried)", N, 0, N - kept, 0, 0))
     assert kept == N
+
+
+def test_an_untrusted_certificate_until_its_ca_is_trusted(db, ca, bundle):
+    """HTTPS to a receiver whose CA the workers do not trust yet: every attempt is refused and
+    recorded, every callback kept; trusted, they all arrive."""
+    receiver = tls_receiver(ca, "127.0.0.1")
+    try:
+        ids = record_events(db, receiver)
+        deadline = time.monotonic() + SETTLE
+        while query(db, """SELECT count(*) FROM callback.callbacks WHERE message_id = ANY(%s)
+                           AND attempts >= 2 AND last_error LIKE 'TLS: %%not trusted%%'""", [ids]) < N:
+            assert time.monotonic() < deadline, "not every callback was refused twice"
+            time.sleep(0.2)
+        assert receiver.received() == []
+        bundle()
+        settle(db, ids)
+        tally("HTTPS, certificate untrusted until its CA is added (then delivered)", ids, receiver, duplicates_at_most=0)
+    finally:
+        receiver.close()
+
+
+def test_tls_handshakes_that_hang(db, ca, bundle):
+    """The first connections hang before the handshake for longer than the timeout: those
+    attempts time out and are retried; nothing was accepted, so nothing arrives twice."""
+    bundle()
+    db.sql("""INSERT INTO callback.retry_policies (name, kind, max_attempts, step, timeout)
+              VALUES ('impatient', 'fixed', 10, '1 second', '1 second')""")
+    receiver = tls_receiver(ca, "127.0.0.1")
+    receiver.stall_handshakes, receiver.stall_seconds = 40, 1.5
+    try:
+        ids = record_events(db, receiver, retry_policy="impatient")
+        settle(db, ids)
+        timeouts = query(db, "SELECT count(*) FROM callback.deliveries WHERE error LIKE 'timeout%%'")
+        assert timeouts > 0, "no attempt met a hanging handshake"
+        tally("HTTPS, the first 40 handshakes hang 1.5 s (timeout 1 s)", ids, receiver, duplicates_at_most=0)
+    finally:
+        receiver.close()
 
 
 def test_drop_extension_while_delivering(db, receiver):

@@ -5,51 +5,15 @@ which, and the callback is retried by its policy. Kept-alive connections carry m
 callbacks over one handshake."""
 
 import datetime
-import os
-import ssl
-import tempfile
 
 import psycopg
 from psycopg import sql
 import pytest
-import trustme
 
-from conftest import Receiver
+from conftest import tls_receiver
 from helpers import make_list, send_message
 
 UNTRUSTED = "TLS: the receiver's certificate is not trusted (unknown issuer: add its CA to pg_callback.ca_bundle)"
-
-
-@pytest.fixture(scope="module")
-def ca():
-    return trustme.CA()
-
-
-def tls_receiver(ca, *identities, **validity):
-    """An HTTPS receiver on 127.0.0.1 with a certificate of `ca` for `identities`."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert(*identities, **validity).configure_cert(context)
-    return Receiver(tls=context)
-
-
-@pytest.fixture
-def bundle(cluster, ca):
-    """Sets pg_callback.ca_bundle to a file holding `ca` (ALTER SYSTEM, reload); reset after."""
-    directory = tempfile.mkdtemp(prefix="pg_callback_ca_")
-    os.chmod(directory, 0o755)
-    path = os.path.join(directory, "ca.pem")
-    ca.cert_pem.write_to_path(path)
-    os.chmod(path, 0o644)
-
-    def set_to(value):
-        cluster.sql("ALTER SYSTEM SET pg_callback.ca_bundle = %s" % sql.quote(value), dbname="postgres")
-        cluster.sql("SELECT pg_reload_conf()", dbname="postgres")
-        cluster.wait_for("SELECT current_setting('pg_callback.ca_bundle') = %s", [value])
-
-    yield lambda: set_to(path)
-    cluster.sql("ALTER SYSTEM RESET pg_callback.ca_bundle", dbname="postgres")
-    cluster.sql("SELECT pg_reload_conf()", dbname="postgres")
-    cluster.wait_for("SELECT current_setting('pg_callback.ca_bundle') = ''")
 
 
 def errors(db):
