@@ -49,12 +49,18 @@ pgrx::extension_sql_file!(
     name = "queue",
     requires = ["webhooks", api::functions::endpoint]
 );
+// Signing-secret rotation: both signatures for an overlap.
+pgrx::extension_sql_file!(
+    "../sql/secrets.sql",
+    name = "secrets",
+    requires = ["queue", api::functions::generate_signing_secret]
+);
 // Events: the triggers that record them, and what their targets are chosen from.
 pgrx::extension_sql_file!(
     "../sql/events.sql",
     name = "events",
     requires = [
-        "queue",
+        "secrets",
         pg::shared::wake_on_commit,
         pg::shared::_settings_changed,
         record::record_event,

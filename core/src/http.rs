@@ -416,7 +416,14 @@ mod tests {
             pool.submit(request(url.into()));
             let answer = pool.next(Duration::from_secs(5)).unwrap();
             assert!(answer.hopeless, "{url}: {answer:?}");
-            assert!(answer.error.as_deref().unwrap_or("").starts_with("the URL cannot be sent"), "{answer:?}");
+            assert!(
+                answer
+                    .error
+                    .as_deref()
+                    .unwrap_or("")
+                    .starts_with("the URL cannot be sent"),
+                "{answer:?}"
+            );
         }
     }
 

@@ -34,9 +34,38 @@ pub fn sign(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> Option<Signa
     })
 }
 
+/// The `webhook-signature` header for `body` signed with each of `secrets` (the current one
+/// first, then those still in their rotation overlap), space-separated as Standard Webhooks
+/// specifies, so a receiver verifying with any of them accepts it. None when no secret is valid.
+pub fn signature_header(secrets: &[&str], id: &str, timestamp: i64, body: &[u8]) -> Option<String> {
+    let mut signed: Vec<String> = Vec::new();
+    for secret in secrets {
+        if let Some(s) = sign(secret, id, timestamp, body) {
+            if !signed.contains(&s.signature) {
+                signed.push(s.signature);
+            }
+        }
+    }
+    (!signed.is_empty()).then(|| signed.join(" "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rotation_sends_one_signature_per_secret() {
+        let (old, new) = (
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            "whsec_c2Vjb25kIHNlY3JldCwgMjQgYnl0ZXMu",
+        );
+        let header = signature_header(&[new, old, new, "not a secret"], "msg_1", 1_614_265_330, b"{}").unwrap();
+        let parts: Vec<&str> = header.split(' ').collect();
+        assert_eq!(parts.len(), 2, "{header}");
+        assert_eq!(parts[0], sign(new, "msg_1", 1_614_265_330, b"{}").unwrap().signature);
+        assert_eq!(parts[1], sign(old, "msg_1", 1_614_265_330, b"{}").unwrap().signature);
+        assert_eq!(signature_header(&["bad"], "msg_1", 0, b""), None);
+    }
 
     /// The example of the Standard Webhooks specification.
     #[test]

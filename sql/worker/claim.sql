@@ -42,6 +42,11 @@ RETURNING c.id,
           c.body,
           c.auth_header,
           c.signing_secret,
+          -- The secrets in their rotation overlap with it (sql/secrets.sql): signed with them too.
+          CASE WHEN c.signing_secret IS NOT NULL THEN
+              (SELECT array_agg(o.other ORDER BY o.until DESC) FROM callback.signing_secret_overlaps o
+               WHERE o.account_id = c.account_id AND o.secret = c.signing_secret AND o.until > now())
+          END AS other_secrets,
           c.attempts,
           c.retry_policy,
           extract(epoch FROM (SELECT length FROM lease))::float8 AS lease_seconds,

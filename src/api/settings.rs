@@ -17,6 +17,7 @@ pub static RESPONSE_EXCERPT_BYTES: GucSetting<i32> = GucSetting::<i32>::new(1024
 pub static TIME_SCALE: GucSetting<f64> = GucSetting::<f64>::new(1.0);
 pub static RETENTION_S: GucSetting<i32> = GucSetting::<i32>::new(7 * 24 * 3600);
 pub static ALLOWED_DESTINATIONS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
+pub static SECRET_OVERLAP_S: GucSetting<i32> = GucSetting::<i32>::new(24 * 3600);
 pub static CA_BUNDLE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
 pub static RECORDING: GucSetting<Recording> = GucSetting::<Recording>::new(Recording::Deferred);
 
@@ -159,6 +160,16 @@ fn define_housekeeping_settings() {
         1000.0,
         GucContext::Sighup,
         GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pg_callback.secret_overlap",
+        c"How long both signatures are sent after a signing secret is rotated.",
+        c"callback.rotate_signing_secret() uses it unless given an overlap: requests signed with the old or the new secret carry both until it ends.",
+        &SECRET_OVERLAP_S,
+        0,
+        i32::MAX,
+        GucContext::Userset,
+        GucFlags::UNIT_S,
     );
     // SAFETY: the hook only reads the new value and sets the error detail.
     unsafe {

@@ -38,15 +38,22 @@ fn prepare(client: &mut SpiClient<'_>) -> SpiResult<OwnedPreparedStatement> {
 }
 
 /// claim.sql; for a schema of 0.2.0 or older, until `ALTER EXTENSION pg_callback UPDATE` adds
-/// the endpoint column, without it: no endpoint is skipped, and each callback's endpoint is
-/// computed from its URL when it is claimed.
+/// the endpoint column and the secrets' overlaps, without them: no endpoint is skipped, each
+/// callback's endpoint is computed from its URL when it is claimed, and no secret overlaps.
 fn claim_sql() -> String {
-    if spi::has_column(c"callbacks", c"endpoint") {
-        return CLAIM.to_string();
+    let mut claim = CLAIM.to_string();
+    if !spi::has_column(c"callbacks", c"endpoint") {
+        claim = claim
+            .replace("c.endpoint <> ALL ($5::text[])", "true")
+            .replace("c.endpoint,", "NULL::text AS endpoint,");
     }
-    CLAIM
-        .replace("c.endpoint <> ALL ($5::text[])", "true")
-        .replace("c.endpoint,", "NULL::text AS endpoint,")
+    // No secrets to rotate before 0.3.0 either.
+    if !spi::has_column(c"signing_secret_overlaps", c"secret") {
+        if let (Some(start), Some(end)) = (claim.find("CASE WHEN c.signing_secret"), claim.find("AS other_secrets")) {
+            claim.replace_range(start..end, "NULL::text[] ");
+        }
+    }
+    claim
 }
 
 /// A claimed callback, with everything needed to send it and judge the answer.
@@ -61,6 +68,8 @@ pub struct Claimed {
     pub body: Option<String>,
     pub auth_header: Option<String>,
     pub signing_secret: Option<String>,
+    /// Secrets in their rotation overlap with `signing_secret`: requests carry their signatures too.
+    pub other_secrets: Vec<String>,
     pub attempts: u32,
     pub policy: Rc<Policy>,
     pub timeout: Duration,
@@ -175,6 +184,7 @@ fn claimed_rows(
             body: row.get_by_name("body")?,
             auth_header: row.get_by_name("auth_header")?,
             signing_secret: row.get_by_name("signing_secret")?,
+            other_secrets: row.get_by_name("other_secrets")?.unwrap_or_default(),
             attempts: row.get_by_name::<i32, _>("attempts")?.unwrap_or(1).max(1) as u32,
             policy,
             timeout,

@@ -1,7 +1,8 @@
 //! Sending: the HTTP request of a claimed callback, signed at the moment it is sent.
 //!
 //! In: a `Claimed` callback. Out: a request for the HTTP pool (pg_callback_core::http), with
-//! `webhook-id`, `webhook-timestamp` and, when it has a secret, `webhook-signature`.
+//! `webhook-id`, `webhook-timestamp` and, when it has a secret, `webhook-signature` (with a
+//! signature for each secret in its rotation overlap too).
 
 use super::claim::Claimed;
 use crate::api::settings as guc;
@@ -29,8 +30,12 @@ pub fn request(c: &Claimed) -> Request {
     headers.push(("webhook-timestamp".into(), now.to_string()));
     if let Some(secret) = &c.signing_secret {
         let body = c.body.as_deref().unwrap_or("").as_bytes();
-        if let Some(signed) = signing::sign(secret, &c.webhook_id, now, body) {
-            headers.push(("webhook-signature".into(), signed.signature));
+        let secrets: Vec<&str> = std::iter::once(secret)
+            .chain(&c.other_secrets)
+            .map(String::as_str)
+            .collect();
+        if let Some(signature) = signing::signature_header(&secrets, &c.webhook_id, now, body) {
+            headers.push(("webhook-signature".into(), signature));
         }
     }
     Request {

@@ -133,6 +133,13 @@ UPDATE callback.retry_policies SET max_attempts = 100;
 \echo :LAST_ERROR_SQLSTATE
 UPDATE callback.callbacks SET url = 'https://evil.example/';
 \echo :LAST_ERROR_SQLSTATE
+-- Its signing secrets rotate through the function, which it may call for its own targets only;
+-- the overlapping secrets it cannot read.
+SELECT callback.rotate_signing_secret('list', 2);
+\echo :LAST_ERROR_SQLSTATE
+SELECT callback.rotate_signing_secret('list', 1) LIKE 'whsec_%' AS rotated_its_own;
+SELECT count(*) FROM callback.signing_secret_overlaps;
+\echo :LAST_ERROR_SQLSTATE
 
 -- The other tenant, likewise; nothing of acme's changed globex's rows.
 SET ROLE globex_app;
