@@ -1,5 +1,5 @@
-//! The HTTP side of delivery: a pool of threads sharing one ureq agent (kept-alive
-//! connections), each sending one request at a time and reporting what came back.
+//! The HTTP side of delivery: a pool of threads sharing ureq agents (kept-alive connections,
+//! resumed TLS sessions), each sending one request at a time and reporting what came back.
 //!
 //! No pgrx here, and these threads never call into Postgres: they block every signal, so
 //! SIGTERM and SIGHUP reach the worker's main thread, and they exchange only owned data
@@ -67,16 +67,52 @@ pub struct Pool {
     threads: Vec<JoinHandle<()>>,
 }
 
-/// The agent every thread shares: kept-alive connections (and TLS sessions, resumed by the
-/// one rustls configuration it keeps), no redirects, every status an answer, no proxy (the
-/// guard checks the addresses connected to), only the destinations allowed, only the `roots`
-/// trusted.
-fn agent(config: &PoolConfig, roots: &[Certificate<'static>], allowed: Arc<RwLock<Destinations>>) -> ureq::Agent {
+/// The agents the threads share, one per timeout. A timeout set on each request instead
+/// would make every request's configuration its own, and ureq then builds a new TLS
+/// configuration (the roots parsed again, no session to resume) for each new connection;
+/// an agent's own is built once and keeps the sessions it can resume.
+struct Agents {
+    config: PoolConfig,
+    roots: Vec<Certificate<'static>>,
+    allowed: Arc<RwLock<Destinations>>,
+    by_timeout: RwLock<HashMap<Duration, ureq::Agent>>,
+}
+
+impl Agents {
+    /// The agent for requests with this timeout, made on first use.
+    fn get(&self, timeout: Duration) -> ureq::Agent {
+        if let Some(agent) = self
+            .by_timeout
+            .read()
+            .ok()
+            .and_then(|agents| agents.get(&timeout).cloned())
+        {
+            return agent;
+        }
+        let made = agent(&self.config, &self.roots, timeout, Arc::clone(&self.allowed));
+        match self.by_timeout.write() {
+            Ok(mut agents) => agents.entry(timeout).or_insert(made).clone(),
+            Err(_) => made,
+        }
+    }
+}
+
+/// An agent: kept-alive connections (and TLS sessions, resumed by the one rustls
+/// configuration it keeps), no redirects, every status an answer, no proxy (the guard checks
+/// the addresses connected to), only the destinations allowed, only the `roots` trusted,
+/// `timeout` for a whole request.
+fn agent(
+    config: &PoolConfig,
+    roots: &[Certificate<'static>],
+    timeout: Duration,
+    allowed: Arc<RwLock<Destinations>>,
+) -> ureq::Agent {
     let tls = TlsConfig::builder()
         .root_certs(RootCerts::new_with_certs(roots))
         .build();
     let config = ureq::Agent::config_builder()
         .tls_config(tls)
+        .timeout_global(Some(timeout))
         .http_status_as_error(false)
         .max_redirects(0)
         .proxy(None)
@@ -177,12 +213,17 @@ impl Pool {
         let (result_tx, results) = channel::<Response>();
         let job_rx = Arc::new(Mutex::new(job_rx));
         let allowed = Arc::new(RwLock::new(allowed));
-        let agent = agent(&config, roots, Arc::clone(&allowed));
+        let agents = Arc::new(Agents {
+            config: config.clone(),
+            roots: roots.to_vec(),
+            allowed: Arc::clone(&allowed),
+            by_timeout: RwLock::default(),
+        });
         let threads = (0..config.threads.max(1))
             .map(|i| {
                 let job_rx = Arc::clone(&job_rx);
                 let result_tx = result_tx.clone();
-                let agent = agent.clone();
+                let agents = Arc::clone(&agents);
                 std::thread::Builder::new()
                     .name(format!("pg_callback-http-{i}"))
                     .spawn(move || {
@@ -193,6 +234,7 @@ impl Pool {
                                 Err(_) => return,
                             };
                             let Ok(job) = job else { return };
+                            let agent = agents.get(job.timeout);
                             if result_tx.send(send(&agent, job)).is_err() {
                                 return;
                             }
@@ -287,24 +329,20 @@ fn send(agent: &ureq::Agent, request: Request) -> Response {
     response
 }
 
+/// Sends a request with its agent, whose timeout is the request's.
 fn call(agent: &ureq::Agent, r: &Request) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
-    let timeout = Some(r.timeout);
     if r.post {
         let mut builder = agent.post(&r.url);
         for (name, value) in &r.headers {
             builder = builder.header(name, value);
         }
-        builder
-            .config()
-            .timeout_global(timeout)
-            .build()
-            .send(r.body.as_deref().unwrap_or("").as_bytes())
+        builder.send(r.body.as_deref().unwrap_or("").as_bytes())
     } else {
         let mut builder = agent.get(&r.url);
         for (name, value) in &r.headers {
             builder = builder.header(name, value);
         }
-        builder.config().timeout_global(timeout).build().call()
+        builder.call()
     }
 }
 

@@ -145,6 +145,8 @@ class Receiver:
         # With tls: how many connections to leave hanging before the handshake, and how long.
         self.stall_handshakes = 0
         self.stall_seconds = 0.0
+        # With tls: for each handshake, whether it resumed an earlier session.
+        self.resumed = []
         self.requests = []
         self.plans = {}
         self.connections = set()
@@ -172,6 +174,8 @@ class Receiver:
                     # The handshake, here on the connection's thread; a client that refuses
                     # the certificate ends it (handle_error stays quiet about that).
                     self.request = receiver.tls.wrap_socket(self.request, server_side=True)
+                    with receiver.lock:
+                        receiver.resumed.append(self.request.session_reused)
                 super().setup()
                 with receiver.lock:
                     receiver.connections.add(self.connection)

@@ -10,7 +10,7 @@ import psycopg
 from psycopg import sql
 import pytest
 
-from conftest import tls_receiver
+from conftest import Behaviour, tls_receiver
 from helpers import make_list, send_message
 
 UNTRUSTED = "TLS: the receiver's certificate is not trusted (unknown issuer: add its CA to pg_callback.ca_bundle)"
@@ -75,6 +75,25 @@ def test_kept_alive_connections_carry_many_callbacks(db, ca, bundle):
         receiver.wait_for(6, "/dlr")
         db.wait_for("SELECT bool_and(state = 'delivered') FROM callback.callbacks", what="all delivered")
         assert receiver.accepted < 6, f"{receiver.accepted} connections for 6 requests"
+    finally:
+        receiver.close()
+
+
+def test_new_connections_resume_the_tls_session(db, ca, bundle):
+    bundle()
+    receiver = tls_receiver(ca, "127.0.0.1")
+    # Every answer closes its connection, so each report needs a new one: its handshake
+    # resumes the session of the one before (a ticket), instead of a full handshake.
+    receiver.respond("/dlr", Behaviour(headers={"Connection": "close"}))
+    try:
+        make_list(db, receiver.url("/dlr"))
+        message = send_message(db, status="queued", intermediate_reports=True)
+        for status in ["accepted", "sent", "ringing"]:
+            db.sql("UPDATE callback.messages SET status = %s WHERE id = %s", [status, message])
+        receiver.wait_for(4, "/dlr")
+        db.wait_for("SELECT bool_and(state = 'delivered') FROM callback.callbacks", what="all delivered")
+        assert len(receiver.resumed) >= 4, receiver.resumed
+        assert receiver.resumed[0] is False and all(receiver.resumed[1:]), receiver.resumed
     finally:
         receiver.close()
 
