@@ -20,6 +20,7 @@ pub mod settings;
 pub mod destinations;
 pub mod dispatch;
 pub mod http;
+pub mod names;
 pub mod retry;
 pub mod signing;
 pub mod tls;
