@@ -3,9 +3,11 @@
 -- the template variables of message events and the timestamps in bodies made by the same Rust
 -- code as rendering's (callback._message_vars_of, callback._iso), and callback._endpoint too;
 -- tenants change callbacks only through replay, retry_now and replay_all; signing secrets
--- rotate with an overlap (callback.rotate_signing_secret).
+-- rotate with an overlap (callback.rotate_signing_secret); endpoints have limits of requests
+-- per second (callback.endpoint_limits, callback.account_endpoint_limits).
 -- Frozen with the release: the files it was made from (sql/queue.sql, events.sql, views.sql,
--- model.sql, delivery.sql, tenants.sql, secrets.sql) go on changing for later versions. tests/integration/test_upgrade.py checks that
+-- model.sql, delivery.sql, tenants.sql, secrets.sql, limits.sql) go on changing for later
+-- versions. tests/integration/test_upgrade.py checks that
 -- it leaves the schema a fresh install of 0.3.0 makes.
 \echo Use "ALTER EXTENSION pg_callback UPDATE TO '0.3.0'" to load this file. \quit
 
@@ -279,3 +281,29 @@ REVOKE ALL ON FUNCTION callback.rotate_signing_secret(text, bigint, interval),
     callback._rotate_signing_secret(text, bigint, interval, name) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION callback.rotate_signing_secret(text, bigint, interval),
     callback._rotate_signing_secret(text, bigint, interval, name) TO callback_admin, callback_tenant;
+
+-- Requests per second per endpoint (sql/limits.sql).
+CREATE TABLE callback.endpoint_limits (
+    endpoint text PRIMARY KEY CONSTRAINT endpoint_as_callback_endpoint_writes_it CHECK (endpoint = callback._endpoint(endpoint)),
+    requests_per_second numeric NOT NULL CONSTRAINT requests_per_second_from_0_01_to_100000
+        CHECK (requests_per_second BETWEEN 0.01 AND 100000)
+);
+COMMENT ON TABLE callback.endpoint_limits IS 'An administrator''s limit of requests per second to an endpoint (scheme, host and port: callback._endpoint(url)), for every account''s callbacks.';
+
+CREATE TABLE callback.account_endpoint_limits (
+    account_id bigint NOT NULL REFERENCES callback.accounts ON DELETE CASCADE,
+    endpoint text NOT NULL CONSTRAINT endpoint_as_callback_endpoint_writes_it CHECK (endpoint = callback._endpoint(endpoint)),
+    requests_per_second numeric NOT NULL CONSTRAINT requests_per_second_from_0_01_to_100000
+        CHECK (requests_per_second BETWEEN 0.01 AND 100000),
+    PRIMARY KEY (account_id, endpoint)
+);
+COMMENT ON TABLE callback.account_endpoint_limits IS 'An account''s own limit of requests per second to an endpoint, for its callbacks (beside the administrator''s, if any).';
+
+SELECT pg_catalog.pg_extension_config_dump('callback.endpoint_limits', '');
+SELECT pg_catalog.pg_extension_config_dump('callback.account_endpoint_limits', '');
+ALTER TABLE callback.account_endpoint_limits ENABLE ROW LEVEL SECURITY;
+CREATE POLICY own_account ON callback.account_endpoint_limits
+    USING ((SELECT callback._admin()) OR account_id = ANY ((SELECT callback._accounts())::bigint[]));
+GRANT ALL ON callback.endpoint_limits, callback.account_endpoint_limits TO callback_admin;
+GRANT SELECT ON callback.endpoint_limits TO callback_tenant;
+GRANT SELECT, INSERT, UPDATE, DELETE ON callback.account_endpoint_limits TO callback_tenant;

@@ -49,11 +49,13 @@ pgrx::extension_sql_file!(
     name = "queue",
     requires = ["webhooks", api::functions::endpoint]
 );
+// Requests per second per endpoint: the administrator's and the accounts' limits.
+pgrx::extension_sql_file!("../sql/limits.sql", name = "limits", requires = ["queue"]);
 // Signing-secret rotation: both signatures for an overlap.
 pgrx::extension_sql_file!(
     "../sql/secrets.sql",
     name = "secrets",
-    requires = ["queue", api::functions::generate_signing_secret]
+    requires = ["limits", api::functions::generate_signing_secret]
 );
 // Events: the triggers that record them, and what their targets are chosen from.
 pgrx::extension_sql_file!(

@@ -21,6 +21,26 @@ pub struct Limits {
     pub per_endpoint: usize,
 }
 
+/// A rate a callback is sent within: at most one request per `every` for all the callbacks
+/// of this worker with the same `key` (an endpoint's limit, or an account's at an endpoint).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pace {
+    pub key: String,
+    pub every: Duration,
+}
+
+impl Pace {
+    /// One worker's share of a limit of `per_second` requests shared by `workers`, with a
+    /// margin of 2 % so that requests bunched up on their way still arrive within it.
+    pub fn share(key: String, per_second: f64, workers: usize) -> Pace {
+        let every = workers.max(1) as f64 / per_second.max(1e-6) * 1.02;
+        Pace {
+            key,
+            every: Duration::from_secs_f64(every.min(3600.0)),
+        }
+    }
+}
+
 /// What one endpoint has with this worker.
 #[derive(Default)]
 struct Load {
@@ -28,6 +48,8 @@ struct Load {
     in_flight: usize,
     /// How long its answers take, a moving average; None until one came.
     answer_time: Option<Duration>,
+    /// The slowest pace of its callbacks last added, if any: how many a claim should bring.
+    pace: Option<Duration>,
 }
 
 struct Queued<T> {
@@ -35,13 +57,18 @@ struct Queued<T> {
     endpoint: String,
     /// Given back unsent after this, well before its lease ends.
     release_at: Instant,
+    paces: Vec<Pace>,
     item: T,
 }
 
 /// The claimed callbacks of one worker: queued (claimed, not sent) and in flight.
 pub struct Dispatcher<T> {
     queue: VecDeque<Queued<T>>,
+    /// How many queued callbacks have no pace: those a claim waits for to leave.
+    unpaced: usize,
     in_flight: HashMap<i64, (String, T)>,
+    /// When each pace lets its next callback go.
+    next_at: HashMap<String, Instant>,
     endpoints: HashMap<String, Load>,
 }
 
@@ -49,7 +76,9 @@ impl<T> Default for Dispatcher<T> {
     fn default() -> Self {
         Dispatcher {
             queue: VecDeque::new(),
+            unpaced: 0,
             in_flight: HashMap::new(),
+            next_at: HashMap::new(),
             endpoints: HashMap::new(),
         }
     }
@@ -60,6 +89,11 @@ impl<T> Dispatcher<T> {
         self.queue.len()
     }
 
+    /// Queued callbacks that wait only for a free slot, not for a pace.
+    pub fn queued_unpaced(&self) -> usize {
+        self.unpaced
+    }
+
     pub fn in_flight(&self) -> usize {
         self.in_flight.len()
     }
@@ -68,21 +102,38 @@ impl<T> Dispatcher<T> {
         self.queue.is_empty() && self.in_flight.is_empty()
     }
 
-    /// A claimed callback to `endpoint`, to be sent in claim order as its endpoint has room.
-    pub fn add(&mut self, key: i64, endpoint: &str, release_at: Instant, item: T) {
+    /// A claimed callback to `endpoint`, to be sent in claim order as its endpoint has room
+    /// and its `paces` allow.
+    pub fn add(&mut self, key: i64, endpoint: &str, release_at: Instant, paces: Vec<Pace>, item: T) {
         let endpoint = endpoint.to_string();
-        self.endpoints.entry(endpoint.clone()).or_default().queued += 1;
+        let load = self.endpoints.entry(endpoint.clone()).or_default();
+        load.queued += 1;
+        load.pace = paces.iter().map(|p| p.every).max();
+        self.unpaced += usize::from(paces.is_empty());
         self.queue.push_back(Queued {
             key,
             endpoint,
             release_at,
+            paces,
             item,
         });
     }
 
-    /// Moves what may go now from the queue to in flight, and returns it, oldest first. Stops
-    /// at the overall limit, so a full worker pays nothing for a long queue.
-    pub fn to_send(&mut self, limits: Limits) -> Vec<&T> {
+    /// Whether every pace of `paces` lets a callback go at `now`; if so, each counts it.
+    fn pace_allows(next_at: &mut HashMap<String, Instant>, paces: &[Pace], now: Instant) -> bool {
+        if paces.iter().any(|p| next_at.get(&p.key).is_some_and(|&at| at > now)) {
+            return false;
+        }
+        for p in paces {
+            let at = next_at.get(&p.key).map_or(now, |&at| at.max(now));
+            next_at.insert(p.key.clone(), at + p.every);
+        }
+        true
+    }
+
+    /// Moves what may go at `now` from the queue to in flight, and returns it, oldest first.
+    /// Stops at the overall limit, so a full worker pays nothing for a long queue.
+    pub fn to_send(&mut self, limits: Limits, now: Instant) -> Vec<&T> {
         let mut keys = Vec::new();
         let mut i = 0;
         while i < self.queue.len() && self.in_flight.len() < limits.in_flight {
@@ -90,13 +141,16 @@ impl<T> Dispatcher<T> {
                 i += 1; // every queued callback's endpoint is counted (add)
                 continue;
             };
-            if endpoint.in_flight >= limits.per_endpoint.max(1) {
+            if endpoint.in_flight >= limits.per_endpoint.max(1)
+                || !Self::pace_allows(&mut self.next_at, &self.queue[i].paces, now)
+            {
                 i += 1;
                 continue;
             }
             endpoint.queued -= 1;
             endpoint.in_flight += 1;
             let Some(q) = self.queue.remove(i) else { break };
+            self.unpaced -= usize::from(q.paces.is_empty());
             keys.push(q.key);
             self.in_flight.insert(q.key, (q.endpoint, q.item));
         }
@@ -125,6 +179,7 @@ impl<T> Dispatcher<T> {
             if let Some(h) = self.endpoints.get_mut(&q.endpoint) {
                 h.queued -= 1;
             }
+            self.unpaced -= usize::from(q.paces.is_empty());
             gone.push(q.item);
         }
         gone
@@ -135,6 +190,7 @@ impl<T> Dispatcher<T> {
         self.endpoints
             .values_mut()
             .for_each(|h| (h.queued, h.in_flight) = (0, 0));
+        self.unpaced = 0;
         let queued = self.queue.drain(..).map(|q| q.item);
         queued
             .chain(self.in_flight.drain().map(|(_, (_, item))| item))
@@ -143,14 +199,18 @@ impl<T> Dispatcher<T> {
 
     /// The endpoints a claim should skip: those with as many callbacks queued and in flight as
     /// this worker can send within QUEUE_TIME at the rate they answer (at least two rounds of
-    /// their slots).
+    /// their slots), or, paced, at their pace.
     pub fn full_endpoints(&self, limits: Limits) -> Vec<String> {
         let full = |h: &Load| {
+            let waiting = (h.queued + h.in_flight) as f64;
+            if let Some(every) = h.pace {
+                return waiting >= (QUEUE_TIME.as_secs_f64() / every.as_secs_f64().max(1e-6)).max(1.0);
+            }
             let depth = match h.answer_time {
                 Some(t) => (QUEUE_TIME.as_secs_f64() / t.as_secs_f64().max(1e-6)).max(2.0),
                 None => 2.0,
             };
-            (h.queued + h.in_flight) as f64 >= limits.per_endpoint as f64 * depth
+            waiting >= limits.per_endpoint as f64 * depth
         };
         self.endpoints
             .iter()
@@ -177,37 +237,37 @@ mod tests {
     fn a_busy_endpoint_does_not_hold_up_the_others() {
         let mut d = Dispatcher::default();
         for key in 0..5 {
-            d.add(key, "http://slow", later(), key);
+            d.add(key, "http://slow", later(), vec![], key);
         }
-        d.add(10, "http://fast", later(), 10);
+        d.add(10, "http://fast", later(), vec![], 10);
         // Two to the slow endpoint (its limit), then the fast one, though claimed after the others.
-        assert_eq!(d.to_send(LIMITS), vec![&0, &1, &10]);
+        assert_eq!(d.to_send(LIMITS, Instant::now()), vec![&0, &1, &10]);
         assert_eq!((d.queued(), d.in_flight()), (3, 3));
         // Nothing more for the slow endpoint until one of its requests is answered.
-        assert!(d.to_send(LIMITS).is_empty());
+        assert!(d.to_send(LIMITS, Instant::now()).is_empty());
         assert_eq!(d.answered(0, Duration::from_secs(2)), Some(0));
-        assert_eq!(d.to_send(LIMITS), vec![&2]);
+        assert_eq!(d.to_send(LIMITS, Instant::now()), vec![&2]);
     }
 
     #[test]
     fn in_flight_is_bounded_overall() {
         let mut d = Dispatcher::default();
         for key in 0..6 {
-            d.add(key, &format!("http://endpoint{key}"), later(), key);
+            d.add(key, &format!("http://endpoint{key}"), later(), vec![], key);
         }
-        assert_eq!(d.to_send(LIMITS).len(), 4);
+        assert_eq!(d.to_send(LIMITS, Instant::now()).len(), 4);
         assert_eq!(d.queued(), 2);
     }
 
     #[test]
     fn overdue_callbacks_are_given_back_and_everything_on_stop() {
         let mut d = Dispatcher::default();
-        d.add(1, "http://a", Instant::now(), 1);
-        d.add(2, "http://a", later(), 2);
-        d.add(3, "http://a", later(), 3);
+        d.add(1, "http://a", Instant::now(), vec![], 1);
+        d.add(2, "http://a", later(), vec![], 2);
+        d.add(3, "http://a", later(), vec![], 3);
         assert_eq!(d.overdue(Instant::now()), vec![1]);
-        assert_eq!(d.to_send(LIMITS), vec![&2, &3]);
-        d.add(4, "http://a", later(), 4);
+        assert_eq!(d.to_send(LIMITS, Instant::now()), vec![&2, &3]);
+        d.add(4, "http://a", later(), vec![], 4);
         let mut all = d.take_all();
         all.sort();
         assert_eq!(all, vec![2, 3, 4]);
@@ -217,25 +277,59 @@ mod tests {
     #[test]
     fn claims_skip_endpoints_with_enough_to_do() {
         let mut d = Dispatcher::default();
-        d.add(1, "http://slow", later(), 1);
-        d.add(2, "http://fast", later(), 2);
-        d.to_send(LIMITS);
+        d.add(1, "http://slow", later(), vec![], 1);
+        d.add(2, "http://fast", later(), vec![], 2);
+        d.to_send(LIMITS, Instant::now());
         d.answered(1, Duration::from_secs(2));
         d.answered(2, Duration::from_millis(1));
         // Two rounds of its two slots for the slow endpoint; a second's worth (2000) for the fast one.
         for key in 10..13 {
-            d.add(key, "http://slow", later(), key);
-            d.add(key + 100, "http://fast", later(), key);
+            d.add(key, "http://slow", later(), vec![], key);
+            d.add(key + 100, "http://fast", later(), vec![], key);
         }
         assert!(d.full_endpoints(LIMITS).is_empty());
-        d.add(13, "http://slow", later(), 13);
+        d.add(13, "http://slow", later(), vec![], 13);
         assert_eq!(d.full_endpoints(LIMITS), vec!["http://slow".to_string()]);
         // A endpoint never answered yet is full at two rounds too.
         for key in 20..24 {
-            d.add(key, "http://new", later(), key);
+            d.add(key, "http://new", later(), vec![], key);
         }
         let mut full = d.full_endpoints(LIMITS);
         full.sort();
         assert_eq!(full, vec!["http://new".to_string(), "http://slow".to_string()]);
+    }
+
+    #[test]
+    fn paced_callbacks_go_one_per_interval_and_the_others_pass_them() {
+        let limits = Limits {
+            in_flight: 100,
+            per_endpoint: 100,
+        };
+        let pace = |key: &str| {
+            vec![Pace {
+                key: key.into(),
+                every: Duration::from_millis(10),
+            }]
+        };
+        let mut d = Dispatcher::default();
+        for key in 0..5 {
+            d.add(key, "http://limited", later(), pace("http://limited"), key);
+        }
+        d.add(9, "http://free", later(), vec![], 9);
+        assert_eq!((d.queued(), d.queued_unpaced()), (6, 1));
+        let t0 = Instant::now();
+        // One of the limited endpoint's, and the free one's though it came after the others.
+        assert_eq!(d.to_send(limits, t0), vec![&0, &9]);
+        assert!(d.to_send(limits, t0 + Duration::from_millis(9)).is_empty());
+        assert_eq!(d.to_send(limits, t0 + Duration::from_millis(10)), vec![&1]);
+        // Late: one goes, and the next waits a whole interval from then, not from before.
+        assert_eq!(d.to_send(limits, t0 + Duration::from_millis(50)), vec![&2]);
+        assert!(d.to_send(limits, t0 + Duration::from_millis(55)).is_empty());
+        assert_eq!(d.to_send(limits, t0 + Duration::from_millis(60)), vec![&3]);
+        // A second worth of a paced endpoint (100 at 10 ms) is all a claim should bring.
+        for key in 10..110 {
+            d.add(key, "http://limited", later(), pace("http://limited"), key);
+        }
+        assert_eq!(d.full_endpoints(limits), vec!["http://limited".to_string()]);
     }
 }

@@ -34,6 +34,7 @@ SET leased_until = now() + (SELECT length FROM lease),
     attempts = c.attempts + 1
 WHERE c.id = ANY (ARRAY(SELECT id FROM due))
 RETURNING c.id,
+          c.account_id,
           c.webhook_id::text AS webhook_id,
           c.method = 'POST' AS post,
           c.url,

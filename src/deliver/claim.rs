@@ -10,6 +10,7 @@ use crate::api::settings as guc;
 use crate::pg::spi::{self, types, Kept};
 use crate::render::expand;
 use pg_callback_core::callback;
+use pg_callback_core::dispatch::Pace;
 use pg_callback_core::retry::{Kind, Policy};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
@@ -17,10 +18,11 @@ use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiResult};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const CLAIM: &str = include_str!("../../sql/worker/claim.sql");
 const POLICIES: &str = include_str!("../../sql/worker/policies.sql");
+const LIMITS: &str = include_str!("../../sql/worker/limits.sql");
 
 /// Events recorded with pg_callback.recording = deferred are rendered into callbacks at the
 /// start of a claim (when a commit stored some since the last), this many at most, and claimed
@@ -59,6 +61,7 @@ fn claim_sql() -> String {
 /// A claimed callback, with everything needed to send it and judge the answer.
 pub struct Claimed {
     pub id: i64,
+    pub account_id: i64,
     pub webhook_id: String,
     pub post: bool,
     pub url: String,
@@ -75,6 +78,8 @@ pub struct Claimed {
     pub timeout: Duration,
     /// How long its lease lasts from the claim: it is given back unsent after half of that.
     pub lease: Duration,
+    /// The requests-per-second limits it is sent within (sql/limits.sql), as this worker's share.
+    pub paces: Vec<Pace>,
     /// When it was due (Unix seconds): with the id, where the next claim starts.
     pub due: f64,
     /// The `callback` schema it was claimed from: if the extension is dropped and created
@@ -173,6 +178,8 @@ fn claimed_rows(
             .unwrap_or_else(|| (Rc::new(fallback_policy()), Duration::from_secs(30)));
         claimed.push(Claimed {
             id: row.get_by_name("id")?.unwrap_or_default(),
+            account_id: row.get_by_name("account_id")?.unwrap_or_default(),
+            paces: Vec::new(),
             webhook_id: row.get_by_name("webhook_id")?.unwrap_or_default(),
             post: row.get_by_name("post")?.unwrap_or(true),
             url: url.clone(),
@@ -193,7 +200,65 @@ fn claimed_rows(
             lease: Duration::from_secs_f64(row.get_by_name::<f64, _>("lease_seconds")?.unwrap_or(60.0).max(0.0)),
         });
     }
+    pace(client, &mut claimed)?;
     Ok(claimed)
+}
+
+/// The limits of requests per second, by endpoint and account (None: the administrator's),
+/// as this worker's paces.
+type Limits = HashMap<(String, Option<i64>), Pace>;
+
+/// Limits are read again after this: a change takes effect within it.
+const LIMITS_KEPT_FOR: Duration = Duration::from_secs(1);
+
+thread_local! {
+    static KEPT_LIMITS: RefCell<Option<(Instant, Rc<Limits>)>> = const { RefCell::new(None) };
+}
+
+/// The limits, read at most once per LIMITS_KEPT_FOR (sql/worker/limits.sql); none before
+/// 0.3.0's schema.
+fn limits(client: &mut SpiClient<'_>) -> SpiResult<Rc<Limits>> {
+    if let Some(kept) = KEPT_LIMITS.with_borrow(|k| {
+        k.as_ref()
+            .filter(|(at, _)| at.elapsed() < LIMITS_KEPT_FOR)
+            .map(|(_, l)| Rc::clone(l))
+    }) {
+        return Ok(kept);
+    }
+    let mut limits = Limits::new();
+    if spi::has_column(c"endpoint_limits", c"endpoint") {
+        let workers = guc::WORKERS.get().max(1) as usize;
+        for row in client.select(LIMITS, None, &[])? {
+            let endpoint: String = row.get_by_name("endpoint")?.unwrap_or_default();
+            let account: Option<i64> = row.get_by_name("account_id")?;
+            let per_second: f64 = row.get_by_name("requests_per_second")?.unwrap_or(f64::MAX);
+            let key = match account {
+                None => endpoint.clone(),
+                Some(account) => format!("{account} {endpoint}"),
+            };
+            limits.insert((endpoint, account), Pace::share(key, per_second, workers));
+        }
+    }
+    let limits = Rc::new(limits);
+    KEPT_LIMITS.set(Some((Instant::now(), Rc::clone(&limits))));
+    Ok(limits)
+}
+
+/// Gives each claimed callback the paces of the limits on its endpoint: the administrator's,
+/// and its account's.
+fn pace(client: &mut SpiClient<'_>, claimed: &mut [Claimed]) -> SpiResult<()> {
+    let limits = limits(client)?;
+    if limits.is_empty() {
+        return Ok(());
+    }
+    for c in claimed {
+        for account in [None, Some(c.account_id)] {
+            if let Some(pace) = limits.get(&(c.endpoint.clone(), account)) {
+                c.paces.push(pace.clone());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Every retry policy by name, with its HTTP timeout.

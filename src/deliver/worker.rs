@@ -207,10 +207,10 @@ impl Worker {
             self.other_renderer = None;
             self.more = true;
         }
-        if self.more && self.work.queued() < limits().in_flight && !self.claim() {
+        if self.more && self.work.queued_unpaced() < limits().in_flight && !self.claim() {
             return Next::Exit;
         }
-        for c in self.work.to_send(limits()) {
+        for c in self.work.to_send(limits(), Instant::now()) {
             self.pool.submit(send::request(c));
         }
         if !self.work.is_empty() || !self.answered.is_empty() {
@@ -267,7 +267,7 @@ impl Worker {
         let batch = batch_size();
         let wanted = Wanted {
             render: shared::take_events() || self.events_left,
-            count: batch - self.work.queued().min(batch - 1),
+            count: batch - self.work.queued_unpaced().min(batch - 1),
             full_endpoints: self.work.full_endpoints(limits()),
             after: self.cursor,
         };
@@ -292,8 +292,8 @@ impl Worker {
         let now = Instant::now();
         for c in claimed {
             let release_at = now + c.lease.mul_f64(0.5);
-            let endpoint = c.endpoint.clone();
-            self.work.add(c.id, &endpoint, release_at, c);
+            let (endpoint, paces) = (c.endpoint.clone(), c.paces.clone());
+            self.work.add(c.id, &endpoint, release_at, paces, c);
         }
         true
     }
