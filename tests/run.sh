@@ -48,11 +48,16 @@ install_extension() {
 clusters=()
 trap 'for c in "${clusters[@]}"; do cluster_stop "$c"; done' EXIT
 
-# Runs pg_regress or pg_isolation_regress (named by $1) on the tests of input dir $2 against
-# the cluster in dir $3 on port $4, in database $5, and prints the tally.
+# Starts a cluster of its own for suite `name` on `port` with the settings given after them,
+# runs pg_regress or pg_isolation_regress (`runner`) on the tests of `input` in database
+# pg_callback_<name>, stops the cluster, and prints the tally.
 run_suite() {
-    local runner=$1 input=$2 cluster=$3 port=$4 db=$5 name
-    name=$(basename "$runner")
+    local runner=$1 input=$2 name=$3 port=$4
+    shift 4
+    install_extension
+    local cluster="$work/$name-cluster"
+    clusters+=("$cluster")
+    cluster_start "$cluster" "$port" "$@"
     local out="$work/$name-out"
     rm -rf "$out" && mkdir -p "$out"
     chown postgres: "$out" 2>/dev/null || true
@@ -63,38 +68,26 @@ run_suite() {
     local status=0
     "$(/usr/lib/postgresql/15/bin/pg_config --pkglibdir)/pgxs/src/test/$runner" \
         --inputdir="$input" --outputdir="$out" --bindir=/usr/lib/postgresql/15/bin \
-        --host="$cluster" --port="$port" --user=postgres --dbname="$db" \
+        --host="$cluster" --port="$port" --user=postgres --dbname="pg_callback_$name" \
         $tests | tee "$work/$name.log" || status=$?
+    cluster_stop "$cluster"
     if [ "$status" != 0 ] && [ -f "$out/regression.diffs" ]; then
         cat "$out/regression.diffs"
     fi
     local passed failed
     passed=$(grep -Ec '^(ok|test) .* \.\.\. ok' "$work/$name.log" || true)
     failed=$(grep -Ec '\.\.\. FAILED' "$work/$name.log" || true)
-    echo "$name: $passed passed, $failed failed"
+    echo "$(basename "$runner"): $passed passed, $failed failed"
     return "$status"
 }
 
 if wanted regress; then
 echo "== pg_regress"
-install_extension
-cluster="$work/regress-cluster"
-port=${PG_CALLBACK_TEST_PORT:-55431}
-clusters+=("$cluster")
-cluster_start "$cluster" "$port"
-run_suite regress/pg_regress "$root/tests/pg_regress" "$cluster" "$port" pg_callback_regress
-cluster_stop "$cluster"
+run_suite regress/pg_regress "$root/tests/pg_regress" regress "${PG_CALLBACK_TEST_PORT:-55431}"
 fi
 
 if wanted isolation; then
 echo "== pg_isolation_regress"
-install_extension
-# Preloaded, so that recording keeps its per-backend cache as it does in production; the
-# workers serve another database, so nothing but the specs touches their callbacks.
-cluster="$work/isolation-cluster"
-port=${PG_CALLBACK_ISOLATION_PORT:-55432}
-clusters+=("$cluster")
-cluster_start "$cluster" "$port" "shared_preload_libraries = 'pg_callback'" "pg_callback.database = 'postgres'"
 # The specs run the workers' own statements: @CLAIM@ stands for sql/worker/claim.sql.
 input="$work/isolation-in"
 rm -rf "$input" && mkdir -p "$input/specs"
@@ -104,8 +97,10 @@ for spec in tests/isolation/specs/*.spec; do
         "$spec" sql/worker/claim.sql > "$input/specs/$(basename "$spec")"
 done
 chown -R postgres: "$input" 2>/dev/null || true
-run_suite isolation/pg_isolation_regress "$input" "$cluster" "$port" pg_callback_isolation
-cluster_stop "$cluster"
+# Preloaded, so that recording keeps its per-backend cache as it does in production; the
+# workers serve another database, so nothing but the specs touches their callbacks.
+run_suite isolation/pg_isolation_regress "$input" isolation "${PG_CALLBACK_ISOLATION_PORT:-55432}" \
+    "shared_preload_libraries = 'pg_callback'" "pg_callback.database = 'postgres'"
 fi
 
 if wanted integration; then
