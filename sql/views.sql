@@ -101,6 +101,47 @@ LANGUAGE sql AS $$ SELECT callback._retry_now(callback_id, current_user) $$;
 COMMENT ON FUNCTION callback.retry_now(bigint) IS
     'Makes a callback waiting for its next attempt due now (e.g. once its endpoint is fixed); returns when.';
 
+-- A callback not yet sent for good is given up: failed, with who canceled it as its error; the
+-- next one of its order key that waited behind it goes. Not one on the wire (its worker
+-- writes how it went) nor one done (replay sends that again).
+CREATE FUNCTION callback._cancel(callback_id bigint, acting name) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    accounts bigint[] := callback._accounts_of(acting);
+    canceled callback.callbacks;
+    current_state callback.callback_state;
+BEGIN
+    UPDATE callback.callbacks c
+    SET state = 'failed', finished_at = now(), last_error = format('canceled by %s', acting)
+    WHERE c.id = _cancel.callback_id AND (accounts IS NULL OR c.account_id = ANY (accounts))
+      AND c.state IN ('waiting', 'pending', 'held') AND (c.leased_until IS NULL OR c.leased_until < now())
+    RETURNING * INTO canceled;
+    IF FOUND THEN
+        UPDATE callback.callbacks_undone w SET state = 'pending', due_at = now()
+        WHERE w.id = (SELECT min(n.id) FROM callback.callbacks_undone n
+                      WHERE n.order_key = canceled.order_key AND n.state = 'waiting')
+          AND NOT EXISTS (SELECT FROM callback.callbacks_undone b
+                          WHERE b.order_key = canceled.order_key AND b.state IN ('pending', 'held'));
+        PERFORM callback._wake_on_commit();
+        RETURN;
+    END IF;
+    SELECT c.state INTO current_state FROM callback.callbacks c
+    WHERE c.id = _cancel.callback_id AND (accounts IS NULL OR c.account_id = ANY (accounts));
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'callback % does not exist', callback_id USING ERRCODE = 'undefined_object';
+    END IF;
+    RAISE EXCEPTION 'callback % is % and cannot be canceled', callback_id,
+        CASE WHEN current_state = 'pending' THEN 'being sent' ELSE current_state::text END
+        USING ERRCODE = 'object_not_in_prerequisite_state',
+              HINT = CASE WHEN current_state = 'pending' THEN 'A worker is sending it now; its result is written when it answers.'
+                          ELSE 'It is done already.' END;
+END $$;
+
+CREATE FUNCTION callback.cancel(callback_id bigint) RETURNS void
+LANGUAGE sql AS $$ SELECT callback._cancel(callback_id, current_user) $$;
+COMMENT ON FUNCTION callback.cancel(bigint) IS
+    'Gives up a callback not sent yet (waiting, pending, held): failed, with who canceled it; the next one of its message and URL goes.';
+
 -- The first replayed callback of each order key is due at once unless one of its key is not
 -- done yet; the others wait their turn, as they did the first time.
 CREATE FUNCTION callback._replay_all(campaign_id bigint, finished_from timestamptz, finished_to timestamptz,

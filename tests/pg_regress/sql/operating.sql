@@ -84,3 +84,20 @@ SELECT DISTINCT url, endpoint FROM callback.callbacks ORDER BY 1;
 SELECT callback._endpoint(u) AS endpoint
 FROM unnest(ARRAY['HTTPS://crm:s3cret@Hooks.Example.COM:443/dlr?x=1', 'http://127.0.0.1:8080',
                   'http://[::1]:9000/a#b', 'https://hooks.example.com:8443/']) u;
+
+-- cancel: a callback not sent yet is given up, failed with who canceled it, and the next one
+-- of its message and URL goes; one done, or on the wire, is not.
+DELETE FROM callback.callbacks;
+INSERT INTO callback.messages (campaign_id, channel, destination, status, intermediate_reports)
+VALUES (1, 'sms', '+15550099', 'accepted', true) RETURNING id AS m \gset
+UPDATE callback.messages SET status = 'sent' WHERE id = :m;
+SELECT id, event, state FROM callback.callbacks WHERE message_id = :m ORDER BY id;
+SELECT callback.cancel(min(id)) FROM callback.callbacks WHERE message_id = :m;
+SELECT id, state, last_error FROM callback.callbacks WHERE message_id = :m ORDER BY id;
+SELECT callback.cancel(min(id)) FROM callback.callbacks WHERE message_id = :m;
+\echo :LAST_ERROR_SQLSTATE
+UPDATE callback.callbacks SET leased_until = now() + interval '1 minute', leased_by = 1 WHERE state = 'pending' AND message_id = :m;
+SELECT callback.cancel(max(id)) FROM callback.callbacks WHERE message_id = :m;
+\echo :LAST_ERROR_SQLSTATE
+SELECT callback.cancel(424242);
+\echo :LAST_ERROR_SQLSTATE

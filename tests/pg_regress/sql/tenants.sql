@@ -110,6 +110,8 @@ DELETE FROM callback.deliveries;
 \echo :LAST_ERROR_SQLSTATE
 SELECT callback.replay_all(campaign_id => 2);
 \echo :LAST_ERROR_SQLSTATE
+SELECT callback.cancel(2);
+\echo :LAST_ERROR_SQLSTATE
 SELECT callback.replay_all(state => 'delivered') AS replayed_of_its_own;
 RESET ROLE;
 SELECT id, account_id, state FROM callback.callbacks ORDER BY id;
