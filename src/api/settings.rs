@@ -247,24 +247,21 @@ unsafe extern "C-unwind" fn check_ca_bundle(
     unsafe { check(newval, valid) }
 }
 
+/// A text setting's value (None when unset or not UTF-8).
+fn text(setting: &GucSetting<Option<CString>>) -> Option<String> {
+    setting.get().and_then(|c| c.into_string().ok())
+}
+
 /// What HTTPS trusts: the system's store and pg_callback.ca_bundle.
 pub fn trust() -> Trust {
-    let bundle = CA_BUNDLE.get().and_then(|c| c.into_string().ok()).unwrap_or_default();
-    Trust::with_bundle(&bundle)
+    Trust::with_bundle(&text(&CA_BUNDLE).unwrap_or_default())
 }
 
 /// What pg_callback.allowed_destinations allows (the check hook made sure it parses).
 pub fn allowed_destinations() -> Destinations {
-    let setting = ALLOWED_DESTINATIONS
-        .get()
-        .and_then(|c| c.into_string().ok())
-        .unwrap_or_default();
-    Destinations::parse(&setting).unwrap_or_default()
+    Destinations::parse(&text(&ALLOWED_DESTINATIONS).unwrap_or_default()).unwrap_or_default()
 }
 
 pub fn database() -> String {
-    DATABASE
-        .get()
-        .and_then(|c| c.into_string().ok())
-        .unwrap_or_else(|| "postgres".to_string())
+    text(&DATABASE).unwrap_or_else(|| "postgres".to_string())
 }

@@ -131,9 +131,9 @@ pub fn claim(schema: pg_sys::Oid, wanted: Wanted) -> Option<(Vec<Claimed>, Left)
         wanted.after.map_or(0.0, |(due, _)| due).into(),
         wanted.after.map_or(0, |(_, id)| id).into(),
     ];
-    let has_events = spi::events_table() != pg_sys::InvalidOid;
-    // What callback._expand_events() runs, called directly.
-    let left = match (wanted.render && has_events).then(|| expand::expand_events(EXPAND_BATCH)) {
+    // What callback._expand_events() runs, called directly (a schema of 0.1.0 has no events).
+    let render = wanted.render && spi::events_table() != pg_sys::InvalidOid;
+    let left = match render.then(|| expand::expand_events(EXPAND_BATCH)) {
         Some(EXPAND_BATCH) => Left::More,
         Some(-1) => Left::OtherRenderer,
         _ => Left::Nothing,
@@ -162,8 +162,7 @@ fn claimed_rows(
     // Its shape holds whatever the statistics say: the due index walked in order (sorts are
     // off), the claimed rows found by id (sequential scans off, for a queue that looked empty
     // when it was planned).
-    let generic = [(c"plan_cache_mode", c"force_generic_plan"), (c"enable_seqscan", c"off")];
-    let rows = spi::with_settings(&generic, || client.update(plan, None, args))?;
+    let rows = spi::with_generic_plans(|| client.update(plan, None, args))?;
     if rows.is_empty() {
         return Ok(Vec::new());
     }
@@ -204,9 +203,16 @@ fn claimed_rows(
     Ok(claimed)
 }
 
-/// The limits of requests per second, by endpoint and account (None: the administrator's),
-/// as this worker's paces.
-type Limits = HashMap<(String, Option<i64>), Pace>;
+/// The limits of requests per second on one endpoint, as this worker's paces: the
+/// administrator's, and accounts' own.
+#[derive(Default)]
+struct EndpointLimits {
+    all: Option<Pace>,
+    accounts: HashMap<i64, Pace>,
+}
+
+/// Every endpoint's limits.
+type Limits = HashMap<String, EndpointLimits>;
 
 /// Limits are read again after this: a change takes effect within it.
 const LIMITS_KEPT_FOR: Duration = Duration::from_secs(1);
@@ -232,11 +238,14 @@ fn limits(client: &mut SpiClient<'_>) -> SpiResult<Rc<Limits>> {
             let endpoint: String = row.get_by_name("endpoint")?.unwrap_or_default();
             let account: Option<i64> = row.get_by_name("account_id")?;
             let per_second: f64 = row.get_by_name("requests_per_second")?.unwrap_or(f64::MAX);
-            let key = match account {
-                None => endpoint.clone(),
-                Some(account) => format!("{account} {endpoint}"),
-            };
-            limits.insert((endpoint, account), Pace::share(key, per_second, workers));
+            let on = limits.entry(endpoint.clone()).or_default();
+            match account {
+                None => on.all = Some(Pace::share(endpoint, per_second, workers)),
+                Some(account) => {
+                    let pace = Pace::share(format!("{account} {endpoint}"), per_second, workers);
+                    on.accounts.insert(account, pace);
+                }
+            }
         }
     }
     let limits = Rc::new(limits);
@@ -252,10 +261,9 @@ fn pace(client: &mut SpiClient<'_>, claimed: &mut [Claimed]) -> SpiResult<()> {
         return Ok(());
     }
     for c in claimed {
-        for account in [None, Some(c.account_id)] {
-            if let Some(pace) = limits.get(&(c.endpoint.clone(), account)) {
-                c.paces.push(pace.clone());
-            }
+        if let Some(on) = limits.get(&c.endpoint) {
+            c.paces.extend(on.all.iter().cloned());
+            c.paces.extend(on.accounts.get(&c.account_id).cloned());
         }
     }
     Ok(())

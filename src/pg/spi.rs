@@ -113,6 +113,16 @@ pub fn with_settings<R>(settings: &[(&CStr, &CStr)], f: impl FnOnce() -> R) -> R
     }
 }
 
+/// Runs `f` with `plan_cache_mode = force_generic_plan` and no sequential scans: for
+/// statements whose kept plan must hold whatever the statistics said when it was made (a queue
+/// that looked empty then may hold a million rows now). Rendering and the claim run so.
+pub fn with_generic_plans<R>(f: impl FnOnce() -> R) -> R {
+    with_settings(
+        &[(c"plan_cache_mode", c"force_generic_plan"), (c"enable_seqscan", c"off")],
+        f,
+    )
+}
+
 /// Runs `f` as the owner of `function`, with search_path = pg_catalog, pg_temp: what SECURITY
 /// DEFINER and that SET clause would do for the whole function. An error leaves the undoing
 /// to the (sub)transaction's abort, as it does for them.

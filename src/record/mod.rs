@@ -89,7 +89,7 @@ fn message_changed(
         store(&Event::Status(m));
         return Ok(());
     }
-    render::with_generic_plans(|| render::message(client, plans, cache, &m, &change, &mut Rendering::now()))
+    spi::with_generic_plans(|| render::message(client, plans, cache, &m, &change, &mut Rendering::now()))
 }
 
 /// Records an event for the PL/pgSQL triggers (through `callback._record`). `list_id`: the
@@ -125,6 +125,6 @@ fn record_event(
         return;
     }
     render::connected(format_args!("recording {event}"), |client, plans, cache| {
-        render::with_generic_plans(|| render::other(client, plans, cache, &other, &mut Rendering::now()))
+        spi::with_generic_plans(|| render::other(client, plans, cache, &other, &mut Rendering::now()))
     });
 }

@@ -118,7 +118,7 @@ fn take(client: &mut SpiClient<'_>, max: i32) -> SpiResult<Option<Vec<(i64, pg_s
 pub fn expand_events(max: i32) -> i32 {
     let mut taken = 0;
     super::connected("rendering recorded events", |client, plans: &Plans, cache| {
-        super::with_generic_plans(|| {
+        spi::with_generic_plans(|| {
             let Some(events) = take(client, max)? else {
                 taken = -1;
                 return Ok(());

@@ -9,6 +9,13 @@
 //! one is due. SQL: sql/render/*.sql, and `callback._target_settings` (sql/events.sql, where
 //! the order of precedence is listed). The pure parts (targets, templates, bodies) are in
 //! pg_callback_core.
+//!
+//! Every path that renders runs under `spi::with_generic_plans`: its statements keep their
+//! generic plans, or each run would plan them again (their custom plans look cheaper, with the
+//! event's values folded in), and whether a callback waits behind another of its order key was
+//! a scan of the whole queue per callback from a plan made on an empty queue. It is set by the
+//! callers that render, not on an SQL function, which would cost every call the setting and
+//! its undoing, storing an event for later included.
 
 mod cache;
 pub mod expand;
@@ -18,7 +25,6 @@ mod targets;
 
 use crate::api::error::CallbackError;
 use crate::pg::shared;
-use crate::pg::spi;
 use pg_callback_core::callback::{self, Callback, RenderError};
 use pg_callback_core::event::{self, json_object, Message, Other, Scope, StatusChange, MESSAGE_FINAL};
 use pgrx::prelude::*;
@@ -40,18 +46,6 @@ pub fn connected(
         })
     })
     .unwrap_or_else(|e| error!("{what}: {e}"));
-}
-
-/// Runs `f` with `plan_cache_mode = force_generic_plan`: rendering's statements keep their
-/// generic plans, or each run would plan them again (their custom plans look cheaper, with the
-/// event's values folded in). Every path that renders sets it here, rather than on its SQL
-/// function, which would cost every call the setting and its undoing, storing an event for
-/// later included. A plan is kept from when the queue may have been empty, so no sequential
-/// scans: whether a callback waits behind another of its order key was a scan of the whole
-/// queue per callback, from a plan made on an empty queue.
-pub fn with_generic_plans<R>(f: impl FnOnce() -> R) -> R {
-    let settings = [(c"plan_cache_mode", c"force_generic_plan"), (c"enable_seqscan", c"off")];
-    spi::with_settings(&settings, f)
 }
 
 /// Where rendered callbacks go, and when their events happened.
