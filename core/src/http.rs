@@ -122,13 +122,21 @@ fn agent(
     ureq::Agent::with_parts(config, DefaultConnector::default(), names)
 }
 
-/// Blocks every signal in the calling thread, so the process's signals go to the main thread.
-fn block_signals() {
-    // SAFETY: plain libc calls on a set owned by this frame.
+/// Runs `spawn` with every signal blocked in the calling thread, then restores its mask: the
+/// threads it starts inherit the blocked mask from their first instruction, so the process's
+/// signals (SIGHUP, SIGTERM) always go to the main thread. Blocking them in the new thread
+/// itself left a window at its start in which a signal could land there, and Postgres's
+/// handler, run on a thread that is not Postgres's, aborted the worker.
+fn with_signals_blocked<R>(spawn: impl FnOnce() -> R) -> R {
+    // SAFETY: plain libc calls on sets owned by this frame; the mask is restored before return.
     unsafe {
         let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut previous: libc::sigset_t = std::mem::zeroed();
         libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut previous);
+        let result = spawn();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &previous, std::ptr::null_mut());
+        result
     }
 }
 
@@ -146,16 +154,15 @@ impl Pool {
             allowed: Arc::clone(&allowed),
             by_timeout: RwLock::default(),
         });
-        let threads = (0..config.threads.max(1))
-            .map(|i| {
-                let job_rx = Arc::clone(&job_rx);
-                let result_tx = result_tx.clone();
-                let agents = Arc::clone(&agents);
-                std::thread::Builder::new()
-                    .name(format!("pg_callback-http-{i}"))
-                    .spawn(move || {
-                        block_signals();
-                        loop {
+        let threads = with_signals_blocked(|| {
+            (0..config.threads.max(1))
+                .map(|i| {
+                    let job_rx = Arc::clone(&job_rx);
+                    let result_tx = result_tx.clone();
+                    let agents = Arc::clone(&agents);
+                    std::thread::Builder::new()
+                        .name(format!("pg_callback-http-{i}"))
+                        .spawn(move || loop {
                             let job = match job_rx.lock() {
                                 Ok(rx) => rx.recv(),
                                 Err(_) => return,
@@ -165,10 +172,10 @@ impl Pool {
                             if result_tx.send(send(&agent, job)).is_err() {
                                 return;
                             }
-                        }
-                    })
-            })
-            .collect::<std::io::Result<Vec<_>>>()?;
+                        })
+                })
+                .collect::<std::io::Result<Vec<_>>>()
+        })?;
         Ok(Pool {
             config,
             allowed,
@@ -389,6 +396,37 @@ mod tests {
                     .starts_with("the URL cannot be sent"),
                 "{answer:?}"
             );
+        }
+    }
+
+    /// The signals a thread of this process blocks, from /proc ("SigBlk", hexadecimal).
+    fn blocked_signals(tid: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/self/task/{tid}/status")).unwrap();
+        let line = status.lines().find(|l| l.starts_with("SigBlk:")).unwrap();
+        u64::from_str_radix(line["SigBlk:".len()..].trim(), 16).unwrap()
+    }
+
+    #[test]
+    fn the_pool_threads_block_every_signal_and_the_caller_keeps_its_mask() {
+        // SAFETY: gettid has no preconditions.
+        let me = unsafe { libc::syscall(libc::SYS_gettid) }.to_string();
+        let before = blocked_signals(&me);
+        let _pool = Pool::new(config(2), &[], loopback()).unwrap();
+        assert_eq!(blocked_signals(&me), before);
+        let threads: Vec<String> = std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .map(|t| t.unwrap().file_name().into_string().unwrap())
+            .filter(|tid| {
+                let comm = std::fs::read_to_string(format!("/proc/self/task/{tid}/comm")).unwrap_or_default();
+                comm.starts_with("pg_callback-htt")
+            })
+            .collect();
+        assert!(threads.len() >= 2, "{threads:?}");
+        for tid in threads {
+            // Every standard signal (1 to 31) is blocked but SIGKILL and SIGSTOP, which cannot be.
+            let standard = (1u64 << 31) - 1;
+            let unblockable = (1 << (libc::SIGKILL - 1)) | (1 << (libc::SIGSTOP - 1));
+            assert_eq!(blocked_signals(&tid) & standard | unblockable, standard, "thread {tid}");
         }
     }
 
