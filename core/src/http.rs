@@ -399,34 +399,46 @@ mod tests {
         }
     }
 
-    /// The signals a thread of this process blocks, from /proc ("SigBlk", hexadecimal).
-    fn blocked_signals(tid: &str) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/self/task/{tid}/status")).unwrap();
-        let line = status.lines().find(|l| l.starts_with("SigBlk:")).unwrap();
-        u64::from_str_radix(line["SigBlk:".len()..].trim(), 16).unwrap()
+    /// The signals a thread of this process blocks, from /proc ("SigBlk", hexadecimal); None
+    /// once it has ended (another test's pool may end its threads meanwhile).
+    fn blocked_signals(tid: &str) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/self/task/{tid}/status")).ok()?;
+        let line = status.lines().find(|l| l.starts_with("SigBlk:"))?;
+        u64::from_str_radix(line["SigBlk:".len()..].trim(), 16).ok()
     }
 
     #[test]
     fn the_pool_threads_block_every_signal_and_the_caller_keeps_its_mask() {
         // SAFETY: gettid has no preconditions.
         let me = unsafe { libc::syscall(libc::SYS_gettid) }.to_string();
-        let before = blocked_signals(&me);
+        let before = blocked_signals(&me).unwrap();
         let _pool = Pool::new(config(2), &[], loopback()).unwrap();
-        assert_eq!(blocked_signals(&me), before);
-        let threads: Vec<String> = std::fs::read_dir("/proc/self/task")
-            .unwrap()
-            .map(|t| t.unwrap().file_name().into_string().unwrap())
-            .filter(|tid| {
-                let comm = std::fs::read_to_string(format!("/proc/self/task/{tid}/comm")).unwrap_or_default();
-                comm.starts_with("pg_callback-htt")
-            })
-            .collect();
+        assert_eq!(blocked_signals(&me), Some(before));
+        // A thread names itself once it runs: look until both have.
+        let named = || -> Vec<String> {
+            std::fs::read_dir("/proc/self/task")
+                .unwrap()
+                .map(|t| t.unwrap().file_name().into_string().unwrap())
+                .filter(|tid| {
+                    let comm = std::fs::read_to_string(format!("/proc/self/task/{tid}/comm")).unwrap_or_default();
+                    comm.starts_with("pg_callback-htt")
+                })
+                .collect()
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let mut threads = named();
+        while threads.len() < 2 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+            threads = named();
+        }
         assert!(threads.len() >= 2, "{threads:?}");
         for tid in threads {
             // Every standard signal (1 to 31) is blocked but SIGKILL and SIGSTOP, which cannot be.
             let standard = (1u64 << 31) - 1;
             let unblockable = (1 << (libc::SIGKILL - 1)) | (1 << (libc::SIGSTOP - 1));
-            assert_eq!(blocked_signals(&tid) & standard | unblockable, standard, "thread {tid}");
+            if let Some(blocked) = blocked_signals(&tid) {
+                assert_eq!(blocked & standard | unblockable, standard, "thread {tid}");
+            }
         }
     }
 
