@@ -4,9 +4,10 @@
 -- code as rendering's (callback._message_vars_of, callback._iso), and callback._endpoint too;
 -- tenants change callbacks only through replay, retry_now and replay_all; signing secrets
 -- rotate with an overlap (callback.rotate_signing_secret); endpoints have limits of requests
--- per second (callback.endpoint_limits, callback.account_endpoint_limits); callback.cancel().
+-- per second (callback.endpoint_limits, callback.account_endpoint_limits); callback.cancel();
+-- client certificates (callback.client_certificates, callback.set_client_certificate).
 -- Frozen with the release: the files it was made from (sql/queue.sql, events.sql, views.sql,
--- model.sql, delivery.sql, tenants.sql, secrets.sql, limits.sql) go on changing for later
+-- model.sql, delivery.sql, tenants.sql, secrets.sql, limits.sql, certificates.sql) go on changing for later
 -- versions. tests/integration/test_upgrade.py checks that
 -- it leaves the schema a fresh install of 0.3.0 makes.
 \echo Use "ALTER EXTENSION pg_callback UPDATE TO '0.3.0'" to load this file. \quit
@@ -351,3 +352,127 @@ COMMENT ON FUNCTION callback.cancel(bigint) IS
     'Gives up a callback not sent yet (waiting, pending, held): failed, with who canceled it; the next one of its message and URL goes.';
 REVOKE ALL ON FUNCTION callback._cancel(bigint, name), callback.cancel(bigint) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION callback._cancel(bigint, name), callback.cancel(bigint) TO callback_admin, callback_tenant;
+
+-- Client certificates (mutual TLS), sql/certificates.sql.
+CREATE FUNCTION callback._check_client_certificate(
+	"certificate" TEXT, /* &str */
+	"private_key" TEXT /* &str */
+) RETURNS void
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'check_client_certificate_wrapper';
+CREATE TABLE callback.client_certificates (
+    account_id bigint NOT NULL REFERENCES callback.accounts ON DELETE CASCADE,
+    id bigint GENERATED ALWAYS AS IDENTITY,
+    target text NOT NULL CONSTRAINT target_account_list_or_campaign CHECK (target IN ('account', 'list', 'campaign')),
+    target_id bigint NOT NULL,
+    certificate text NOT NULL,
+    private_key text NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (account_id, id),
+    UNIQUE (account_id, target, target_id)
+);
+COMMENT ON TABLE callback.client_certificates IS 'The client certificate (PEM, with any intermediates) and private key (PEM, unencrypted) presented for an account''s, a list''s or a campaign''s callbacks. Set with callback.set_client_certificate(); the private key is unreadable by tenants.';
+COMMENT ON COLUMN callback.client_certificates.target_id IS 'The account''s, list''s or campaign''s id.';
+SELECT pg_catalog.pg_extension_config_dump('callback.client_certificates', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_get_serial_sequence('callback.client_certificates', 'id')::regclass, '');
+
+-- Raises 22023 when the certificate and key are not a usable pair, 42704 when the target is
+-- not one of the account's; stamps updated_at.
+CREATE FUNCTION callback._check_client_certificate() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    target_found bool := CASE NEW.target
+        WHEN 'account' THEN NEW.target_id = NEW.account_id
+        WHEN 'list' THEN EXISTS (SELECT FROM callback.lists l WHERE l.id = NEW.target_id AND l.account_id = NEW.account_id)
+        WHEN 'campaign' THEN EXISTS (SELECT FROM callback.campaigns c WHERE c.id = NEW.target_id AND c.account_id = NEW.account_id)
+    END;
+BEGIN
+    PERFORM callback._check_client_certificate(NEW.certificate, NEW.private_key);
+    IF NOT target_found THEN
+        RAISE EXCEPTION '% % of account % does not exist', NEW.target, NEW.target_id, NEW.account_id
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    NEW.updated_at := now();
+    RETURN NEW;
+END $$;
+CREATE TRIGGER client_certificates_check BEFORE INSERT OR UPDATE ON callback.client_certificates
+    FOR EACH ROW EXECUTE FUNCTION callback._check_client_certificate();
+
+-- The certificate a callback of this account, campaign and target presents, and its version
+-- (updated_at in microseconds, telling the workers when to read it again); NULL for none.
+CREATE FUNCTION callback._client_certificate(account_id bigint, campaign_id bigint, target callback.target_kind)
+RETURNS bigint[]
+LANGUAGE sql STABLE AS $$
+    SELECT ARRAY[k.id, (extract(epoch FROM k.updated_at) * 1000000)::bigint]
+    FROM callback.client_certificates k
+    WHERE k.account_id = _client_certificate.account_id
+      AND (k.target = 'account' AND k.target_id = _client_certificate.account_id
+           OR _client_certificate.target IN ('campaign', 'campaign_event', 'alert')
+              AND k.target = 'campaign' AND k.target_id = _client_certificate.campaign_id
+           OR _client_certificate.target IN ('campaign', 'campaign_event', 'alert', 'list')
+              AND k.target = 'list'
+              AND k.target_id = (SELECT c.list_id FROM callback.campaigns c WHERE c.id = _client_certificate.campaign_id))
+    ORDER BY k.target = 'campaign' DESC, k.target = 'list' DESC
+    LIMIT 1
+$$;
+
+-- A list's or campaign's certificate goes with it.
+CREATE FUNCTION callback._drop_client_certificate() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM callback.client_certificates k
+    WHERE k.account_id = OLD.account_id AND k.target = TG_ARGV[0] AND k.target_id = OLD.id;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER lists_drop_client_certificate AFTER DELETE ON callback.lists
+    FOR EACH ROW EXECUTE FUNCTION callback._drop_client_certificate('list');
+CREATE TRIGGER campaigns_drop_client_certificate AFTER DELETE ON callback.campaigns
+    FOR EACH ROW EXECUTE FUNCTION callback._drop_client_certificate('campaign');
+
+CREATE FUNCTION callback.set_client_certificate(target text, target_id bigint, certificate text, private_key text)
+RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    owner_account bigint;
+    kept bigint;
+BEGIN
+    owner_account := CASE target
+        WHEN 'account' THEN (SELECT a.id FROM callback.accounts a WHERE a.id = target_id)
+        WHEN 'list' THEN (SELECT l.account_id FROM callback.lists l WHERE l.id = target_id)
+        WHEN 'campaign' THEN (SELECT c.account_id FROM callback.campaigns c WHERE c.id = target_id)
+    END;
+    IF target IS NULL OR target NOT IN ('account', 'list', 'campaign') THEN
+        RAISE EXCEPTION 'target must be account, list or campaign, not %', coalesce(target, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    ELSIF owner_account IS NULL THEN
+        RAISE EXCEPTION '% % does not exist', target, coalesce(target_id::text, 'NULL') USING ERRCODE = 'undefined_object';
+    END IF;
+    UPDATE callback.client_certificates k
+    SET certificate = set_client_certificate.certificate, private_key = set_client_certificate.private_key
+    WHERE k.account_id = owner_account AND k.target = set_client_certificate.target
+      AND k.target_id = set_client_certificate.target_id
+    RETURNING k.id INTO kept;
+    IF NOT FOUND THEN
+        INSERT INTO callback.client_certificates (account_id, target, target_id, certificate, private_key)
+        VALUES (owner_account, target, target_id, certificate, private_key)
+        RETURNING id INTO kept;
+    END IF;
+    RETURN kept;
+END $$;
+COMMENT ON FUNCTION callback.set_client_certificate(text, bigint, text, text) IS
+    'Sets the client certificate (PEM, with any intermediates) and private key (PEM) an account, list or campaign presents to receivers that ask for one, replacing the one it had (callbacks not yet sent present the new one); returns its id. Remove it with DELETE FROM callback.client_certificates.';
+ALTER TABLE callback.client_certificates ENABLE ROW LEVEL SECURITY;
+CREATE POLICY own_account ON callback.client_certificates
+    USING ((SELECT callback._admin()) OR account_id = ANY ((SELECT callback._accounts())::bigint[]));
+GRANT ALL ON callback.client_certificates TO callback_admin;
+GRANT ALL ON SEQUENCE callback.client_certificates_id_seq TO callback_admin;
+GRANT USAGE ON SEQUENCE callback.client_certificates_id_seq TO callback_tenant;
+GRANT INSERT, UPDATE, DELETE ON callback.client_certificates TO callback_tenant;
+GRANT SELECT (account_id, id, target, target_id, certificate, updated_at) ON callback.client_certificates TO callback_tenant;
+REVOKE ALL ON FUNCTION callback._check_client_certificate(text, text), callback._check_client_certificate(),
+    callback._drop_client_certificate(), callback._client_certificate(bigint, bigint, callback.target_kind),
+    callback.set_client_certificate(text, bigint, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION callback._check_client_certificate(text, text), callback._check_client_certificate(),
+    callback._drop_client_certificate(), callback._client_certificate(bigint, bigint, callback.target_kind),
+    callback.set_client_certificate(text, bigint, text, text) TO callback_admin, callback_tenant;

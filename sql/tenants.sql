@@ -66,7 +66,7 @@ DECLARE
 BEGIN
     FOREACH t IN ARRAY ARRAY['lists', 'campaigns', 'members', 'messages', 'attempts', 'subscriptions',
                              'delivery_webhooks', 'alerts', 'events', 'callbacks', 'callbacks_undone', 'callbacks_done',
-                             'signing_secret_overlaps', 'account_endpoint_limits'] LOOP
+                             'signing_secret_overlaps', 'account_endpoint_limits', 'client_certificates'] LOOP
         EXECUTE format('ALTER TABLE callback.%I ENABLE ROW LEVEL SECURITY', t);
         EXECUTE format('CREATE POLICY own_account ON callback.%I
                             USING ((SELECT callback._admin()) OR account_id = ANY ((SELECT callback._accounts())::bigint[]))', t);
@@ -139,7 +139,8 @@ GRANT SELECT ON callback.accounts, callback.account_roles, callback.retry_polici
     callback.campaign_summary TO callback_tenant;
 GRANT SELECT, INSERT, UPDATE, DELETE ON callback.members, callback.messages, callback.attempts, callback.account_endpoint_limits,
     callback.delivery_webhooks TO callback_tenant;
-GRANT INSERT, UPDATE, DELETE ON callback.lists, callback.campaigns, callback.subscriptions TO callback_tenant;
+GRANT INSERT, UPDATE, DELETE ON callback.lists, callback.campaigns, callback.subscriptions, callback.client_certificates
+    TO callback_tenant;
 -- Every column but the credentials may be read; none written (replay, retry_now and
 -- replay_all change a callback's state for them, sql/delivery.sql).
 DO $$
@@ -147,11 +148,11 @@ DECLARE
     t text;
     readable text;
 BEGIN
-    FOREACH t IN ARRAY ARRAY['lists', 'campaigns', 'subscriptions', 'callbacks'] LOOP
+    FOREACH t IN ARRAY ARRAY['lists', 'campaigns', 'subscriptions', 'callbacks', 'client_certificates'] LOOP
         SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) INTO readable
         FROM pg_attribute
         WHERE attrelid = format('callback.%I', t)::regclass AND attnum > 0 AND NOT attisdropped
-          AND attname NOT IN ('callback_basic_auth', 'callback_bearer_token', 'signing_secret', 'auth_header');
+          AND attname NOT IN ('callback_basic_auth', 'callback_bearer_token', 'signing_secret', 'auth_header', 'private_key');
         EXECUTE format('GRANT SELECT (%s) ON callback.%I TO callback_tenant', readable, t);
     END LOOP;
 END $$;

@@ -57,12 +57,18 @@ pgrx::extension_sql_file!(
     name = "secrets",
     requires = ["limits", api::functions::generate_signing_secret]
 );
+// Client certificates (mutual TLS) per account, list and campaign.
+pgrx::extension_sql_file!(
+    "../sql/certificates.sql",
+    name = "certificates",
+    requires = ["secrets", api::functions::check_client_certificate]
+);
 // Events: the triggers that record them, and what their targets are chosen from.
 pgrx::extension_sql_file!(
     "../sql/events.sql",
     name = "events",
     requires = [
-        "secrets",
+        "certificates",
         pg::shared::wake_on_commit,
         pg::shared::_settings_changed,
         record::record_event,

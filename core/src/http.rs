@@ -15,7 +15,7 @@ use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
-use ureq::tls::{Certificate, RootCerts, TlsConfig};
+use ureq::tls::{Certificate, ClientCert, RootCerts, TlsConfig};
 use ureq::unversioned::transport::DefaultConnector;
 
 /// One request to make.
@@ -30,6 +30,17 @@ pub struct Request {
     pub timeout: Duration,
     /// How much of the answer's body to keep.
     pub excerpt_bytes: usize,
+    /// The client certificate to present, if the receiver asks for one.
+    pub identity: Option<Identity>,
+}
+
+/// A client certificate (mutual TLS, tls::client_certificate) and what tells it from the
+/// others: its id and version. Requests with the same one share an agent.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub id: i64,
+    pub version: u64,
+    pub certificate: ClientCert,
 }
 
 /// What one request came to.
@@ -65,31 +76,44 @@ pub struct Pool {
     threads: Vec<JoinHandle<()>>,
 }
 
-/// The agents the threads share, one per timeout. A timeout set on each request instead
-/// would make every request's configuration its own, and ureq then builds a new TLS
-/// configuration (the roots parsed again, no session to resume) for each new connection;
-/// an agent's own is built once and keeps the sessions it can resume.
+/// The agents the threads share, one per timeout and client certificate. A timeout set on
+/// each request instead would make every request's configuration its own, and ureq then
+/// builds a new TLS configuration (the roots parsed again, no session to resume) for each new
+/// connection; an agent's own is built once and keeps the sessions it can resume.
 struct Agents {
     config: PoolConfig,
     roots: Vec<Certificate<'static>>,
     allowed: Arc<RwLock<Destinations>>,
-    by_timeout: RwLock<HashMap<Duration, ureq::Agent>>,
+    by_kind: RwLock<HashMap<AgentKey, ureq::Agent>>,
 }
 
+/// What requests sharing an agent have in common: the timeout, the client certificate's id
+/// and version.
+type AgentKey = (Duration, Option<(i64, u64)>);
+
 impl Agents {
-    /// The agent for requests with this timeout, made on first use.
-    fn get(&self, timeout: Duration) -> ureq::Agent {
-        if let Some(agent) = self
-            .by_timeout
-            .read()
-            .ok()
-            .and_then(|agents| agents.get(&timeout).cloned())
-        {
+    /// The agent for requests with this timeout and client certificate, made on first use;
+    /// making one for a new version of a certificate drops those for its older versions.
+    fn get(&self, timeout: Duration, identity: Option<&Identity>) -> ureq::Agent {
+        let key = (timeout, identity.map(|i| (i.id, i.version)));
+        if let Some(agent) = self.by_kind.read().ok().and_then(|agents| agents.get(&key).cloned()) {
             return agent;
         }
-        let made = agent(&self.config, &self.roots, timeout, Arc::clone(&self.allowed));
-        match self.by_timeout.write() {
-            Ok(mut agents) => agents.entry(timeout).or_insert(made).clone(),
+        let certificate = identity.map(|i| i.certificate.clone());
+        let made = agent(
+            &self.config,
+            &self.roots,
+            certificate,
+            timeout,
+            Arc::clone(&self.allowed),
+        );
+        match self.by_kind.write() {
+            Ok(mut agents) => {
+                if let Some((id, version)) = key.1 {
+                    agents.retain(|(_, other), _| !matches!(other, Some((i, v)) if *i == id && *v != version));
+                }
+                agents.entry(key).or_insert(made).clone()
+            }
             Err(_) => made,
         }
     }
@@ -98,15 +122,17 @@ impl Agents {
 /// An agent: kept-alive connections (and TLS sessions, resumed by the one rustls
 /// configuration it keeps), no redirects, every status an answer, no proxy (the guard checks
 /// the addresses connected to), only the destinations allowed, only the `roots` trusted,
-/// `timeout` for a whole request.
+/// `certificate` presented when asked for, `timeout` for a whole request.
 fn agent(
     config: &PoolConfig,
     roots: &[Certificate<'static>],
+    certificate: Option<ClientCert>,
     timeout: Duration,
     allowed: Arc<RwLock<Destinations>>,
 ) -> ureq::Agent {
     let tls = TlsConfig::builder()
         .root_certs(RootCerts::new_with_certs(roots))
+        .client_cert(certificate)
         .build();
     let config = ureq::Agent::config_builder()
         .tls_config(tls)
@@ -152,7 +178,7 @@ impl Pool {
             config: config.clone(),
             roots: roots.to_vec(),
             allowed: Arc::clone(&allowed),
-            by_timeout: RwLock::default(),
+            by_kind: RwLock::default(),
         });
         let threads = with_signals_blocked(|| {
             (0..config.threads.max(1))
@@ -168,7 +194,7 @@ impl Pool {
                                 Err(_) => return,
                             };
                             let Ok(job) = job else { return };
-                            let agent = agents.get(job.timeout);
+                            let agent = agents.get(job.timeout, job.identity.as_ref());
                             if result_tx.send(send(&agent, job)).is_err() {
                                 return;
                             }
@@ -345,6 +371,7 @@ mod tests {
             body: Some("{}".into()),
             timeout: Duration::from_secs(5),
             excerpt_bytes: 4,
+            identity: None,
         }
     }
 

@@ -6,9 +6,11 @@
 //! In: the bundle's path. Out: the roots the HTTP pool trusts, and the problems found reading
 //! them (the worker logs those).
 
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
-use ureq::tls::{parse_pem, Certificate, PemItem};
+use ureq::tls::{parse_pem, Certificate, ClientCert, PemItem};
 
 /// Where trust comes from, as much as tells whether the pool must be made again: a new bundle
 /// path, or the same file changed since.
@@ -68,8 +70,50 @@ pub fn roots(trust: &Trust) -> (Vec<Certificate<'static>>, Vec<String>) {
     (roots, problems)
 }
 
-/// Why a TLS connection failed, when rustls refused the receiver's certificate; None for any
-/// other error.
+/// A client certificate (mutual TLS) from PEM text: the certificate with any intermediates,
+/// and its private key (PKCS#8, PKCS#1 or SEC1). An error saying what is wrong when either
+/// cannot be read, or the key is not the certificate's.
+pub fn client_certificate(certificate: &str, private_key: &str) -> Result<ClientCert, String> {
+    let mut chain = Vec::new();
+    for item in parse_pem(certificate.as_bytes()) {
+        match item {
+            Ok(PemItem::Certificate(c)) => chain.push(c),
+            Ok(_) => return Err("the certificate holds something other than certificates".into()),
+            Err(e) => return Err(format!("the certificate is not valid PEM: {e}")),
+        }
+    }
+    if chain.is_empty() {
+        return Err("the certificate holds no PEM certificate".into());
+    }
+    let mut keys = parse_pem(private_key.as_bytes()).filter_map(|item| match item {
+        Ok(PemItem::PrivateKey(key)) => Some(Ok(key)),
+        Ok(_) => None,
+        Err(e) => Some(Err(format!("the private key is not valid PEM: {e}"))),
+    });
+    let key = keys.next().ok_or("the private key holds no PEM private key")??;
+    if keys.next().is_some() {
+        return Err("the private key holds more than one key".into());
+    }
+    check_pair(&chain, private_key)?;
+    Ok(ClientCert::new_with_certs(&chain, key))
+}
+
+/// Whether the key in `private_key` is that of the first certificate of `chain`, as rustls
+/// (with the provider ureq uses) loads them for a handshake.
+fn check_pair(chain: &[Certificate<'static>], private_key: &str) -> Result<(), String> {
+    let key = PrivateKeyDer::from_pem_slice(private_key.as_bytes())
+        .map_err(|e| format!("the private key cannot be read: {e}"))?;
+    let chain = chain.iter().map(|c| CertificateDer::from(c.der().to_vec())).collect();
+    let provider = rustls::crypto::ring::default_provider();
+    match rustls::sign::CertifiedKey::from_der(chain, key, &provider) {
+        Ok(_) => Ok(()),
+        Err(rustls::Error::InconsistentKeys(_)) => Err("the private key is not the certificate's".into()),
+        Err(e) => Err(format!("the certificate or its key cannot be used: {e}")),
+    }
+}
+
+/// Why a TLS connection failed, when rustls refused the receiver's certificate or the receiver
+/// refused ours; None for any other error.
 pub fn refusal(error: &(dyn std::error::Error + 'static)) -> Option<String> {
     use rustls::CertificateError as C;
     let mut source = Some(error);
@@ -86,6 +130,9 @@ pub fn refusal(error: &(dyn std::error::Error + 'static)) -> Option<String> {
             };
             return Some(format!("TLS: the receiver's certificate {what}"));
         }
+        if let Some(rustls::Error::AlertReceived(alert)) = e.downcast_ref::<rustls::Error>() {
+            return client_refused(*alert);
+        }
         // An I/O error's source() skips the error it wraps: that is where rustls's is.
         source = match e.downcast_ref::<std::io::Error>() {
             Some(io) => io.get_ref().map(|inner| inner as &(dyn std::error::Error + 'static)),
@@ -93,6 +140,28 @@ pub fn refusal(error: &(dyn std::error::Error + 'static)) -> Option<String> {
         };
     }
     None
+}
+
+/// What an alert from the receiver says about our client certificate; None for alerts that
+/// do not speak of it.
+fn client_refused(alert: rustls::AlertDescription) -> Option<String> {
+    use rustls::AlertDescription as A;
+    let what = match alert {
+        A::CertificateRequired => "requires a client certificate".to_string(),
+        // What TLS 1.2 receivers say when a client certificate they require is missing.
+        A::HandshakeFailure => "failed the handshake (a client certificate it requires may be missing)".to_string(),
+        A::BadCertificate
+        | A::UnknownCA
+        | A::CertificateUnknown
+        | A::CertificateExpired
+        | A::CertificateRevoked
+        | A::UnsupportedCertificate
+        | A::AccessDenied => {
+            format!("refused the client certificate ({alert:?})")
+        }
+        _ => return None,
+    };
+    Some(format!("TLS: the receiver {what}"))
 }
 
 #[cfg(test)]
@@ -158,5 +227,53 @@ mod tests {
             "TLS: the receiver's certificate was refused (BadEncoding)"
         );
         assert_eq!(refusal(&std::io::Error::other("reset")), None);
+    }
+
+    fn pair(name: &str) -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec![name.to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    #[test]
+    fn client_certificates_need_their_own_key() {
+        let (cert, key) = pair("client.example");
+        assert!(client_certificate(&cert, &key).is_ok());
+        let (_, other_key) = pair("other.example");
+        assert_eq!(
+            client_certificate(&cert, &other_key).err().unwrap(),
+            "the private key is not the certificate's"
+        );
+        assert_eq!(
+            client_certificate("", &key).err().unwrap(),
+            "the certificate holds no PEM certificate"
+        );
+        assert_eq!(
+            client_certificate(&cert, &cert).err().unwrap(),
+            "the private key holds no PEM private key"
+        );
+        assert_eq!(
+            client_certificate(&key, &key).err().unwrap(),
+            "the certificate holds something other than certificates"
+        );
+    }
+
+    #[test]
+    fn receivers_refusing_our_certificate_are_named() {
+        let required = rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRequired);
+        assert_eq!(
+            refusal(&std::io::Error::other(required)).unwrap(),
+            "TLS: the receiver requires a client certificate"
+        );
+        let unknown = rustls::Error::AlertReceived(rustls::AlertDescription::UnknownCA);
+        assert_eq!(
+            refusal(&unknown).unwrap(),
+            "TLS: the receiver refused the client certificate (UnknownCA)"
+        );
+        let closed = rustls::Error::AlertReceived(rustls::AlertDescription::CloseNotify);
+        assert_eq!(refusal(&closed), None);
     }
 }

@@ -48,6 +48,11 @@ RETURNING c.id,
               (SELECT array_agg(o.other ORDER BY o.until DESC) FROM callback.signing_secret_overlaps o
                WHERE o.account_id = c.account_id AND o.secret = c.signing_secret AND o.until > now())
           END AS other_secrets,
+          -- The client certificate it presents and its version (sql/certificates.sql), looked
+          -- for only when any is set.
+          CASE WHEN (SELECT true FROM callback.client_certificates LIMIT 1) THEN
+              callback._client_certificate(c.account_id, c.campaign_id, c.target)
+          END AS client_certificate,
           c.attempts,
           c.retry_policy,
           extract(epoch FROM (SELECT length FROM lease))::float8 AS lease_seconds,

@@ -1,6 +1,7 @@
-//! The Rust functions SQL calls directly: checking settings, generate_signing_secret, the
-//! workers' statistics behind `callback.workers`, and the one home of what SQL shares with
-//! rendering: endpoints, timestamps in bodies, the template variables of a message's events.
+//! The Rust functions SQL calls directly: checking settings and client certificates,
+//! generate_signing_secret, the workers' statistics behind `callback.workers`, and the one
+//! home of what SQL shares with rendering: endpoints, timestamps in bodies, the template
+//! variables of a message's events.
 //!
 //! Internal (`_`-prefixed) except `generate_signing_secret`; each is a thin wrapper over
 //! pg_callback_core or shared memory, raising [`CallbackError`] on bad input.
@@ -9,6 +10,7 @@ use super::error::CallbackError;
 use crate::pg::shared;
 use base64::Engine;
 use pg_callback_core::event::Message;
+use pg_callback_core::settings::SettingError;
 use pg_callback_core::{callback, settings, time};
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -19,6 +21,20 @@ use serde_json::{Map, Value};
 fn check_settings(row: JsonB, require_https: bool) {
     if let Err(e) = settings::check_row(&row.0, require_https) {
         CallbackError::Setting(e).raise();
+    }
+}
+
+/// Raises 22023 saying what is wrong when `certificate` (PEM, with any intermediates) and
+/// `private_key` (PEM) cannot be a client certificate: unreadable, or not a pair.
+#[pg_extern(immutable, strict, parallel_safe, name = "_check_client_certificate")]
+fn check_client_certificate(certificate: &str, private_key: &str) {
+    if let Err(problem) = pg_callback_core::tls::client_certificate(certificate, private_key) {
+        CallbackError::Setting(SettingError {
+            setting: "client certificate".into(),
+            problem,
+            hint: Some("Give the certificate and its unencrypted private key, both PEM."),
+        })
+        .raise();
     }
 }
 

@@ -5,12 +5,13 @@
 //! Out: `Claimed` callbacks with their retry policy; what events may be left to render.
 //! SQL: sql/worker/claim.sql, sql/worker/policies.sql.
 
-use super::same_extension;
+use super::{identities, same_extension};
 use crate::api::settings as guc;
 use crate::pg::spi::{self, types, Kept};
 use crate::render::expand;
 use pg_callback_core::callback;
 use pg_callback_core::dispatch::Pace;
+use pg_callback_core::http::Identity;
 use pg_callback_core::retry::{Kind, Policy};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
@@ -49,10 +50,18 @@ fn claim_sql() -> String {
             .replace("c.endpoint <> ALL ($5::text[])", "true")
             .replace("c.endpoint,", "NULL::text AS endpoint,");
     }
-    // No secrets to rotate before 0.3.0 either.
+    // No secrets to rotate before 0.3.0 either, nor client certificates.
     if !spi::has_column(c"signing_secret_overlaps", c"secret") {
-        if let (Some(start), Some(end)) = (claim.find("CASE WHEN c.signing_secret"), claim.find("AS other_secrets")) {
-            claim.replace_range(start..end, "NULL::text[] ");
+        for (from, to) in [
+            ("CASE WHEN c.signing_secret", "AS other_secrets"),
+            (
+                "CASE WHEN (SELECT true FROM callback.client_certificates",
+                "AS client_certificate,",
+            ),
+        ] {
+            if let (Some(start), Some(end)) = (claim.find(from), claim.find(to)) {
+                claim.replace_range(start..end, "NULL ");
+            }
         }
     }
     claim
@@ -73,6 +82,8 @@ pub struct Claimed {
     pub signing_secret: Option<String>,
     /// Secrets in their rotation overlap with `signing_secret`: requests carry their signatures too.
     pub other_secrets: Vec<String>,
+    /// The client certificate it presents when the receiver asks for one.
+    pub identity: Option<Identity>,
     pub attempts: u32,
     pub policy: Rc<Policy>,
     pub timeout: Duration,
@@ -168,7 +179,9 @@ fn claimed_rows(
     }
     let policies = policies(client, default_timeout)?;
     let mut claimed = Vec::with_capacity(rows.len());
+    let mut certificates = Vec::with_capacity(rows.len());
     for row in rows {
+        certificates.push(row.get_by_name::<Vec<i64>, _>("client_certificate")?);
         let name: String = row.get_by_name("retry_policy")?.unwrap_or_default();
         let url: String = row.get_by_name("url")?.unwrap_or_default();
         let (policy, timeout) = policies
@@ -191,6 +204,7 @@ fn claimed_rows(
             auth_header: row.get_by_name("auth_header")?,
             signing_secret: row.get_by_name("signing_secret")?,
             other_secrets: row.get_by_name("other_secrets")?.unwrap_or_default(),
+            identity: None,
             attempts: row.get_by_name::<i32, _>("attempts")?.unwrap_or(1).max(1) as u32,
             policy,
             timeout,
@@ -200,6 +214,7 @@ fn claimed_rows(
         });
     }
     pace(client, &mut claimed)?;
+    identities::attach(client, &mut claimed, &certificates)?;
     Ok(claimed)
 }
 

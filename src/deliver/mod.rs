@@ -7,14 +7,15 @@
 //! first: src/render/expand.rs). Out: HTTP requests; rows of `callback.deliveries` (the
 //! history), callbacks delivered, retried or failed, campaigns disabled. SQL: sql/worker/*.sql.
 //!
-//! In the order a callback meets them: launcher, worker (the loop), claim, send, write,
-//! housekeeping.
+//! In the order a callback meets them: launcher, worker (the loop), claim (with the client
+//! certificates it presents: identities), send, write, housekeeping.
 
 pub mod launcher;
 pub mod worker;
 
 mod claim;
 mod housekeeping;
+mod identities;
 mod send;
 mod write;
 

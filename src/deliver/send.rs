@@ -46,5 +46,6 @@ pub fn request(c: &Claimed) -> Request {
         body: c.body.clone(),
         timeout: c.timeout,
         excerpt_bytes: guc::RESPONSE_EXCERPT_BYTES.get().max(0) as usize,
+        identity: c.identity.clone(),
     }
 }

@@ -112,6 +112,8 @@ class Received:
     at: float
     # The status the receiver answered with; None when it dropped the connection.
     answer: int | None = None
+    # Over TLS, the names in the client certificate presented (subjectAltName values).
+    client: tuple = ()
 
     def json(self):
         return json.loads(self.body)
@@ -196,7 +198,7 @@ class Receiver:
                     behaviour = plan.pop(0) if len(plan) > 1 else plan[0]
                     receiver.requests.append(
                         Received(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body,
-                                 time.time(), None if behaviour.drop else behaviour.status))
+                                 time.time(), None if behaviour.drop else behaviour.status, self.client_names()))
                     receiver.lock.notify_all()
                 if behaviour.delay:
                     time.sleep(behaviour.delay)
@@ -210,6 +212,10 @@ class Receiver:
                 self.send_header("Content-Length", str(len(behaviour.body)))
                 self.end_headers()
                 self.wfile.write(behaviour.body)
+
+            def client_names(self):
+                peer = self.connection.getpeercert() if receiver.tls else None
+                return tuple(value for _, value in (peer or {}).get("subjectAltName", ()))
 
             do_GET = do_POST = handle_one
 
@@ -283,10 +289,14 @@ def ca():
     return trustme.CA()
 
 
-def tls_receiver(ca, *identities, **validity):
-    """An HTTPS receiver on 127.0.0.1 with a certificate of `ca` for `identities`."""
+def tls_receiver(ca, *identities, clients_of=None, **validity):
+    """An HTTPS receiver on 127.0.0.1 with a certificate of `ca` for `identities`; with
+    `clients_of` (another CA), it refuses clients without a certificate that CA issued."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert(*identities, **validity).configure_cert(context)
+    if clients_of:
+        context.verify_mode = ssl.CERT_REQUIRED
+        clients_of.configure_trust(context)
     return Receiver(tls=context)
 
 

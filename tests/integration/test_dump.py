@@ -2,14 +2,17 @@
 database (triggers off, as the README says), holds the same configuration, queue, history
 and sequences, and the restored extension records callbacks as before."""
 
+import trustme
+
 from conftest import DATABASE, shell
 from helpers import make_list, rows_of, send_message
 
 TABLES = ["accounts", "account_roles", "retry_policies", "statuses", "lists", "campaigns", "members", "messages",
           "attempts", "subscriptions", "delivery_webhooks", "alerts", "callbacks_undone", "callbacks_done",
-          "deliveries"]
+          "deliveries", "client_certificates"]
 SEQUENCES = ["accounts_id_seq", "lists_id_seq", "campaigns_id_seq", "members_id_seq", "messages_id_seq",
-             "attempts_id_seq", "subscriptions_id_seq", "alerts_id_seq", "callbacks_id_seq", "deliveries_id_seq"]
+             "attempts_id_seq", "subscriptions_id_seq", "alerts_id_seq", "callbacks_id_seq", "deliveries_id_seq",
+             "client_certificates_id_seq"]
 RESTORED = "callbacks_restored"
 
 
@@ -32,6 +35,9 @@ def test_dump_and_restore_keep_configuration_queue_history_and_sequences(db, rec
            [receiver.url("/final")])
     db.sql("SELECT callback.create_delivery_webhook(1, 'https://crm.example.com/status')")
     db.sql("SELECT callback.grant_account(1, 'acme_crm')")
+    client = trustme.CA().issue_cert("crm@acme.example")
+    db.sql("SELECT callback.set_client_certificate('account', 1, %s, %s)",
+           [client.cert_chain_pems[0].bytes().decode(), client.private_key_pem.bytes().decode()])
     for _ in range(3):
         send_message(db, member_id=1)
     db.wait_for("SELECT count(*) = 6 FROM callback.callbacks_done", what="six callbacks delivered")

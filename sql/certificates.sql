@@ -1,0 +1,112 @@
+-- Client certificates (mutual TLS): a certificate and its private key, presented to receivers
+-- that ask for one. Set per account (every callback of the account), per list (the list's
+-- callbacks and its campaigns') or per campaign; the most specific wins: a campaign's, else
+-- its list's, else its account's. Callbacks to the account's own targets (a message's own
+-- webhook, the delivery-status webhook, subscriptions) present the account's.
+--
+-- Which one a callback presents is worked out each time the workers claim it
+-- (callback._client_certificate, called by sql/worker/claim.sql), so a certificate set or
+-- renewed applies to callbacks not yet sent too. Like signing secrets, private keys are
+-- unreadable by tenants (sql/tenants.sql) and kept by pg_dump.
+
+CREATE TABLE callback.client_certificates (
+    account_id bigint NOT NULL REFERENCES callback.accounts ON DELETE CASCADE,
+    id bigint GENERATED ALWAYS AS IDENTITY,
+    target text NOT NULL CONSTRAINT target_account_list_or_campaign CHECK (target IN ('account', 'list', 'campaign')),
+    target_id bigint NOT NULL,
+    certificate text NOT NULL,
+    private_key text NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (account_id, id),
+    UNIQUE (account_id, target, target_id)
+);
+COMMENT ON TABLE callback.client_certificates IS 'The client certificate (PEM, with any intermediates) and private key (PEM, unencrypted) presented for an account''s, a list''s or a campaign''s callbacks. Set with callback.set_client_certificate(); the private key is unreadable by tenants.';
+COMMENT ON COLUMN callback.client_certificates.target_id IS 'The account''s, list''s or campaign''s id.';
+SELECT pg_catalog.pg_extension_config_dump('callback.client_certificates', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_get_serial_sequence('callback.client_certificates', 'id')::regclass, '');
+
+-- Raises 22023 when the certificate and key are not a usable pair, 42704 when the target is
+-- not one of the account's; stamps updated_at.
+CREATE FUNCTION callback._check_client_certificate() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    target_found bool := CASE NEW.target
+        WHEN 'account' THEN NEW.target_id = NEW.account_id
+        WHEN 'list' THEN EXISTS (SELECT FROM callback.lists l WHERE l.id = NEW.target_id AND l.account_id = NEW.account_id)
+        WHEN 'campaign' THEN EXISTS (SELECT FROM callback.campaigns c WHERE c.id = NEW.target_id AND c.account_id = NEW.account_id)
+    END;
+BEGIN
+    PERFORM callback._check_client_certificate(NEW.certificate, NEW.private_key);
+    IF NOT target_found THEN
+        RAISE EXCEPTION '% % of account % does not exist', NEW.target, NEW.target_id, NEW.account_id
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    NEW.updated_at := now();
+    RETURN NEW;
+END $$;
+CREATE TRIGGER client_certificates_check BEFORE INSERT OR UPDATE ON callback.client_certificates
+    FOR EACH ROW EXECUTE FUNCTION callback._check_client_certificate();
+
+-- The certificate a callback of this account, campaign and target presents, and its version
+-- (updated_at in microseconds, telling the workers when to read it again); NULL for none.
+CREATE FUNCTION callback._client_certificate(account_id bigint, campaign_id bigint, target callback.target_kind)
+RETURNS bigint[]
+LANGUAGE sql STABLE AS $$
+    SELECT ARRAY[k.id, (extract(epoch FROM k.updated_at) * 1000000)::bigint]
+    FROM callback.client_certificates k
+    WHERE k.account_id = _client_certificate.account_id
+      AND (k.target = 'account' AND k.target_id = _client_certificate.account_id
+           OR _client_certificate.target IN ('campaign', 'campaign_event', 'alert')
+              AND k.target = 'campaign' AND k.target_id = _client_certificate.campaign_id
+           OR _client_certificate.target IN ('campaign', 'campaign_event', 'alert', 'list')
+              AND k.target = 'list'
+              AND k.target_id = (SELECT c.list_id FROM callback.campaigns c WHERE c.id = _client_certificate.campaign_id))
+    ORDER BY k.target = 'campaign' DESC, k.target = 'list' DESC
+    LIMIT 1
+$$;
+
+-- A list's or campaign's certificate goes with it.
+CREATE FUNCTION callback._drop_client_certificate() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM callback.client_certificates k
+    WHERE k.account_id = OLD.account_id AND k.target = TG_ARGV[0] AND k.target_id = OLD.id;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER lists_drop_client_certificate AFTER DELETE ON callback.lists
+    FOR EACH ROW EXECUTE FUNCTION callback._drop_client_certificate('list');
+CREATE TRIGGER campaigns_drop_client_certificate AFTER DELETE ON callback.campaigns
+    FOR EACH ROW EXECUTE FUNCTION callback._drop_client_certificate('campaign');
+
+CREATE FUNCTION callback.set_client_certificate(target text, target_id bigint, certificate text, private_key text)
+RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    owner_account bigint;
+    kept bigint;
+BEGIN
+    owner_account := CASE target
+        WHEN 'account' THEN (SELECT a.id FROM callback.accounts a WHERE a.id = target_id)
+        WHEN 'list' THEN (SELECT l.account_id FROM callback.lists l WHERE l.id = target_id)
+        WHEN 'campaign' THEN (SELECT c.account_id FROM callback.campaigns c WHERE c.id = target_id)
+    END;
+    IF target IS NULL OR target NOT IN ('account', 'list', 'campaign') THEN
+        RAISE EXCEPTION 'target must be account, list or campaign, not %', coalesce(target, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    ELSIF owner_account IS NULL THEN
+        RAISE EXCEPTION '% % does not exist', target, coalesce(target_id::text, 'NULL') USING ERRCODE = 'undefined_object';
+    END IF;
+    UPDATE callback.client_certificates k
+    SET certificate = set_client_certificate.certificate, private_key = set_client_certificate.private_key
+    WHERE k.account_id = owner_account AND k.target = set_client_certificate.target
+      AND k.target_id = set_client_certificate.target_id
+    RETURNING k.id INTO kept;
+    IF NOT FOUND THEN
+        INSERT INTO callback.client_certificates (account_id, target, target_id, certificate, private_key)
+        VALUES (owner_account, target, target_id, certificate, private_key)
+        RETURNING id INTO kept;
+    END IF;
+    RETURN kept;
+END $$;
+COMMENT ON FUNCTION callback.set_client_certificate(text, bigint, text, text) IS
+    'Sets the client certificate (PEM, with any intermediates) and private key (PEM) an account, list or campaign presents to receivers that ask for one, replacing the one it had (callbacks not yet sent present the new one); returns its id. Remove it with DELETE FROM callback.client_certificates.';
