@@ -5,11 +5,12 @@
 -- tenants change callbacks only through replay, retry_now and replay_all; signing secrets
 -- rotate with an overlap (callback.rotate_signing_secret); endpoints have limits of requests
 -- per second (callback.endpoint_limits, callback.account_endpoint_limits); callback.cancel();
--- client certificates (callback.client_certificates, callback.set_client_certificate).
+-- client certificates (callback.client_certificates, callback.set_client_certificate);
+-- endpoint health (callback.endpoints, callback.reset_endpoint).
 -- Frozen with the release: the files it was made from (sql/queue.sql, events.sql, views.sql,
--- model.sql, delivery.sql, tenants.sql, secrets.sql, limits.sql, certificates.sql) go on changing for later
--- versions. tests/integration/test_upgrade.py checks that
--- it leaves the schema a fresh install of 0.3.0 makes.
+-- model.sql, delivery.sql, tenants.sql, secrets.sql, limits.sql, certificates.sql, health.sql)
+-- go on changing for later versions. tests/integration/test_upgrade.py checks that it leaves
+-- the schema a fresh install of 0.3.0 makes.
 \echo Use "ALTER EXTENSION pg_callback UPDATE TO '0.3.0'" to load this file. \quit
 
 -- Functions that were SQL and are now the library's, and the one 0.3.0 adds.
@@ -67,28 +68,6 @@ WHERE c.state IN ('waiting', 'pending', 'held')
 GROUP BY 1;
 COMMENT ON VIEW callback.queue IS 'Callbacks not done yet, per endpoint (scheme, host and port): how many, due now, in flight, waiting for a retry, waiting behind an earlier one, held; lag: how long the longest-due callback has been due.';
 
-CREATE OR REPLACE VIEW callback.endpoint_health WITH (security_invoker = true) AS
-WITH attempts AS (
-    SELECT c.endpoint, d.started_at, d.error IS NULL AS ok, d.http_status, d.error
-    FROM callback.deliveries d
-    JOIN callback.callbacks c ON c.id = d.callback_id
-), last_success AS (
-    SELECT endpoint, max(started_at) FILTER (WHERE ok) AS at FROM attempts GROUP BY endpoint
-)
-SELECT a.endpoint,
-       count(*) AS attempts,
-       round(avg(a.ok::int), 4) AS success_rate,
-       count(*) FILTER (WHERE a.started_at > now() - interval '1 hour') AS attempts_last_hour,
-       round(avg(a.ok::int) FILTER (WHERE a.started_at > now() - interval '1 hour'), 4) AS success_rate_last_hour,
-       count(*) FILTER (WHERE NOT a.ok AND a.started_at > coalesce(s.at, '-infinity')) AS consecutive_failures,
-       s.at AS last_success_at,
-       max(a.started_at) FILTER (WHERE NOT a.ok) AS last_failure_at,
-       (array_agg(a.error ORDER BY a.started_at DESC) FILTER (WHERE NOT a.ok))[1] AS last_error,
-       max(a.started_at) AS last_attempt_at
-FROM attempts a
-JOIN last_success s USING (endpoint)
-GROUP BY a.endpoint, s.at;
-COMMENT ON VIEW callback.endpoint_health IS 'Every endpoint (scheme, host and port) in the history kept: attempts and success rate, overall and in the last hour; failures since the last success; the last success, failure and error.';
 
 -- Tenants no longer write the columns the workers own (state, attempts, lease, due time):
 -- replay, retry_now and replay_all change them as the extension's owner, for the accounts the
@@ -476,3 +455,86 @@ REVOKE ALL ON FUNCTION callback._check_client_certificate(text, text), callback.
 GRANT EXECUTE ON FUNCTION callback._check_client_certificate(text, text), callback._check_client_certificate(),
     callback._drop_client_certificate(), callback._client_certificate(bigint, bigint, callback.target_kind),
     callback.set_client_certificate(text, bigint, text, text) TO callback_admin, callback_tenant;
+
+-- Endpoint health, sql/health.sql; the endpoints' view shows it.
+CREATE TABLE callback.endpoints (
+    endpoint text PRIMARY KEY,
+    state text NOT NULL DEFAULT 'up' CONSTRAINT state_up_or_down CHECK (state IN ('up', 'down')),
+    since timestamptz NOT NULL DEFAULT now(),
+    failures int NOT NULL DEFAULT 0,
+    last_error text,
+    probe_interval interval,
+    next_probe_at timestamptz,
+    probe_callback_id bigint,
+    probe_until timestamptz
+);
+COMMENT ON TABLE callback.endpoints IS 'What the workers know of each endpoint that has failed: up or down since when, failures since its last answer, the last error; down, when the next probe may go and the probe under way. Written by the workers; callback.reset_endpoint() brings one up.';
+COMMENT ON COLUMN callback.endpoints.probe_callback_id IS 'The callback sent as the probe, until probe_until (its lease).';
+
+-- The callbacks of an endpoint waiting for its probe go at once (those due later than it
+-- keep their own time; those a worker holds locked are its to write); wakes the workers at
+-- commit.
+CREATE FUNCTION callback._unpark(endpoint text) RETURNS void
+LANGUAGE sql AS $$
+    UPDATE callback.callbacks_undone c SET due_at = now()
+    FROM (SELECT u.id
+          FROM callback.callbacks_undone u
+          JOIN callback.endpoints e ON e.endpoint = u.endpoint
+          WHERE e.endpoint = _unpark.endpoint AND u.state = 'pending' AND u.leased_until IS NULL
+            AND u.due_at > now() AND u.due_at <= e.next_probe_at
+          FOR UPDATE OF u SKIP LOCKED) w
+    WHERE c.id = w.id;
+    SELECT callback._wake_on_commit();
+$$;
+
+CREATE FUNCTION callback.reset_endpoint(endpoint text) RETURNS boolean
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM callback._unpark(endpoint);
+    UPDATE callback.endpoints e
+    SET state = 'up', since = CASE WHEN e.state = 'up' THEN e.since ELSE now() END, failures = 0,
+        probe_interval = NULL, next_probe_at = NULL, probe_callback_id = NULL, probe_until = NULL
+    WHERE e.endpoint = reset_endpoint.endpoint;
+    RETURN FOUND;
+END $$;
+COMMENT ON FUNCTION callback.reset_endpoint(text) IS
+    'Brings an endpoint (scheme, host and port, as callback.endpoint_health shows it) up: its failures forgotten, its waiting callbacks due at once. False when the workers know nothing of it.';
+
+-- For callback.endpoint_health, which tenants read: every endpoint's state (the view shows
+-- those of their own callbacks only).
+CREATE FUNCTION callback._endpoint_states()
+RETURNS TABLE (endpoint text, state text, since timestamptz, failures int, last_error text, next_probe_at timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT e.endpoint, e.state, e.since, e.failures, e.last_error, e.next_probe_at FROM callback.endpoints e
+$$;
+
+CREATE OR REPLACE VIEW callback.endpoint_health WITH (security_invoker = true) AS
+WITH attempts AS (
+    SELECT c.endpoint, d.started_at, d.error IS NULL AS ok, d.http_status, d.error
+    FROM callback.deliveries d
+    JOIN callback.callbacks c ON c.id = d.callback_id
+), last_success AS (
+    SELECT endpoint, max(started_at) FILTER (WHERE ok) AS at FROM attempts GROUP BY endpoint
+)
+SELECT a.endpoint,
+       count(*) AS attempts,
+       round(avg(a.ok::int), 4) AS success_rate,
+       count(*) FILTER (WHERE a.started_at > now() - interval '1 hour') AS attempts_last_hour,
+       round(avg(a.ok::int) FILTER (WHERE a.started_at > now() - interval '1 hour'), 4) AS success_rate_last_hour,
+       count(*) FILTER (WHERE NOT a.ok AND a.started_at > coalesce(s.at, '-infinity')) AS consecutive_failures,
+       s.at AS last_success_at,
+       max(a.started_at) FILTER (WHERE NOT a.ok) AS last_failure_at,
+       (array_agg(a.error ORDER BY a.started_at DESC) FILTER (WHERE NOT a.ok))[1] AS last_error,
+       max(a.started_at) AS last_attempt_at,
+       coalesce(e.state, 'up') AS state,
+       e.since AS state_since,
+       e.next_probe_at
+FROM attempts a
+JOIN last_success s USING (endpoint)
+LEFT JOIN callback._endpoint_states() e USING (endpoint)
+GROUP BY a.endpoint, s.at, e.state, e.since, e.next_probe_at;
+COMMENT ON VIEW callback.endpoint_health IS 'Every endpoint (scheme, host and port) in the history kept: attempts and success rate, overall and in the last hour; failures since the last success; the last success, failure and error; up or down (sql/health.sql) since when, and when a down one is probed next.';
+REVOKE ALL ON FUNCTION callback._unpark(text), callback.reset_endpoint(text), callback._endpoint_states() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION callback._unpark(text), callback.reset_endpoint(text), callback._endpoint_states() TO callback_admin;
+GRANT EXECUTE ON FUNCTION callback._endpoint_states() TO callback_tenant;
+GRANT ALL ON callback.endpoints TO callback_admin;

@@ -163,5 +163,6 @@ REVOKE EXECUTE ON FUNCTION callback._record_event(text, bigint, bigint, bigint, 
     callback._target_settings(bigint, bigint, bigint), callback._disable_campaign_callbacks(bigint, bigint),
     callback.purge(interval, bigint), callback.grant_account(bigint, name), callback.revoke_account(bigint, name),
     callback._worker_stats(), callback.attach(regclass, name, name, name, name, name, name, name, name, name, name),
-    callback.detach(regclass), callback._attached_events(), callback._expand_events(int)
+    callback.detach(regclass), callback._attached_events(), callback._expand_events(int),
+    callback.reset_endpoint(text), callback._unpark(text)
     FROM callback_tenant;

@@ -38,11 +38,15 @@ SELECT a.endpoint,
        s.at AS last_success_at,
        max(a.started_at) FILTER (WHERE NOT a.ok) AS last_failure_at,
        (array_agg(a.error ORDER BY a.started_at DESC) FILTER (WHERE NOT a.ok))[1] AS last_error,
-       max(a.started_at) AS last_attempt_at
+       max(a.started_at) AS last_attempt_at,
+       coalesce(e.state, 'up') AS state,
+       e.since AS state_since,
+       e.next_probe_at
 FROM attempts a
 JOIN last_success s USING (endpoint)
-GROUP BY a.endpoint, s.at;
-COMMENT ON VIEW callback.endpoint_health IS 'Every endpoint (scheme, host and port) in the history kept: attempts and success rate, overall and in the last hour; failures since the last success; the last success, failure and error.';
+LEFT JOIN callback._endpoint_states() e USING (endpoint)
+GROUP BY a.endpoint, s.at, e.state, e.since, e.next_probe_at;
+COMMENT ON VIEW callback.endpoint_health IS 'Every endpoint (scheme, host and port) in the history kept: attempts and success rate, overall and in the last hour; failures since the last success; the last success, failure and error; up or down (sql/health.sql) since when, and when a down one is probed next.';
 
 CREATE VIEW callback.workers AS
 SELECT w.slot, w.pid, w.running, to_timestamp(w.started_ms / 1000.0) AS started_at, w.in_flight,

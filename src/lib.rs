@@ -80,10 +80,12 @@ pgrx::extension_sql_file!(
 // Disabling and enabling campaigns' callbacks, alerts, replay, history, the campaign report.
 pgrx::extension_sql_file!("../sql/delivery.sql", name = "delivery", requires = ["events"]);
 // Operating it: the queue, endpoint health, workers and campaigns; sending now, replaying many.
+// Endpoint health: down after repeated failures, probed, reset.
+pgrx::extension_sql_file!("../sql/health.sql", name = "health", requires = ["delivery"]);
 pgrx::extension_sql_file!(
     "../sql/views.sql",
     name = "views",
-    requires = ["delivery", api::functions::worker_stats]
+    requires = ["health", api::functions::worker_stats]
 );
 // Attaching to an application's own message table.
 pgrx::extension_sql_file!(

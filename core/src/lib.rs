@@ -16,9 +16,10 @@ pub mod time;
 // Checks of what users write: URLs, headers, credentials, secrets, environments.
 pub mod settings;
 // Delivery: which callback to send next, the HTTP pool, what TLS trusts, where requests may
-// go, signatures, retry schedules and what an answer means.
+// go, signatures, retry schedules and what an answer means, endpoints' health.
 pub mod destinations;
 pub mod dispatch;
+pub mod health;
 pub mod http;
 pub mod names;
 pub mod retry;

@@ -19,6 +19,9 @@ pub static RETENTION_S: GucSetting<i32> = GucSetting::<i32>::new(7 * 24 * 3600);
 pub static ALLOWED_DESTINATIONS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
 pub static SECRET_OVERLAP_S: GucSetting<i32> = GucSetting::<i32>::new(24 * 3600);
 pub static CA_BUNDLE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
+pub static ENDPOINT_DOWN_AFTER: GucSetting<i32> = GucSetting::<i32>::new(10);
+pub static ENDPOINT_PROBE_INTERVAL_S: GucSetting<i32> = GucSetting::<i32>::new(30);
+pub static ENDPOINT_PROBE_MAX_S: GucSetting<i32> = GucSetting::<i32>::new(3600);
 pub static RECORDING: GucSetting<Recording> = GucSetting::<Recording>::new(Recording::Deferred);
 
 /// What a transaction writes for an event (sql/events.sql).
@@ -41,6 +44,7 @@ pub fn define(preloading: bool) {
     }
     define_delivery_settings();
     define_housekeeping_settings();
+    define_health_settings();
     GucRegistry::define_enum_guc(
         c"pg_callback.recording",
         c"What a transaction writes for the events it causes: deferred or immediate.",
@@ -128,6 +132,40 @@ fn define_delivery_settings() {
     );
 }
 
+/// When an endpoint is down and how it is probed (sql/health.sql); reloaded on SIGHUP.
+fn define_health_settings() {
+    GucRegistry::define_int_guc(
+        c"pg_callback.endpoint_down_after",
+        c"How many failures in a row take an endpoint down.",
+        c"A failure is no answer (refused, timed out, reset, TLS) or a 5xx. A down endpoint's callbacks wait for a probe instead of spending their attempts. 0: endpoints are never down.",
+        &ENDPOINT_DOWN_AFTER,
+        0,
+        1_000_000,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pg_callback.endpoint_probe_interval",
+        c"How long after an endpoint goes down its first probe is sent.",
+        c"Each failed probe doubles the wait, up to pg_callback.endpoint_probe_max; times pg_callback.time_scale.",
+        &ENDPOINT_PROBE_INTERVAL_S,
+        1,
+        i32::MAX,
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_callback.endpoint_probe_max",
+        c"The longest wait between probes of a down endpoint.",
+        c"Times pg_callback.time_scale.",
+        &ENDPOINT_PROBE_MAX_S,
+        1,
+        i32::MAX,
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
+    );
+}
+
 /// What the workers keep, for how long, how fast retries come, where requests may go;
 /// reloaded on SIGHUP.
 fn define_housekeeping_settings() {
@@ -153,7 +191,7 @@ fn define_housekeeping_settings() {
     );
     GucRegistry::define_float_guc(
         c"pg_callback.time_scale",
-        c"Multiplies every retry policy's waits.",
+        c"Multiplies every retry policy's waits, and the waits between probes of a down endpoint.",
         c"1 in production; tests compress schedules with a small value (0.001 makes 5 minutes 0.3 s). Retry-After is not scaled.",
         &TIME_SCALE,
         0.0,

@@ -5,7 +5,7 @@
 //! Out: `Claimed` callbacks with their retry policy; what events may be left to render.
 //! SQL: sql/worker/claim.sql, sql/worker/policies.sql.
 
-use super::{identities, same_extension};
+use super::{health, identities, same_extension};
 use crate::api::settings as guc;
 use crate::pg::spi::{self, types, Kept};
 use crate::render::expand;
@@ -215,7 +215,7 @@ fn claimed_rows(
     }
     pace(client, &mut claimed)?;
     identities::attach(client, &mut claimed, &certificates)?;
-    Ok(claimed)
+    health::keep_sendable(client, claimed)
 }
 
 /// The limits of requests per second on one endpoint, as this worker's paces: the

@@ -34,15 +34,19 @@ pub fn due(last: &mut Option<Instant>, every: Duration) -> bool {
 }
 
 /// Releases the leases of workers that no longer run, when a worker may have left some (it
-/// reads the whole queue). A failure is logged and left for the next worker.
-pub fn recover() {
+/// reads the whole queue): at a worker's start, every second while it sends, and before it
+/// leaves; whether it released any. A failure is logged and left for the next look.
+pub fn recover() -> bool {
     if !shared::take_orphaned_leases() {
-        return;
+        return false;
     }
-    BackgroundWorker::transaction(|| Spi::run(RECOVER)).unwrap_or_else(|e| {
+    let released =
+        BackgroundWorker::transaction(|| Spi::connect_mut(|client| client.update(RECOVER, None, &[]).map(|t| t.len())));
+    released.unwrap_or_else(|e| {
         shared::leases_orphaned();
-        warning!("pg_callback worker: recovering leases: {e}")
-    });
+        warning!("pg_callback worker: recovering leases: {e}");
+        0
+    }) > 0
 }
 
 /// Lets go the waiting callbacks whose release was missed (sweep.sql); whether there were any.

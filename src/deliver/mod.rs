@@ -8,12 +8,14 @@
 //! history), callbacks delivered, retried or failed, campaigns disabled. SQL: sql/worker/*.sql.
 //!
 //! In the order a callback meets them: launcher, worker (the loop), claim (with the client
-//! certificates it presents: identities), send, write, housekeeping.
+//! certificates it presents: identities; and its endpoint's health, which may keep it back),
+//! send, write (which counts answers against endpoints: health), housekeeping.
 
 pub mod launcher;
 pub mod worker;
 
 mod claim;
+mod health;
 mod housekeeping;
 mod identities;
 mod send;

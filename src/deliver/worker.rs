@@ -306,7 +306,7 @@ impl Worker {
             housekeeping::purge();
         }
         if due(&mut self.last_sweep, SWEEP_EVERY) {
-            self.more |= housekeeping::sweep();
+            self.more |= housekeeping::recover() | housekeeping::sweep();
         }
         report(
             false,
@@ -357,8 +357,9 @@ impl Worker {
         if shared::wake_wanted() {
             return Next::Again;
         }
-        // A last look before leaving: nothing waiting may be left without a worker.
-        if housekeeping::sweep() {
+        // A last look before leaving: nothing waiting may be left without a worker, nor leased
+        // by one that stopped on an error.
+        if housekeeping::recover() | housekeeping::sweep() {
             self.more = true;
             return Next::Again;
         }

@@ -6,6 +6,7 @@
 //! finish.sql, release.sql, after_failure.sql; the worker's counts in shared memory.
 
 use super::claim::Claimed;
+use super::health;
 use super::{extension_installed, my_pid, report};
 use crate::api::settings as guc;
 use crate::pg::shared;
@@ -157,7 +158,12 @@ pub fn finish(done: Vec<(Claimed, Option<Response>)>) {
                 if !failed.is_empty() {
                     client.update(AFTER_FAILURE, None, &[failed.into()])?;
                 }
-                Ok(())
+                let answered: Vec<_> = done
+                    .iter()
+                    .filter(|(c, _)| c.schema == schema)
+                    .filter_map(|(c, answer)| answer.as_ref().map(|a| (c, a)))
+                    .collect();
+                health::record(client, &answered)
             })
         });
         if let Err(e) = written {

@@ -33,7 +33,7 @@ SETTINGS = [
     "pg_callback.workers = 2",
     "pg_callback.idle_exit = '1s'",
     "max_worker_processes = 16",
-    "log_min_messages = log",
+    "log_min_messages = warning",
     # The receivers run on loopback, which the SSRF guard refuses by default.
     "pg_callback.allowed_destinations = '127.0.0.1'",
 ]

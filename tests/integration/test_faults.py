@@ -52,7 +52,9 @@ def settle(db, ids, state="delivered"):
     deadline = time.monotonic() + SETTLE
     while query(db, "SELECT count(*) FROM callback.callbacks WHERE message_id = ANY(%s) AND state = %s",
                 [ids, state]) < len(ids):
-        assert time.monotonic() < deadline, f"callbacks not all {state} after {SETTLE} s"
+        assert time.monotonic() < deadline, f"callbacks not all {state} after {SETTLE} s: " + repr(db.sql(
+            "SELECT state, count(*), min(due_at) - now(), bool_or(leased_until IS NOT NULL) FROM callback.callbacks "
+            "GROUP BY 1")) + repr(db.sql("SELECT * FROM callback.endpoints")) + repr(db.sql("SELECT * FROM callback.workers"))
         time.sleep(0.2)
 
 
@@ -121,6 +123,32 @@ def test_receiver_down_then_back(db, receiver):
     tally("receiver down 1.5 s (open connections cut), then back", ids, receiver, in_flight, duplicates_at_most=in_flight)
 
 
+def test_endpoint_down_longer_than_the_probe_interval(db, receiver):
+    """The receiver refuses connections for 3 s: the endpoint goes down after 10 failures in a
+    row, and while it is down only probes reach for it (every 30 ms, doubling: 30 s and 1 h at
+    time_scale 0.001), not every callback's own retries; back, everything is delivered."""
+    receiver.respond_all(Behaviour(delay=0.01))
+    ids = record_events(db, receiver)
+    wait_for_some(receiver)
+    in_flight = leased(db)
+    receiver.down()
+    endpoint = receiver.url("").rstrip("/")
+    deadline = time.monotonic() + SETTLE
+    while query(db, "SELECT state FROM callback.endpoints WHERE endpoint = %s", [endpoint]) != "down":
+        assert time.monotonic() < deadline, "the endpoint never went down"
+        time.sleep(0.05)
+    time.sleep(3)
+    # Attempts that started once it was down (and whatever was on the wire then had ended).
+    tried_while_down = query(db, "SELECT count(*) FROM callback.deliveries d, callback.endpoints e "
+                                 "WHERE e.endpoint = %s AND d.started_at > e.since + interval '0.2 s'", [endpoint])
+    receiver.up()
+    settle(db, ids)
+    assert 2 <= tried_while_down <= 12, f"{tried_while_down} attempts while down: not one probe at a time"
+    assert query(db, "SELECT state FROM callback.endpoints WHERE endpoint = %s", [endpoint]) == "up"
+    tally("endpoint down 3 s, longer than the probe interval (probed, then back)", ids, receiver, in_flight,
+          duplicates_at_most=in_flight)
+
+
 def test_receiver_slower_than_the_timeout(db, receiver):
     db.sql("""INSERT INTO callback.retry_policies (name, kind, max_attempts, step, timeout)
               VALUES ('impatient', 'fixed', 5, '1 second', '1 second')""")
@@ -168,35 +196,48 @@ def test_410_gone_ends_the_callback(db, receiver):
 UNRESOLVABLE = "a" * 64 + ".invalid"
 
 
-def test_a_name_that_does_not_resolve(db, receiver):
-    """Nothing can arrive; every callback stays, with the error recorded, and is retried."""
-    ids = record_events(db, receiver, url=f"http://{UNRESOLVABLE}/f/${{id}}")
+def wait_down(db, endpoint, error_like):
+    """Waits until the endpoint is down, its last error like error_like, and what was on the wire
+    then has landed; the attempts made by then."""
     deadline = time.monotonic() + SETTLE
-    while query(db, """SELECT count(*) FROM callback.callbacks
-                       WHERE message_id = ANY(%s) AND attempts >= 2 AND last_error = 'host not found'""", [ids]) < N:
-        assert time.monotonic() < deadline, "not every callback was tried twice: " + repr(db.sql(
-            "SELECT state, attempts, last_error, count(*) FROM callback.callbacks GROUP BY 1, 2, 3 LIMIT 5"))
-        time.sleep(0.2)
+    while query(db, "SELECT count(*) FROM callback.endpoints WHERE endpoint = %s AND state = 'down' "
+                    "AND last_error LIKE %s", [endpoint, error_like]) == 0:
+        assert time.monotonic() < deadline, "the endpoint never went down: " + repr(db.sql(
+            "SELECT endpoint, state, failures, last_error FROM callback.endpoints"))
+        time.sleep(0.1)
+    time.sleep(0.5)
+    return query(db, "SELECT count(*) FROM callback.deliveries")
+
+
+def test_a_name_that_does_not_resolve(db, receiver):
+    """Nothing can arrive: the endpoint is down after its first failures, with the error
+    recorded, and every callback stays, waiting for its probes rather than spending its own
+    attempts."""
+    ids = record_events(db, receiver, url=f"http://{UNRESOLVABLE}/f/${{id}}")
+    attempts = wait_down(db, f"http://{UNRESOLVABLE}", "host not found")
+    time.sleep(1)
+    attempts_since = query(db, "SELECT count(*) FROM callback.deliveries") - attempts
     kept = query(db, "SELECT count(*) FROM callback.callbacks WHERE message_id = ANY(%s) AND state = 'pending'", [ids])
-    TALLY.append(("host name that does not resolve (kept, retried)", N, 0, N - kept, 0, 0))
+    TALLY.append(("host name that does not resolve (kept, endpoint down, probed)", N, 0, N - kept, 0, 0))
     assert kept == N
+    assert attempts_since <= 10, f"{attempts_since} attempts in the second after it went down: not probes alone"
 
 
 def test_an_untrusted_certificate_until_its_ca_is_trusted(db, ca, bundle):
-    """HTTPS to a receiver whose CA the workers do not trust yet: every attempt is refused and
-    recorded, every callback kept; trusted, they all arrive."""
+    """HTTPS to a receiver whose CA the workers do not trust yet: attempts are refused and
+    recorded until the endpoint is down, every callback kept; trusted, the next probe brings it
+    up and they all arrive."""
     receiver = tls_receiver(ca, "127.0.0.1")
     try:
         ids = record_events(db, receiver)
-        deadline = time.monotonic() + SETTLE
-        while query(db, """SELECT count(*) FROM callback.callbacks WHERE message_id = ANY(%s)
-                           AND attempts >= 2 AND last_error LIKE 'TLS: %%not trusted%%'""", [ids]) < N:
-            assert time.monotonic() < deadline, "not every callback was refused twice"
-            time.sleep(0.2)
+        wait_down(db, receiver.url("").rstrip("/"), "TLS: %not trusted%")
         assert receiver.received() == []
+        assert query(db, "SELECT count(*) FROM callback.callbacks WHERE message_id = ANY(%s) AND state = 'pending'",
+                     [ids]) == N
         bundle()
         settle(db, ids)
-        tally("HTTPS, certificate untrusted until its CA is added (then delivered)", ids, receiver, duplicates_at_most=0)
+        tally("HTTPS, certificate untrusted until its CA is added (endpoint down, then delivered)", ids, receiver,
+              duplicates_at_most=0)
     finally:
         receiver.close()
 
