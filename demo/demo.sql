@@ -68,6 +68,9 @@ INSERT INTO callback.campaigns (list_id, name) VALUES (2, 'vip preview');
 INSERT INTO callback.messages (campaign_id, channel, destination, status) VALUES (2, 'rcs', '+306900000003', 'delivered');
 SELECT pg_temp.wait_until($$SELECT NOT callbacks_enabled FROM callback.campaigns WHERE id = 2$$);
 SELECT id, campaign_id, reason, notification_list FROM callback.alerts;
+\echo '== Everyone on the notification list gets an email (shown at the end, as the relay got it)'
+SELECT pg_temp.wait_until($$SELECT emails_sent = emails FROM callback.alert_summary$$);
+SELECT alert_id, campaign_id, emails, emails_sent, emails_pending, emails_not_sent FROM callback.alert_summary;
 
 \echo '== While disabled, its new callbacks are held, not dropped'
 INSERT INTO callback.messages (campaign_id, channel, destination, status) VALUES (2, 'rcs', '+306900000004', 'delivered');

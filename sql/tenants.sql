@@ -66,7 +66,8 @@ DECLARE
 BEGIN
     FOREACH t IN ARRAY ARRAY['lists', 'campaigns', 'members', 'messages', 'attempts', 'subscriptions',
                              'delivery_webhooks', 'alerts', 'events', 'callbacks', 'callbacks_undone', 'callbacks_done',
-                             'signing_secret_overlaps', 'account_endpoint_limits', 'client_certificates'] LOOP
+                             'signing_secret_overlaps', 'account_endpoint_limits', 'client_certificates',
+                             'alert_emails'] LOOP
         EXECUTE format('ALTER TABLE callback.%I ENABLE ROW LEVEL SECURITY', t);
         EXECUTE format('CREATE POLICY own_account ON callback.%I
                             USING ((SELECT callback._admin()) OR account_id = ANY ((SELECT callback._accounts())::bigint[]))', t);
@@ -136,7 +137,7 @@ GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA callback TO callback_admin;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA callback TO callback_tenant;
 GRANT SELECT ON callback.accounts, callback.account_roles, callback.retry_policies, callback.statuses, callback.endpoint_limits,
     callback.deliveries, callback.alerts, callback.history, callback.queue, callback.endpoint_health,
-    callback.campaign_summary TO callback_tenant;
+    callback.campaign_summary, callback.alert_emails, callback.alert_summary TO callback_tenant;
 GRANT SELECT, INSERT, UPDATE, DELETE ON callback.members, callback.messages, callback.attempts, callback.account_endpoint_limits,
     callback.delivery_webhooks TO callback_tenant;
 GRANT INSERT, UPDATE, DELETE ON callback.lists, callback.campaigns, callback.subscriptions, callback.client_certificates

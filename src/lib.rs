@@ -80,8 +80,10 @@ pgrx::extension_sql_file!(
 // Disabling and enabling campaigns' callbacks, alerts, replay, history, the campaign report.
 pgrx::extension_sql_file!("../sql/delivery.sql", name = "delivery", requires = ["events"]);
 // Operating it: the queue, endpoint health, workers and campaigns; sending now, replaying many.
+// Alert emails: queued with each alert, sent by the workers.
+pgrx::extension_sql_file!("../sql/emails.sql", name = "emails", requires = ["delivery"]);
 // Endpoint health: down after repeated failures, probed, reset.
-pgrx::extension_sql_file!("../sql/health.sql", name = "health", requires = ["delivery"]);
+pgrx::extension_sql_file!("../sql/health.sql", name = "health", requires = ["emails"]);
 pgrx::extension_sql_file!(
     "../sql/views.sql",
     name = "views",

@@ -153,7 +153,7 @@ fn agent(
 /// signals (SIGHUP, SIGTERM) always go to the main thread. Blocking them in the new thread
 /// itself left a window at its start in which a signal could land there, and Postgres's
 /// handler, run on a thread that is not Postgres's, aborted the worker.
-fn with_signals_blocked<R>(spawn: impl FnOnce() -> R) -> R {
+pub(crate) fn with_signals_blocked<R>(spawn: impl FnOnce() -> R) -> R {
     // SAFETY: plain libc calls on sets owned by this frame; the mask is restored before return.
     unsafe {
         let mut all: libc::sigset_t = std::mem::zeroed();

@@ -6,7 +6,7 @@
 
 use super::{extension_installed, report};
 use crate::api::settings as guc;
-use crate::pg::shared;
+use crate::pg::{shared, spi};
 use pgrx::bgworkers::BackgroundWorker;
 use pgrx::prelude::*;
 use std::time::{Duration, Instant};
@@ -15,6 +15,7 @@ const RECOVER: &str = include_str!("../../sql/worker/recover.sql");
 const SWEEP: &str = include_str!("../../sql/worker/sweep.sql");
 const PURGE: &str = include_str!("../../sql/worker/purge.sql");
 const NEXT_DUE: &str = include_str!("../../sql/worker/next_due.sql");
+const EMAILS_NEXT_DUE: &str = include_str!("../../sql/worker/emails_next_due.sql");
 
 /// Retention deletes this many delivered callbacks per transaction, at most this often (a
 /// worker purges once in its life at least, when it is busy or about to leave).
@@ -84,10 +85,17 @@ pub fn purge() {
     }
 }
 
-/// When the next retry or lease expiry comes due (Unix milliseconds); None when nothing waits
+/// When the next retry, alert email or lease expiry comes due (Unix milliseconds); None when nothing waits
 /// for a time, or when it could not be read (logged).
 pub fn next_due_ms() -> Option<f64> {
-    let next = BackgroundWorker::transaction(|| Spi::get_one::<f64>(NEXT_DUE));
+    let next = BackgroundWorker::transaction(|| {
+        let callbacks = Spi::get_one::<f64>(NEXT_DUE)?;
+        let emails = match spi::has_column(c"alert_emails", c"address") {
+            true => Spi::get_one::<f64>(EMAILS_NEXT_DUE)?,
+            false => None,
+        };
+        Ok::<_, pgrx::spi::SpiError>(callbacks.into_iter().chain(emails).reduce(f64::min))
+    });
     next.unwrap_or_else(|e| {
         warning!("pg_callback worker: reading when the next callback is due: {e}");
         None

@@ -9,12 +9,14 @@
 //!
 //! In the order a callback meets them: launcher, worker (the loop), claim (with the client
 //! certificates it presents: identities; and its endpoint's health, which may keep it back),
-//! send, write (which counts answers against endpoints: health), housekeeping.
+//! send, write (which counts answers against endpoints: health), housekeeping; beside them,
+//! the alert emails (emails).
 
 pub mod launcher;
 pub mod worker;
 
 mod claim;
+mod emails;
 mod health;
 mod housekeeping;
 mod identities;

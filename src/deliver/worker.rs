@@ -6,6 +6,7 @@
 //! All SPI happens on this, the main thread; the HTTP threads see only owned data.
 
 use super::claim::{claim, Claimed, Left, Wanted};
+use super::emails::Emails;
 use super::housekeeping::{self, due, PURGE_EVERY, SWEEP_EVERY};
 use super::write::finish;
 use super::{extension_installed, report, send, stopping};
@@ -162,6 +163,8 @@ struct Worker {
     events_left: bool,
     /// When the last claim found another worker rendering them.
     other_renderer: Option<Instant>,
+    /// Alert emails: the mail thread and those on it.
+    emails: Emails,
 }
 
 impl Worker {
@@ -182,6 +185,7 @@ impl Worker {
             cursor: None,
             events_left: false,
             other_renderer: None,
+            emails: Emails::default(),
         }
     }
 
@@ -201,6 +205,7 @@ impl Worker {
         }
         self.collect_answers();
         self.write_when_due();
+        self.emails.turn(self.schema);
         // Another worker was rendering: look again a tick later, not at once (the two would
         // take turns claiming nothing).
         if self.other_renderer.is_some_and(|at| at.elapsed() >= TICK) {
@@ -317,10 +322,12 @@ impl Worker {
         self.next_answer = self.pool.next(TICK);
     }
 
-    /// Nothing on the wire: poll under a stream of commits, else sleep until woken or the
+    /// Nothing on the wire: poll under a stream of commits (or while alert emails are on their
+    /// way), else sleep until woken or the
     /// next retry is due, and leave after `pg_callback.idle_exit` of this.
     fn wait(&mut self) -> Next {
-        if self.other_renderer.is_some() || self.woken_at.is_some_and(|at| at.elapsed() < STREAM) {
+        let streaming = self.woken_at.is_some_and(|at| at.elapsed() < STREAM);
+        if self.other_renderer.is_some() || streaming || self.emails.busy() {
             shared::polling(true);
             BackgroundWorker::wait_latch(Some(TICK));
             return Next::Again;

@@ -5,6 +5,7 @@ controls: status codes, delays, dropped connections, headers such as Retry-After
 Retry schedules run with pg_callback.time_scale = 0.001, so five minutes take 0.3 s.
 """
 
+import email
 import json
 import os
 import pathlib
@@ -298,6 +299,92 @@ def tls_receiver(ca, *identities, clients_of=None, **validity):
         context.verify_mode = ssl.CERT_REQUIRED
         clients_of.configure_trust(context)
     return Receiver(tls=context)
+
+
+class SmtpRelay:
+    """An SMTP server on loopback (aiosmtpd) that keeps every message it accepts. With `tls`
+    (an ssl.SSLContext) it requires STARTTLS; with `login` (user, password) it requires that
+    login, over TLS. up() and down() start and stop it on the same port."""
+
+    def __init__(self, tls=None, login=None, port=None):
+        from aiosmtpd.smtp import AuthResult
+
+        self.tls, self.login = tls, login
+        self.messages = []
+        self.lock = threading.Condition()
+        self.port = port or free_port()
+        self.controller = None
+        relay = self
+
+        class Handler:
+            async def handle_DATA(self, server, session, envelope):
+                with relay.lock:
+                    relay.messages.append(email.message_from_bytes(envelope.content))
+                    relay.lock.notify_all()
+                return "250 OK"
+
+        def authenticate(server, session, envelope, mechanism, auth_data):
+            ok = (auth_data.login.decode(), auth_data.password.decode()) == tuple(relay.login or ())
+            return AuthResult(success=ok)
+
+        self.handler, self.authenticate = Handler(), authenticate
+
+    def up(self):
+        from aiosmtpd.controller import Controller
+
+        options = {}
+        if self.tls:
+            options.update(tls_context=self.tls, require_starttls=True)
+        if self.login:
+            options.update(authenticator=self.authenticate, auth_required=True, auth_require_tls=bool(self.tls))
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port, server_hostname="127.0.0.1",
+                                     **options)
+        self.controller.start()
+        return self
+
+    def down(self):
+        if self.controller:
+            self.controller.stop()
+            self.controller = None
+
+    def wait_for(self, count, timeout=15.0):
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            while len(self.messages) < count:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(f"the relay got {len(self.messages)} emails, expected {count}")
+                self.lock.wait(remaining)
+            return list(self.messages)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def settings(cluster):
+    """Sets pg_callback settings (ALTER SYSTEM, reload) for one test: set(name=value, ...),
+    waiting until a new session sees them; all reset after."""
+    changed = []
+
+    def set_to(**values):
+        for name, value in values.items():
+            setting = f"pg_callback.{name}"
+            cluster.sql(f"ALTER SYSTEM SET {setting} = %s" % sql.quote(str(value)), dbname="postgres")
+            changed.append(setting)
+        cluster.sql("SELECT pg_reload_conf()", dbname="postgres")
+        for name, value in values.items():
+            if name != "smtp_password":
+                cluster.wait_for(f"SELECT current_setting('pg_callback.{name}') = %s", [str(value)])
+
+    yield set_to
+    for setting in set(changed):
+        cluster.sql(f"ALTER SYSTEM RESET {setting}", dbname="postgres")
+    cluster.sql("SELECT pg_reload_conf()", dbname="postgres")
+    time.sleep(0.2)
 
 
 @pytest.fixture

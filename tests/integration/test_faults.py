@@ -16,7 +16,7 @@ from collections import Counter
 import psycopg
 import pytest
 
-from conftest import Behaviour, tls_receiver
+from conftest import Behaviour, SmtpRelay, tls_receiver
 from helpers import make_list
 
 N = int(os.environ.get("PG_CALLBACK_FAULT_EVENTS", "300"))
@@ -258,6 +258,36 @@ def test_tls_handshakes_that_hang(db, ca, bundle):
         tally("HTTPS, the first 40 handshakes hang 1.5 s (timeout 1 s)", ids, receiver, duplicates_at_most=0)
     finally:
         receiver.close()
+
+
+def test_smtp_relay_down_then_back(db, receiver, settings):
+    """The alert of a disabled campaign, emailed to 10 people while the relay refuses
+    connections: every email is kept and retried (waits from 30 ms, doubling, at time_scale
+    0.001); when the relay listens, each arrives once."""
+    people = [f"person{i}@acme.example" for i in range(10)]
+    relay = SmtpRelay()
+    settings(smtp_host="127.0.0.1", smtp_port=relay.port, smtp_security="off", smtp_from="callbacks@platform.example")
+    receiver.respond("/dlr", Behaviour(status=500))
+    make_list(db, receiver.url("/dlr"), retry_policy="strict", notification_list=people)
+    db.sql("INSERT INTO callback.messages (campaign_id, channel, destination, status) VALUES (1, 'sms', '+1', 'delivered')")
+    deadline = time.monotonic() + SETTLE
+    while query(db, "SELECT count(*) FROM callback.alert_emails WHERE attempts >= 2 AND state = 'pending'") < 10:
+        assert time.monotonic() < deadline, "the emails were not retried"
+        time.sleep(0.1)
+    assert query(db, "SELECT bool_and(last_error LIKE 'SMTP: %%') FROM callback.alert_emails")
+    relay.up()
+    try:
+        relay.wait_for(10, timeout=SETTLE)
+        time.sleep(0.5)
+        got = Counter(m["To"] for m in relay.messages)
+        lost = [p for p in people if got[p] == 0]
+        twice = sum(n - 1 for n in got.values() if n > 1)
+        TALLY.append(("SMTP relay refusing connections, then back (10 alert emails)", 10, sum(got.values()),
+                      len(lost), twice, 0))
+        assert not lost and twice == 0
+        assert query(db, "SELECT count(*) FROM callback.alert_emails WHERE state = 'sent'") == 10
+    finally:
+        relay.down()
 
 
 def test_drop_extension_while_delivering(db, receiver):
