@@ -211,17 +211,28 @@ RETURN CASE WHEN value IS NULL THEN ''
             WHEN value ~ '[",\r\n]' THEN '"' || replace(value, '"', '""') || '"'
             ELSE value END;
 
-CREATE FUNCTION callback.campaign_report_csv(campaign_id bigint) RETURNS text
+-- A campaign's report as CSV lines (with their CRLF), the header first: streamed by the
+-- workers to object storage (sql/reports.sql), gathered by callback.campaign_report_csv().
+CREATE FUNCTION callback._campaign_report_lines(campaign_id bigint) RETURNS SETOF text
 LANGUAGE sql STABLE AS $$
-    SELECT 'message_id,member_id,destination,channel,status,final,attempts,attempt_ids,error_code,error_message,callback_data,updated_at'
-        || E'\r\n'
-        || coalesce(string_agg(
+    SELECT line FROM (
+        SELECT 0 AS n, 'message_id,member_id,destination,channel,status,final,attempts,attempt_ids,error_code,error_message,callback_data,updated_at'
+                       || E'\r\n' AS line
+        UNION ALL
+        SELECT r.message_id,
                concat_ws(',', r.message_id, callback._csv(r.member_id::text), callback._csv(r.destination), r.channel,
                          callback._csv(r.status), r.final, r.attempts, array_to_string(r.attempt_ids, ' '),
                          callback._csv(r.error_code), callback._csv(r.error_message), callback._csv(r.callback_data),
-                         callback._iso(r.updated_at)),
-               E'\r\n' ORDER BY r.message_id) || E'\r\n', '')
-    FROM callback.campaign_report(campaign_report_csv.campaign_id) r
+                         callback._iso(r.updated_at)) || E'\r\n'
+        FROM callback.campaign_report(_campaign_report_lines.campaign_id) r
+    ) lines
+    ORDER BY n
+$$;
+
+CREATE FUNCTION callback.campaign_report_csv(campaign_id bigint) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT string_agg(l.line, '' ORDER BY l.n)
+    FROM callback._campaign_report_lines(campaign_report_csv.campaign_id) WITH ORDINALITY AS l(line, n)
 $$;
 COMMENT ON FUNCTION callback.campaign_report_csv(bigint) IS 'callback.campaign_report() as CSV with a header line, for export (seed 003).';
 

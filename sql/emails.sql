@@ -14,6 +14,7 @@ CREATE TABLE callback.alert_emails (
     attempts int NOT NULL DEFAULT 0,
     due_at timestamptz NOT NULL DEFAULT now(),
     leased_until timestamptz,
+    leased_by int,
     sent_at timestamptz,
     last_error text,
     PRIMARY KEY (account_id, id)

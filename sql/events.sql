@@ -182,27 +182,35 @@ RETURN campaign.env || jsonb_build_object(
     'campaignId', campaign.id, 'communicationId', campaign.id, 'listId', campaign.list_id,
     'accountId', campaign.account_id, 'status', campaign.status);
 
--- campaign.complete: a campaign ended; the data counts its messages by status.
+-- campaign.complete: a campaign ended; the data counts its messages by status. With report
+-- storage set (pg_callback.report_bucket), the event waits for the report's upload
+-- (sql/reports.sql), which records it with the report's link. As the extension's owner: the
+-- tenant ending a campaign may not write the workers' queue of reports itself.
 CREATE FUNCTION callback._campaign_events() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     outcomes jsonb;
     recipients bigint;
+    data jsonb;
 BEGIN
     SELECT coalesce(jsonb_object_agg(status, n), '{}'), coalesce(sum(n), 0)
     INTO outcomes, recipients
     FROM (SELECT m.status, count(*) AS n FROM callback.messages m WHERE m.campaign_id = NEW.id GROUP BY m.status) s;
-    PERFORM callback._record('campaign.complete', NEW, NULL, NEW.account_id, NULL, callback._campaign_vars(NEW),
-        jsonb_build_object(
-            'campaign_id', NEW.id,
-            'list_id', NEW.list_id,
-            'account_id', NEW.account_id,
-            'name', NEW.name,
-            'status', NEW.status,
-            'created_at', callback._iso(NEW.created_at),
-            'ended_at', callback._iso(NEW.ended_at),
-            'recipients', recipients,
-            'outcomes', outcomes));
+    data := jsonb_build_object(
+        'campaign_id', NEW.id,
+        'list_id', NEW.list_id,
+        'account_id', NEW.account_id,
+        'name', NEW.name,
+        'status', NEW.status,
+        'created_at', callback._iso(NEW.created_at),
+        'ended_at', callback._iso(NEW.ended_at),
+        'recipients', recipients,
+        'outcomes', outcomes);
+    IF callback._report_storage() THEN
+        PERFORM callback._queue_report(NEW.account_id, NEW.id, data);
+    ELSE
+        PERFORM callback._record('campaign.complete', NEW, NULL, NEW.account_id, NULL, callback._campaign_vars(NEW), data);
+    END IF;
     RETURN NULL;
 END $$;
 

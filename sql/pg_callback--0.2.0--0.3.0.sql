@@ -7,10 +7,11 @@
 -- per second (callback.endpoint_limits, callback.account_endpoint_limits); callback.cancel();
 -- client certificates (callback.client_certificates, callback.set_client_certificate);
 -- endpoint health (callback.endpoints, callback.reset_endpoint); alert emails
--- (callback.alert_emails, callback.alert_summary).
+-- (callback.alert_emails, callback.alert_summary); campaign reports uploaded to object storage
+-- before campaign.complete (callback.campaign_reports).
 -- Frozen with the release: the files it was made from (sql/queue.sql, events.sql, views.sql,
 -- model.sql, delivery.sql, tenants.sql, secrets.sql, limits.sql, certificates.sql, health.sql,
--- emails.sql) go on changing for later versions. tests/integration/test_upgrade.py checks that
+-- emails.sql, reports.sql) go on changing for later versions. tests/integration/test_upgrade.py checks that
 -- it leaves the schema a fresh install of 0.3.0 makes.
 \echo Use "ALTER EXTENSION pg_callback UPDATE TO '0.3.0'" to load this file. \quit
 
@@ -551,6 +552,7 @@ CREATE TABLE callback.alert_emails (
     attempts int NOT NULL DEFAULT 0,
     due_at timestamptz NOT NULL DEFAULT now(),
     leased_until timestamptz,
+    leased_by int,
     sent_at timestamptz,
     last_error text,
     PRIMARY KEY (account_id, id)
@@ -596,3 +598,130 @@ GRANT ALL ON callback.alert_summary TO callback_admin;
 GRANT SELECT ON callback.alert_emails, callback.alert_summary TO callback_tenant;
 REVOKE ALL ON FUNCTION callback._queue_alert_emails() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION callback._queue_alert_emails() TO callback_admin, callback_tenant;
+
+-- Campaign reports in object storage, sql/reports.sql; the report's lines streamed
+-- (sql/delivery.sql); campaign.complete waits for the upload (sql/events.sql).
+CREATE FUNCTION callback._report_storage() RETURNS bool
+STRICT STABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'report_storage_wrapper';
+-- A campaign's report as CSV lines (with their CRLF), the header first: streamed by the
+-- workers to object storage (sql/reports.sql), gathered by callback.campaign_report_csv().
+CREATE FUNCTION callback._campaign_report_lines(campaign_id bigint) RETURNS SETOF text
+LANGUAGE sql STABLE AS $$
+    SELECT line FROM (
+        SELECT 0 AS n, 'message_id,member_id,destination,channel,status,final,attempts,attempt_ids,error_code,error_message,callback_data,updated_at'
+                       || E'\r\n' AS line
+        UNION ALL
+        SELECT r.message_id,
+               concat_ws(',', r.message_id, callback._csv(r.member_id::text), callback._csv(r.destination), r.channel,
+                         callback._csv(r.status), r.final, r.attempts, array_to_string(r.attempt_ids, ' '),
+                         callback._csv(r.error_code), callback._csv(r.error_message), callback._csv(r.callback_data),
+                         callback._iso(r.updated_at)) || E'\r\n'
+        FROM callback.campaign_report(_campaign_report_lines.campaign_id) r
+    ) lines
+    ORDER BY n
+$$;
+
+CREATE OR REPLACE FUNCTION callback.campaign_report_csv(campaign_id bigint) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT string_agg(l.line, '' ORDER BY l.n)
+    FROM callback._campaign_report_lines(campaign_report_csv.campaign_id) WITH ORDINALITY AS l(line, n)
+$$;
+CREATE TABLE callback.campaign_reports (
+    account_id bigint NOT NULL,
+    campaign_id bigint NOT NULL,
+    state text NOT NULL DEFAULT 'pending' CONSTRAINT state_pending_uploaded_or_failed
+        CHECK (state IN ('pending', 'uploaded', 'failed')),
+    complete_data jsonb NOT NULL,
+    attempts int NOT NULL DEFAULT 0,
+    due_at timestamptz NOT NULL DEFAULT now(),
+    leased_until timestamptz,
+    leased_by int,
+    object_key text,
+    bytes bigint,
+    uploaded_at timestamptz,
+    last_error text,
+    PRIMARY KEY (account_id, campaign_id)
+);
+CREATE INDEX campaign_reports_due ON callback.campaign_reports (due_at) WHERE state = 'pending';
+COMMENT ON TABLE callback.campaign_reports IS 'Each ended campaign''s report on its way to object storage: pending (due_at, attempts, last_error), uploaded (object_key, bytes) or failed; complete_data is the campaign.complete event''s data, recorded with report_url once the upload is done. Written by the workers.';
+COMMENT ON COLUMN callback.campaign_reports.complete_data IS 'The data of the campaign.complete event waiting for the report.';
+SELECT pg_catalog.pg_extension_config_dump('callback.campaign_reports', '');
+
+CREATE FUNCTION callback._queue_report(account_id bigint, campaign_id bigint, data jsonb) RETURNS void
+LANGUAGE sql AS $$
+    INSERT INTO callback.campaign_reports AS r (account_id, campaign_id, complete_data)
+    VALUES (account_id, campaign_id, data)
+    ON CONFLICT (account_id, campaign_id) DO UPDATE
+    SET state = 'pending', complete_data = EXCLUDED.complete_data, attempts = 0, due_at = now(),
+        leased_until = NULL, leased_by = NULL, last_error = NULL;
+    SELECT callback._wake_on_commit();
+$$;
+
+-- The worker's last word on a report: uploaded (url: its link) or failed for good (error);
+-- records the campaign.complete event waiting for it, with report_url (and report_error).
+CREATE FUNCTION callback._report_done(account_id bigint, campaign_id bigint, url text, error text,
+                                      object_key text, bytes bigint) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    report callback.campaign_reports;
+    campaign callback.campaigns;
+BEGIN
+    UPDATE callback.campaign_reports r
+    SET state = CASE WHEN url IS NULL THEN 'failed' ELSE 'uploaded' END,
+        leased_until = NULL, leased_by = NULL, last_error = error, object_key = _report_done.object_key, bytes = _report_done.bytes,
+        uploaded_at = CASE WHEN url IS NULL THEN NULL ELSE now() END
+    WHERE r.account_id = _report_done.account_id AND r.campaign_id = _report_done.campaign_id AND r.state = 'pending'
+    RETURNING * INTO report;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    SELECT * INTO campaign FROM callback.campaigns c WHERE c.id = _report_done.campaign_id;
+    PERFORM callback._record('campaign.complete', campaign, NULL, report.account_id, NULL, callback._campaign_vars(campaign),
+        report.complete_data || jsonb_build_object('report_url', url)
+        || CASE WHEN error IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('report_error', error) END);
+END $$;
+
+-- campaign.complete: a campaign ended; the data counts its messages by status. With report
+-- storage set (pg_callback.report_bucket), the event waits for the report's upload
+-- (sql/reports.sql), which records it with the report's link. As the extension's owner: the
+-- tenant ending a campaign may not write the workers' queue of reports itself.
+CREATE OR REPLACE FUNCTION callback._campaign_events() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    outcomes jsonb;
+    recipients bigint;
+    data jsonb;
+BEGIN
+    SELECT coalesce(jsonb_object_agg(status, n), '{}'), coalesce(sum(n), 0)
+    INTO outcomes, recipients
+    FROM (SELECT m.status, count(*) AS n FROM callback.messages m WHERE m.campaign_id = NEW.id GROUP BY m.status) s;
+    data := jsonb_build_object(
+        'campaign_id', NEW.id,
+        'list_id', NEW.list_id,
+        'account_id', NEW.account_id,
+        'name', NEW.name,
+        'status', NEW.status,
+        'created_at', callback._iso(NEW.created_at),
+        'ended_at', callback._iso(NEW.ended_at),
+        'recipients', recipients,
+        'outcomes', outcomes);
+    IF callback._report_storage() THEN
+        PERFORM callback._queue_report(NEW.account_id, NEW.id, data);
+    ELSE
+        PERFORM callback._record('campaign.complete', NEW, NULL, NEW.account_id, NULL, callback._campaign_vars(NEW), data);
+    END IF;
+    RETURN NULL;
+END $$;
+
+ALTER TABLE callback.campaign_reports ENABLE ROW LEVEL SECURITY;
+CREATE POLICY own_account ON callback.campaign_reports
+    USING ((SELECT callback._admin()) OR account_id = ANY ((SELECT callback._accounts())::bigint[]));
+GRANT ALL ON callback.campaign_reports TO callback_admin;
+GRANT SELECT ON callback.campaign_reports TO callback_tenant;
+REVOKE ALL ON FUNCTION callback._report_storage(), callback._campaign_report_lines(bigint),
+    callback._queue_report(bigint, bigint, jsonb), callback._report_done(bigint, bigint, text, text, text, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION callback._report_storage(), callback._campaign_report_lines(bigint),
+    callback._queue_report(bigint, bigint, jsonb), callback._report_done(bigint, bigint, text, text, text, bigint) TO callback_admin;
+GRANT EXECUTE ON FUNCTION callback._report_storage(), callback._campaign_report_lines(bigint) TO callback_tenant;

@@ -67,7 +67,7 @@ BEGIN
     FOREACH t IN ARRAY ARRAY['lists', 'campaigns', 'members', 'messages', 'attempts', 'subscriptions',
                              'delivery_webhooks', 'alerts', 'events', 'callbacks', 'callbacks_undone', 'callbacks_done',
                              'signing_secret_overlaps', 'account_endpoint_limits', 'client_certificates',
-                             'alert_emails'] LOOP
+                             'alert_emails', 'campaign_reports'] LOOP
         EXECUTE format('ALTER TABLE callback.%I ENABLE ROW LEVEL SECURITY', t);
         EXECUTE format('CREATE POLICY own_account ON callback.%I
                             USING ((SELECT callback._admin()) OR account_id = ANY ((SELECT callback._accounts())::bigint[]))', t);
@@ -137,7 +137,8 @@ GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA callback TO callback_admin;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA callback TO callback_tenant;
 GRANT SELECT ON callback.accounts, callback.account_roles, callback.retry_policies, callback.statuses, callback.endpoint_limits,
     callback.deliveries, callback.alerts, callback.history, callback.queue, callback.endpoint_health,
-    callback.campaign_summary, callback.alert_emails, callback.alert_summary TO callback_tenant;
+    callback.campaign_summary, callback.alert_emails, callback.alert_summary,
+    callback.campaign_reports TO callback_tenant;
 GRANT SELECT, INSERT, UPDATE, DELETE ON callback.members, callback.messages, callback.attempts, callback.account_endpoint_limits,
     callback.delivery_webhooks TO callback_tenant;
 GRANT INSERT, UPDATE, DELETE ON callback.lists, callback.campaigns, callback.subscriptions, callback.client_certificates
@@ -165,5 +166,6 @@ REVOKE EXECUTE ON FUNCTION callback._record_event(text, bigint, bigint, bigint, 
     callback.purge(interval, bigint), callback.grant_account(bigint, name), callback.revoke_account(bigint, name),
     callback._worker_stats(), callback.attach(regclass, name, name, name, name, name, name, name, name, name, name),
     callback.detach(regclass), callback._attached_events(), callback._expand_events(int),
-    callback.reset_endpoint(text), callback._unpark(text)
+    callback.reset_endpoint(text), callback._unpark(text),
+    callback._queue_report(bigint, bigint, jsonb), callback._report_done(bigint, bigint, text, text, text, bigint)
     FROM callback_tenant;

@@ -82,8 +82,14 @@ pgrx::extension_sql_file!("../sql/delivery.sql", name = "delivery", requires = [
 // Operating it: the queue, endpoint health, workers and campaigns; sending now, replaying many.
 // Alert emails: queued with each alert, sent by the workers.
 pgrx::extension_sql_file!("../sql/emails.sql", name = "emails", requires = ["delivery"]);
+// Campaign reports uploaded to object storage before campaign.complete goes.
+pgrx::extension_sql_file!(
+    "../sql/reports.sql",
+    name = "reports",
+    requires = ["emails", api::functions::report_storage]
+);
 // Endpoint health: down after repeated failures, probed, reset.
-pgrx::extension_sql_file!("../sql/health.sql", name = "health", requires = ["emails"]);
+pgrx::extension_sql_file!("../sql/health.sql", name = "health", requires = ["reports"]);
 pgrx::extension_sql_file!(
     "../sql/views.sql",
     name = "views",

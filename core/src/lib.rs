@@ -16,13 +16,14 @@ pub mod time;
 // Checks of what users write: URLs, headers, credentials, secrets, environments.
 pub mod settings;
 // Delivery: which callback to send next, the HTTP pool, what TLS trusts, where requests may
-// go, signatures, retry schedules and what an answer means, endpoints' health; alert emails.
+// go, signatures, retry schedules and what an answer means, endpoints' health; alert emails; campaign reports in object storage.
 pub mod destinations;
 pub mod dispatch;
 pub mod health;
 pub mod http;
 pub mod mail;
 pub mod names;
+pub mod report;
 pub mod retry;
 pub mod signing;
 pub mod tls;

@@ -9,7 +9,7 @@ WITH due AS (
     FOR UPDATE SKIP LOCKED
 ), leased AS (
     UPDATE callback.alert_emails e
-    SET leased_until = now() + make_interval(secs => $2), attempts = e.attempts + 1
+    SET leased_until = now() + make_interval(secs => $2), leased_by = pg_backend_pid(), attempts = e.attempts + 1
     FROM due
     WHERE e.account_id = due.account_id AND e.id = due.id
     RETURNING e.account_id, e.id, e.alert_id, e.address, e.attempts

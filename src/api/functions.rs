@@ -38,6 +38,13 @@ fn check_client_certificate(certificate: &str, private_key: &str) {
     }
 }
 
+/// Whether campaign reports go to object storage (pg_callback.report_bucket is set): then
+/// campaign.complete waits for the report's upload (sql/reports.sql).
+#[pg_extern(stable, parallel_safe, name = "_report_storage")]
+fn report_storage() -> bool {
+    crate::api::settings::storage().is_some()
+}
+
 /// A new Standard Webhooks signing secret: `whsec_` and 32 random bytes in base64.
 #[pg_extern(volatile, parallel_safe)]
 fn generate_signing_secret() -> String {

@@ -6,4 +6,5 @@
 
 pub mod error;
 pub mod functions;
+pub mod services;
 pub mod settings;

@@ -1,11 +1,10 @@
 //! Every setting of pg_callback, defined in one place; the README's settings table mirrors it.
 
 use pg_callback_core::destinations::Destinations;
-use pg_callback_core::mail::{self, Relay, Security};
 use pg_callback_core::tls::{self, Trust};
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 use pgrx::PostgresGucEnum;
-use std::ffi::{CStr, CString};
+use std::ffi::CString;
 
 pub static DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"postgres"));
 pub static WORKERS: GucSetting<i32> = GucSetting::<i32>::new(1);
@@ -24,12 +23,9 @@ pub static ENDPOINT_DOWN_AFTER: GucSetting<i32> = GucSetting::<i32>::new(10);
 pub static ENDPOINT_PROBE_INTERVAL_S: GucSetting<i32> = GucSetting::<i32>::new(30);
 pub static ENDPOINT_PROBE_MAX_S: GucSetting<i32> = GucSetting::<i32>::new(3600);
 pub static RECORDING: GucSetting<Recording> = GucSetting::<Recording>::new(Recording::Deferred);
-pub static SMTP_HOST: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
-pub static SMTP_PORT: GucSetting<i32> = GucSetting::<i32>::new(587);
-pub static SMTP_SECURITY: GucSetting<SmtpSecurity> = GucSetting::<SmtpSecurity>::new(SmtpSecurity::Starttls);
-pub static SMTP_USER: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
-pub static SMTP_PASSWORD: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
-pub static SMTP_FROM: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
+
+use super::services;
+pub use super::services::{relay, storage};
 
 /// What a transaction writes for an event (sql/events.sql).
 #[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
@@ -42,17 +38,6 @@ pub enum Recording {
     Immediate,
 }
 
-/// How the workers reach the SMTP relay (pg_callback_core::mail::Security).
-#[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
-pub enum SmtpSecurity {
-    #[name = c"starttls"]
-    Starttls,
-    #[name = c"implicit"]
-    Implicit,
-    #[name = c"off"]
-    Off,
-}
-
 /// Registers the settings; called from `_PG_init`. Postgres refuses postmaster-level
 /// settings after startup, so those two are defined only while preloading (they matter only
 /// to the launcher and workers, which exist only then).
@@ -63,7 +48,7 @@ pub fn define(preloading: bool) {
     define_delivery_settings();
     define_housekeeping_settings();
     define_health_settings();
-    define_mail_settings();
+    services::define();
     GucRegistry::define_enum_guc(
         c"pg_callback.recording",
         c"What a transaction writes for the events it causes: deferred or immediate.",
@@ -185,66 +170,6 @@ fn define_health_settings() {
     );
 }
 
-/// The SMTP relay alert emails go through (sql/emails.sql); reloaded on SIGHUP.
-fn define_mail_settings() {
-    let text = |name: &'static CStr, short: &'static CStr, long: &'static CStr, setting, flags| {
-        GucRegistry::define_string_guc(name, short, long, setting, GucContext::Sighup, flags)
-    };
-    text(
-        c"pg_callback.smtp_host",
-        c"The SMTP relay alert emails go through.",
-        c"Empty (the default): no emails are sent; each alert says so in callback.alert_summary.",
-        &SMTP_HOST,
-        GucFlags::default(),
-    );
-    GucRegistry::define_int_guc(
-        c"pg_callback.smtp_port",
-        c"The SMTP relay's port.",
-        c"587 for STARTTLS, 465 for implicit TLS, 25 for a relay without TLS.",
-        &SMTP_PORT,
-        1,
-        65_535,
-        GucContext::Sighup,
-        GucFlags::default(),
-    );
-    GucRegistry::define_enum_guc(
-        c"pg_callback.smtp_security",
-        c"How the connection to the SMTP relay is protected: starttls, implicit or off.",
-        c"starttls (the default) requires STARTTLS; implicit is TLS from the start (SMTPS); off sends in the clear, for a relay on loopback. The relay's certificate is checked like receivers' (the system's store and pg_callback.ca_bundle).",
-        &SMTP_SECURITY,
-        GucContext::Sighup,
-        GucFlags::default(),
-    );
-    text(
-        c"pg_callback.smtp_user",
-        c"The user name the workers log in to the SMTP relay with.",
-        c"Empty: no login.",
-        &SMTP_USER,
-        GucFlags::default(),
-    );
-    text(
-        c"pg_callback.smtp_password",
-        c"The password the workers log in to the SMTP relay with.",
-        c"Shown to superusers only.",
-        &SMTP_PASSWORD,
-        GucFlags::SUPERUSER_ONLY,
-    );
-    // SAFETY: the hook only reads the new value and sets the error detail.
-    unsafe {
-        GucRegistry::define_string_guc_with_hooks(
-            c"pg_callback.smtp_from",
-            c"The From address of alert emails.",
-            c"For example 'Callbacks <callbacks@example.com>'. Required when pg_callback.smtp_host is set.",
-            &SMTP_FROM,
-            GucContext::Sighup,
-            GucFlags::default(),
-            Some(check_smtp_from),
-            None,
-            None,
-        );
-    }
-}
-
 /// What the workers keep, for how long, how fast retries come, where requests may go;
 /// reloaded on SIGHUP.
 fn define_housekeeping_settings() {
@@ -320,7 +245,7 @@ fn define_housekeeping_settings() {
 ///
 /// # Safety
 /// `newval` is what Postgres passes a string setting's check hook.
-unsafe fn check(newval: *mut *mut std::ffi::c_char, valid: impl FnOnce(&str) -> Result<(), String>) -> bool {
+pub(super) unsafe fn check(newval: *mut *mut std::ffi::c_char, valid: impl FnOnce(&str) -> Result<(), String>) -> bool {
     // SAFETY: Postgres passes the new value, a C string or NULL.
     let value = unsafe {
         (*newval)
@@ -364,44 +289,8 @@ unsafe extern "C-unwind" fn check_ca_bundle(
     unsafe { check(newval, valid) }
 }
 
-/// Refuses a pg_callback.smtp_from that is not an email address.
-#[pgrx::pg_guard]
-unsafe extern "C-unwind" fn check_smtp_from(
-    newval: *mut *mut std::ffi::c_char,
-    _extra: *mut *mut std::ffi::c_void,
-    _source: pgrx::pg_sys::GucSource::Type,
-) -> bool {
-    let valid = |value: &str| match value.trim() {
-        "" => Ok(()),
-        address => mail::check_address(address),
-    };
-    // SAFETY: as Postgres calls it.
-    unsafe { check(newval, valid) }
-}
-
-/// The SMTP relay the settings name; None when pg_callback.smtp_host is empty.
-pub fn relay() -> Option<Relay> {
-    let host = text(&SMTP_HOST).unwrap_or_default().trim().to_string();
-    if host.is_empty() {
-        return None;
-    }
-    let user = text(&SMTP_USER).unwrap_or_default();
-    Some(Relay {
-        host,
-        port: SMTP_PORT.get().clamp(1, 65_535) as u16,
-        security: match SMTP_SECURITY.get() {
-            SmtpSecurity::Starttls => Security::StartTls,
-            SmtpSecurity::Implicit => Security::Implicit,
-            SmtpSecurity::Off => Security::Off,
-        },
-        login: (!user.is_empty()).then(|| (user, text(&SMTP_PASSWORD).unwrap_or_default())),
-        from: text(&SMTP_FROM).unwrap_or_default().trim().to_string(),
-        timeout: std::time::Duration::from_millis(DEFAULT_TIMEOUT_MS.get().max(1) as u64),
-    })
-}
-
 /// A text setting's value (None when unset or not UTF-8).
-fn text(setting: &GucSetting<Option<CString>>) -> Option<String> {
+pub(super) fn text(setting: &GucSetting<Option<CString>>) -> Option<String> {
     setting.get().and_then(|c| c.into_string().ok())
 }
 

@@ -68,13 +68,14 @@ impl Emails {
         !self.sending.is_empty()
     }
 
-    /// Writes the outcomes in, then (at most once per LOOK_EVERY) sends the emails due.
-    pub fn turn(&mut self, schema: pg_sys::Oid) {
+    /// Writes the outcomes in, then (at most once per LOOK_EVERY, unless `now`) sends the
+    /// emails due.
+    pub fn turn(&mut self, schema: pg_sys::Oid, now: bool) {
         let outcomes: Vec<Outcome> = match &self.mailer {
             Some(mailer) => std::iter::from_fn(|| mailer.next()).collect(),
             None => Vec::new(),
         };
-        let look = self.last_look.is_none_or(|at| at.elapsed() >= LOOK_EVERY);
+        let look = now || self.last_look.is_none_or(|at| at.elapsed() >= LOOK_EVERY);
         if outcomes.is_empty() && !look {
             return;
         }

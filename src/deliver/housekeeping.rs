@@ -2,7 +2,8 @@
 //! waiting callbacks whose release was missed let go, delivered callbacks past retention
 //! deleted, and the next due time found for the launcher.
 //!
-//! SQL: sql/worker/recover.sql, sweep.sql, purge.sql, next_due.sql.
+//! SQL: sql/worker/recover.sql (and recover_others.sql), sweep.sql, purge.sql, next_due.sql
+//! (with emails_next_due.sql, reports_next_due.sql).
 
 use super::{extension_installed, report};
 use crate::api::settings as guc;
@@ -12,10 +13,12 @@ use pgrx::prelude::*;
 use std::time::{Duration, Instant};
 
 const RECOVER: &str = include_str!("../../sql/worker/recover.sql");
+const RECOVER_OTHERS: &str = include_str!("../../sql/worker/recover_others.sql");
 const SWEEP: &str = include_str!("../../sql/worker/sweep.sql");
 const PURGE: &str = include_str!("../../sql/worker/purge.sql");
 const NEXT_DUE: &str = include_str!("../../sql/worker/next_due.sql");
 const EMAILS_NEXT_DUE: &str = include_str!("../../sql/worker/emails_next_due.sql");
+const REPORTS_NEXT_DUE: &str = include_str!("../../sql/worker/reports_next_due.sql");
 
 /// Retention deletes this many delivered callbacks per transaction, at most this often (a
 /// worker purges once in its life at least, when it is busy or about to leave).
@@ -41,8 +44,21 @@ pub fn recover() -> bool {
     if !shared::take_orphaned_leases() {
         return false;
     }
-    let released =
-        BackgroundWorker::transaction(|| Spi::connect_mut(|client| client.update(RECOVER, None, &[]).map(|t| t.len())));
+    let released = BackgroundWorker::transaction(|| {
+        Spi::connect_mut(|client| {
+            let callbacks = client.update(RECOVER, None, &[])?.len() as i64;
+            // Alert emails and campaign reports, where the schema has them (0.3.0).
+            let others = match spi::has_column(c"campaign_reports", c"leased_by") {
+                true => client
+                    .update(RECOVER_OTHERS, None, &[])?
+                    .first()
+                    .get_one::<i64>()?
+                    .unwrap_or(0),
+                false => 0,
+            };
+            Ok::<_, pgrx::spi::SpiError>(callbacks + others)
+        })
+    });
     released.unwrap_or_else(|e| {
         shared::leases_orphaned();
         warning!("pg_callback worker: recovering leases: {e}");
@@ -85,16 +101,22 @@ pub fn purge() {
     }
 }
 
-/// When the next retry, alert email or lease expiry comes due (Unix milliseconds); None when nothing waits
-/// for a time, or when it could not be read (logged).
+/// When the next retry, alert email, campaign report or lease expiry comes due (Unix
+/// milliseconds); None when nothing waits for a time, or when it could not be read (logged).
 pub fn next_due_ms() -> Option<f64> {
     let next = BackgroundWorker::transaction(|| {
         let callbacks = Spi::get_one::<f64>(NEXT_DUE)?;
-        let emails = match spi::has_column(c"alert_emails", c"address") {
-            true => Spi::get_one::<f64>(EMAILS_NEXT_DUE)?,
-            false => None,
-        };
-        Ok::<_, pgrx::spi::SpiError>(callbacks.into_iter().chain(emails).reduce(f64::min))
+        // Alert emails and campaign reports, where the schema has them (0.3.0).
+        let mut others = Vec::new();
+        for (table, column, query) in [
+            (c"alert_emails", c"address", EMAILS_NEXT_DUE),
+            (c"campaign_reports", c"complete_data", REPORTS_NEXT_DUE),
+        ] {
+            if spi::has_column(table, column) {
+                others.extend(Spi::get_one::<f64>(query)?);
+            }
+        }
+        Ok::<_, pgrx::spi::SpiError>(callbacks.into_iter().chain(others).reduce(f64::min))
     });
     next.unwrap_or_else(|e| {
         warning!("pg_callback worker: reading when the next callback is due: {e}");

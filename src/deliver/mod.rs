@@ -10,7 +10,7 @@
 //! In the order a callback meets them: launcher, worker (the loop), claim (with the client
 //! certificates it presents: identities; and its endpoint's health, which may keep it back),
 //! send, write (which counts answers against endpoints: health), housekeeping; beside them,
-//! the alert emails (emails).
+//! the alert emails (emails) and campaign reports to object storage (reports).
 
 pub mod launcher;
 pub mod worker;
@@ -20,6 +20,7 @@ mod emails;
 mod health;
 mod housekeeping;
 mod identities;
+mod reports;
 mod send;
 mod write;
 

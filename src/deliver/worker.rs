@@ -8,6 +8,7 @@
 use super::claim::{claim, Claimed, Left, Wanted};
 use super::emails::Emails;
 use super::housekeeping::{self, due, PURGE_EVERY, SWEEP_EVERY};
+use super::reports::Reports;
 use super::write::finish;
 use super::{extension_installed, report, send, stopping};
 use crate::api::settings as guc;
@@ -165,6 +166,8 @@ struct Worker {
     other_renderer: Option<Instant>,
     /// Alert emails: the mail thread and those on it.
     emails: Emails,
+    /// Campaign reports on their way to object storage.
+    reports: Reports,
 }
 
 impl Worker {
@@ -186,6 +189,7 @@ impl Worker {
             events_left: false,
             other_renderer: None,
             emails: Emails::default(),
+            reports: Reports::default(),
         }
     }
 
@@ -205,7 +209,8 @@ impl Worker {
         }
         self.collect_answers();
         self.write_when_due();
-        self.emails.turn(self.schema);
+        self.emails.turn(self.schema, false);
+        self.reports.turn(self.schema, false);
         // Another worker was rendering: look again a tick later, not at once (the two would
         // take turns claiming nothing).
         if self.other_renderer.is_some_and(|at| at.elapsed() >= TICK) {
@@ -335,6 +340,13 @@ impl Worker {
         // Asleep until woken: said before the last look at the flag.
         shared::polling(false);
         if shared::wake_wanted() {
+            return Next::Again;
+        }
+        // Emails and reports due now are looked for before sleeping (when busy, at most once a
+        // second), so that the next due time is one still to come.
+        self.emails.turn(self.schema, true);
+        self.reports.turn(self.schema, true);
+        if self.emails.busy() {
             return Next::Again;
         }
         let next_due = housekeeping::next_due_ms();

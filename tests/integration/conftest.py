@@ -5,7 +5,10 @@ controls: status codes, delays, dropped connections, headers such as Retry-After
 Retry schedules run with pg_callback.time_scale = 0.001, so five minutes take 0.3 s.
 """
 
+import datetime
 import email
+import hmac
+import http.client
 import json
 import os
 import pathlib
@@ -17,6 +20,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from botocore.auth import S3SigV4QueryAuth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 
 import psycopg
 from psycopg import sql
@@ -358,6 +366,125 @@ class SmtpRelay:
             return list(self.messages)
 
 
+def sigv4_query_signature_valid(method, url, key, secret, now=None):
+    """Whether a presigned URL (SigV4, query parameters) carries the signature botocore, an
+    implementation independent of pg_callback's (rusty-s3), computes for it with this key
+    pair, and has not expired."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    given = dict(query)
+    if not {"X-Amz-Signature", "X-Amz-Date", "X-Amz-Credential", "X-Amz-Expires"} <= given.keys():
+        return False
+    signed_at = datetime.datetime.strptime(given["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=datetime.timezone.utc)
+    if (now or datetime.datetime.now(datetime.timezone.utc)) > signed_at + datetime.timedelta(seconds=int(given["X-Amz-Expires"])):
+        return False
+    region = given["X-Amz-Credential"].split("/")[2]
+    signer = S3SigV4QueryAuth(Credentials(key, secret), "s3", region, expires=int(given["X-Amz-Expires"]))
+    rest = urlencode([(k, v) for k, v in query if not k.startswith("X-Amz-")])
+    request = AWSRequest(method=method, url=urlunsplit((parts.scheme, parts.netloc, parts.path, rest, "")))
+    request.context["timestamp"] = given["X-Amz-Date"]
+    signer._modify_request_before_signing(request)
+    expected = signer.signature(signer.string_to_sign(request, signer.canonical_request(request)), request)
+    return hmac.compare_digest(expected, given["X-Amz-Signature"])
+
+
+class ObjectStorage:
+    """An S3-compatible server on loopback holding the bucket `reports`: s3rver (from npm:
+    tests/run.sh installs it) keeps the objects, behind a gate that lets a request through only
+    when its SigV4 query signature (presigned, as pg_callback sends all of them) is valid for
+    the one key pair, S3RVER / S3RVER, by botocore's reckoning; s3rver itself checks only the
+    older signatures. up() and down() start and stop both on the same port."""
+
+    BIN = ROOT / ".cache/node/node_modules/.bin/s3rver"
+    KEY = "S3RVER"
+
+    def __init__(self, port=None):
+        self.port = port or free_port()
+        self.inner = free_port()
+        self.dir = tempfile.mkdtemp(prefix="pg_callback_s3_")
+        self.process = None
+        self.gate = None
+        self.requests = []
+        # Seconds to hold the answer to each PUT after the object is stored.
+        self.hold = 0.0
+        storage = self
+
+        class Gate(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def relay(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                url = f"http://127.0.0.1:{storage.port}{self.path}"
+                valid = sigv4_query_signature_valid(self.command, url, storage.KEY, storage.KEY)
+                storage.requests.append((self.command, self.path.split("?")[0], valid))
+                if not valid:
+                    answer = b"<Error><Code>SignatureDoesNotMatch</Code></Error>"
+                    self.send_response(403)
+                    self.send_header("Content-Length", str(len(answer)))
+                    self.end_headers()
+                    self.wfile.write(answer)
+                    return
+                inner = http.client.HTTPConnection("127.0.0.1", storage.inner, timeout=30)
+                headers = {k: v for k, v in self.headers.items() if k.lower() in ("content-type", "content-length")}
+                inner.request(self.command, self.path, body=body, headers=headers)
+                response = inner.getresponse()
+                answer = response.read()
+                if self.command == "PUT" and storage.hold:
+                    time.sleep(storage.hold)
+                self.send_response(response.status)
+                for name in ("ETag", "Content-Type"):
+                    if response.getheader(name):
+                        self.send_header(name, response.getheader(name))
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+                inner.close()
+
+            do_GET = do_PUT = do_POST = do_DELETE = relay
+
+        self.handler = Gate
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def up(self):
+        self.process = subprocess.Popen([str(self.BIN), "-d", self.dir, "-a", "127.0.0.1", "-p", str(self.inner),
+                                         "--configure-bucket", "reports", "--silent"],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.inner), timeout=0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise AssertionError("s3rver did not start")
+                time.sleep(0.1)
+        self.gate = QuietServer(("127.0.0.1", self.port), self.handler)
+        self.gate.daemon_threads = True
+        threading.Thread(target=self.gate.serve_forever, daemon=True).start()
+        return self
+
+    def down(self):
+        if self.gate:
+            self.gate.shutdown()
+            self.gate.server_close()
+            self.gate = None
+        if self.process:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None
+
+    def settings(self, secret=None):
+        """The pg_callback settings that send reports here."""
+        return dict(report_bucket="reports", report_endpoint=self.url, report_region="us-east-1",
+                    report_access_key_id=self.KEY, report_secret_access_key=secret or self.KEY)
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -377,7 +504,7 @@ def settings(cluster):
             changed.append(setting)
         cluster.sql("SELECT pg_reload_conf()", dbname="postgres")
         for name, value in values.items():
-            if name != "smtp_password":
+            if not name.endswith(("password", "secret_access_key")):
                 cluster.wait_for(f"SELECT current_setting('pg_callback.{name}') = %s", [str(value)])
 
     yield set_to

@@ -11,12 +11,13 @@ import os
 import pathlib
 import signal
 import time
+import urllib.request
 from collections import Counter
 
 import psycopg
 import pytest
 
-from conftest import Behaviour, SmtpRelay, tls_receiver
+from conftest import Behaviour, ObjectStorage, SmtpRelay, tls_receiver
 from helpers import make_list
 
 N = int(os.environ.get("PG_CALLBACK_FAULT_EVENTS", "300"))
@@ -288,6 +289,70 @@ def test_smtp_relay_down_then_back(db, receiver, settings):
         assert query(db, "SELECT count(*) FROM callback.alert_emails WHERE state = 'sent'") == 10
     finally:
         relay.down()
+
+
+def report_campaign(db, receiver, messages=50):
+    """Campaign 1 ended with `messages` messages; its list's URL takes campaign.complete."""
+    make_list(db, receiver.url("/complete"), callback_events=["campaign.complete"])
+    db.sql("INSERT INTO callback.messages (campaign_id, channel, destination, status) "
+           "SELECT 1, 'sms', '+1555' || g, 'delivered' FROM generate_series(1, %s) g", [messages])
+    db.sql("UPDATE callback.campaigns SET status = 'completed' WHERE id = 1")
+
+
+def report_arrived(db, receiver, fault):
+    """The one campaign.complete carries a link that downloads the campaign's report."""
+    completes = receiver.wait_for(1, "/complete", timeout=SETTLE)
+    time.sleep(0.5)
+    completes = receiver.received("/complete")
+    link = completes[0].json()["data"]["report_url"]
+    same = link is not None and urllib.request.urlopen(link).read().decode() == db.one(
+        "SELECT callback.campaign_report_csv(1)")
+    TALLY.append((fault, 1, len(completes), 0 if same else 1, len(completes) - 1, 0))
+    assert same, f"the report behind {link} is not the campaign's"
+    assert len(completes) == 1
+
+
+def test_object_storage_down_then_back(db, receiver, settings):
+    """The storage refuses connections when the campaign ends: the upload is retried (waits
+    from 30 ms, doubling) and campaign.complete waits; up, the report goes and then the event."""
+    storage = ObjectStorage()
+    settings(**storage.settings())
+    report_campaign(db, receiver)
+    deadline = time.monotonic() + SETTLE
+    while query(db, "SELECT count(*) FROM callback.campaign_reports WHERE attempts >= 2 AND state = 'pending'") < 1:
+        assert time.monotonic() < deadline, "the upload was not retried"
+        time.sleep(0.1)
+    assert receiver.received("/complete") == []
+    assert query(db, "SELECT last_error LIKE 'storage: %%' FROM callback.campaign_reports")
+    storage.up()
+    try:
+        report_arrived(db, receiver, "object storage refusing connections, then back (1 report)")
+    finally:
+        storage.down()
+
+
+def test_crash_between_the_upload_and_campaign_complete(db, receiver, settings):
+    """A worker is killed after the storage has the report and before the transaction that
+    records campaign.complete commits (the storage holds its answer to the PUT): the report is
+    uploaded again by the next worker, and campaign.complete goes once."""
+    storage = ObjectStorage().up()
+    storage.hold = 3.0
+    try:
+        settings(**storage.settings())
+        report_campaign(db, receiver)
+        deadline = time.monotonic() + SETTLE
+        while not any(method == "PUT" for method, _, _ in storage.requests):
+            assert time.monotonic() < deadline, "no upload"
+            time.sleep(0.05)
+        time.sleep(0.5)
+        pids = query(db, "SELECT array_agg(pid) FROM pg_stat_activity WHERE backend_type = 'pg_callback worker'")
+        for pid in pids or []:
+            os.kill(pid, signal.SIGKILL)
+        storage.hold = 0.0
+        report_arrived(db, receiver, "SIGKILL between the report's upload and campaign.complete")
+        assert sum(method == "PUT" for method, _, _ in storage.requests) >= 2
+    finally:
+        storage.down()
 
 
 def test_drop_extension_while_delivering(db, receiver):
