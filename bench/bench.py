@@ -288,6 +288,43 @@ class Bench:
                             WHERE query NOT LIKE '%pg_stat_statements%'""")
         self.report("idle 10 s: statements run (pg_stat_statements)", f"{calls}", "0", calls == 0)
 
+    def report_upload(self):
+        """A campaign of N recipients ends with report storage set (s3rver on loopback): the
+        time until its report is uploaded, and the worker's memory meanwhile (the report is
+        streamed a part at a time, never held whole)."""
+        n = self.args.report
+        self.reset(url_path="/dlr")
+        self.sql("UPDATE callback.lists SET callback_url = NULL")
+        self.sql("INSERT INTO callback.messages (campaign_id, channel, destination, status) "
+                 "SELECT 1, 'sms', '+1555' || g, 'delivered' FROM generate_series(1, %s) g", [n])
+        self.wait_for("SELECT count(*) = 0 FROM callback.events", timeout=600, every=0.5)
+        storage = {"report_bucket": "reports", "report_endpoint": f"http://127.0.0.1:{self.args.s3_port}",
+                   "report_access_key_id": "S3RVER", "report_secret_access_key": "S3RVER"}
+        for name, value in storage.items():
+            self.sql(f"ALTER SYSTEM SET pg_callback.{name} = '{value}'")
+        self.sql("SELECT pg_reload_conf()")
+        time.sleep(1)
+        samples, stop = [], threading.Event()
+        sampler = threading.Thread(target=self.sample_workers, args=(samples, stop))
+        sampler.start()
+        started = time.monotonic()
+        try:
+            self.sql("UPDATE callback.campaigns SET status = 'completed' WHERE id = 1")
+            self.wait_for("SELECT state <> 'pending' FROM callback.campaign_reports", timeout=900, every=0.2)
+            seconds = time.monotonic() - started
+        finally:
+            stop.set()
+            sampler.join()
+            for name in storage:
+                self.sql(f"ALTER SYSTEM RESET pg_callback.{name}")
+            self.sql("SELECT pg_reload_conf()")
+        state, size = self.sql("SELECT state, bytes FROM callback.campaign_reports")[0]
+        mb = (size or 0) / 1e6
+        self.report(f"report of {n:,} recipients uploaded ({state})", f"{mb:.0f} MB in {seconds:.1f} s "
+                    f"({mb / seconds:.0f} MB/s), campaign.complete then recorded", "uploaded", state == "uploaded")
+        peak = max(samples) / 1024 if samples else float("nan")
+        self.report("report: worker memory (RssAnon), peak", f"{peak:.0f} MB", "< 100 MB", peak < 100)
+
     def fair_sharing(self):
         """A fast endpoint's drain rate with a slow one (2 s per answer) queued beside it."""
         slow = subprocess.Popen(["python3", os.path.join(os.path.dirname(__file__), "slow_receiver.py"),
@@ -339,6 +376,8 @@ def main():
     p.add_argument("--backlog", type=int, default=100_000)
     p.add_argument("--million", type=int, default=1_000_000)
     p.add_argument("--fair", type=int, default=50_000)
+    p.add_argument("--report", type=int, default=1_000_000)
+    p.add_argument("--s3-port", type=int, default=58094)
     p.add_argument("--rate", type=int, default=1000)
     p.add_argument("--seconds", type=int, default=10)
     p.add_argument("--statements", action="store_true",
@@ -356,6 +395,7 @@ def main():
         "fair": bench.fair_sharing,
         "million": bench.backlog_million,
         "idle": bench.idle,
+        "report": bench.report_upload,
     }
     for name, step in steps.items():
         if not args.only or name in args.only:

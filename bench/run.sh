@@ -20,6 +20,7 @@ nginx_port=${PG_CALLBACK_BENCH_NGINX_PORT:-58091}
 nginx_dir="$dir-nginx"
 
 nginx_tls_port=${PG_CALLBACK_BENCH_NGINX_TLS_PORT:-58093}
+s3_port=${PG_CALLBACK_BENCH_S3_PORT:-58094}
 
 rm -rf "$nginx_dir" && mkdir -p "$nginx_dir"
 # A CA of the bench's own and a certificate for 127.0.0.1 from it (ECDSA P-256), made now; the
@@ -37,7 +38,12 @@ rm -rf "$nginx_dir" && mkdir -p "$nginx_dir"
 sed -e "s|@DIR@|$nginx_dir|g" -e "s|@PORT@|$nginx_port|g" -e "s|@TLS_PORT@|$nginx_tls_port|g" \
     bench/nginx.conf.in > "$nginx_dir/nginx.conf"
 nginx -c "$nginx_dir/nginx.conf"
-trap 'nginx -c "$nginx_dir/nginx.conf" -s stop 2>/dev/null || true; cluster_stop "$dir"' EXIT
+# The S3-compatible server campaign reports go to (s3rver, from npm), for the report measurement.
+bash scripts/ensure-s3rver.sh
+rm -rf "$dir-s3" && mkdir -p "$dir-s3"
+.cache/node/node_modules/.bin/s3rver -d "$dir-s3" -a 127.0.0.1 -p "$s3_port" --configure-bucket reports --silent &
+s3_pid=$!
+trap 'kill $s3_pid 2>/dev/null; nginx -c "$nginx_dir/nginx.conf" -s stop 2>/dev/null || true; cluster_stop "$dir"' EXIT
 
 cluster_start "$dir" "$port" \
     "shared_preload_libraries = 'pg_callback, pg_stat_statements'" \
@@ -54,4 +60,4 @@ cluster_start "$dir" "$port" \
     "max_wal_size = '4GB'"
 
 python3 bench/bench.py --cluster-dir "$dir" --port "$port" --nginx-dir "$nginx_dir" --nginx-port "$nginx_port" \
-    --nginx-tls-port "$nginx_tls_port" "$@"
+    --nginx-tls-port "$nginx_tls_port" --s3-port "$s3_port" "$@"

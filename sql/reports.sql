@@ -56,6 +56,9 @@ BEGIN
         RETURN;
     END IF;
     SELECT * INTO campaign FROM callback.campaigns c WHERE c.id = _report_done.campaign_id;
+    IF NOT FOUND THEN
+        RETURN;  -- deleted since it ended: nothing to report to
+    END IF;
     PERFORM callback._record('campaign.complete', campaign, NULL, report.account_id, NULL, callback._campaign_vars(campaign),
         report.complete_data || jsonb_build_object('report_url', url)
         || CASE WHEN error IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('report_error', error) END);

@@ -16,11 +16,8 @@ root=$(pwd)
 
 bash scripts/ensure-tools.sh
 python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -r tests/integration/requirements.txt
-# The S3-compatible server the report tests start (it checks SigV4 signatures), from npm.
-if [ ! -x .cache/node/node_modules/.bin/s3rver ]; then
-    command -v npm >/dev/null || bash scripts/ensure-tools.sh nodejs npm
-    npm install --silent --no-audit --no-fund --prefix .cache/node s3rver@3.7.1
-fi
+# The S3-compatible server the report tests start (behind their signature check).
+bash scripts/ensure-s3rver.sh
 source scripts/cluster.sh
 
 work=${PG_CALLBACK_TEST_DIR:-/tmp/pg_callback_tests}

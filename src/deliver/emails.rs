@@ -8,7 +8,7 @@
 //! sent, due again, failed or not sent. SQL: sql/worker/emails_claim.sql, emails_write.sql.
 
 use crate::api::settings as guc;
-use crate::pg::spi::{self, callback_schema};
+use crate::pg::spi;
 use pg_callback_core::mail::{compose, AlertFacts, Email, Mailer, Outcome};
 use pg_callback_core::retry::{Kind, Policy};
 use pg_callback_core::tls;
@@ -97,7 +97,8 @@ impl Emails {
             ),
         };
         let (claimed, marked) = BackgroundWorker::transaction(move || {
-            if callback_schema() != schema || !spi::has_column(c"alert_emails", c"address") {
+            // The extension locked against DROP EXTENSION first, as every worker transaction.
+            if !super::same_extension(schema) || !spi::has_column(c"alert_emails", c"address") {
                 return (Vec::new(), 0);
             }
             let done = Spi::connect_mut(|client| {

@@ -45,6 +45,9 @@ pub fn recover() -> bool {
         return false;
     }
     let released = BackgroundWorker::transaction(|| {
+        if !extension_installed() {
+            return Ok(0);
+        }
         Spi::connect_mut(|client| {
             let callbacks = client.update(RECOVER, None, &[])?.len() as i64;
             // Alert emails and campaign reports, where the schema has them (0.3.0).
@@ -105,6 +108,9 @@ pub fn purge() {
 /// milliseconds); None when nothing waits for a time, or when it could not be read (logged).
 pub fn next_due_ms() -> Option<f64> {
     let next = BackgroundWorker::transaction(|| {
+        if !extension_installed() {
+            return Ok(None);
+        }
         let callbacks = Spi::get_one::<f64>(NEXT_DUE)?;
         // Alert emails and campaign reports, where the schema has them (0.3.0).
         let mut others = Vec::new();

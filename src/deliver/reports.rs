@@ -10,7 +10,7 @@
 //! SQL: sql/worker/reports_claim.sql, reports_retry.sql.
 
 use crate::api::settings as guc;
-use crate::pg::spi::{self, callback_schema};
+use crate::pg::spi;
 use pg_callback_core::report::{object_key, Failure, Storage, Upload};
 use pg_callback_core::retry::{Kind, Policy};
 use pg_callback_core::tls;
@@ -61,7 +61,8 @@ impl Reports {
         self.last_look = Some(Instant::now());
         let lease = 4.0 * f64::from(guc::DEFAULT_TIMEOUT_MS.get().max(1)) / 1000.0 + 600.0;
         let leased = BackgroundWorker::transaction(|| {
-            if callback_schema() != schema || !spi::has_column(c"campaign_reports", c"complete_data") {
+            // The extension locked against DROP EXTENSION first, as every worker transaction.
+            if !super::same_extension(schema) || !spi::has_column(c"campaign_reports", c"complete_data") {
                 return None;
             }
             Spi::connect_mut(|client| {
@@ -84,6 +85,9 @@ impl Reports {
         let Some(report) = leased else { return };
         super::report(true, "uploading a campaign report");
         BackgroundWorker::transaction(move || {
+            if !super::same_extension(schema) {
+                return;
+            }
             let written = Spi::connect_mut(|client| upload_and_record(client, &report));
             if let Err(e) = written {
                 warning!(
