@@ -2,7 +2,7 @@
 //! emails go through (sql/emails.sql) and the object storage campaign reports go to
 //! (sql/reports.sql). Part of the settings (settings.rs defines the rest); all reloaded on SIGHUP.
 
-use super::settings::{check, text, DEFAULT_TIMEOUT_MS};
+use super::settings::{check_hook, text, DEFAULT_TIMEOUT_MS};
 use pg_callback_core::mail::{self, Relay, Security};
 use pg_callback_core::report::{self, Storage};
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
@@ -166,35 +166,17 @@ fn define_report_settings() {
     );
 }
 
-/// Refuses a pg_callback.smtp_from that is not an email address.
-#[pgrx::pg_guard]
-unsafe extern "C-unwind" fn check_smtp_from(
-    newval: *mut *mut std::ffi::c_char,
-    _extra: *mut *mut std::ffi::c_void,
-    _source: pgrx::pg_sys::GucSource::Type,
-) -> bool {
-    let valid = |value: &str| match value.trim() {
-        "" => Ok(()),
-        address => mail::check_address(address),
-    };
-    // SAFETY: as Postgres calls it.
-    unsafe { check(newval, valid) }
-}
+check_hook!(
+    /// Refuses a pg_callback.smtp_from that is not an email address.
+    check_smtp_from,
+    mail::check_address
+);
 
-/// Refuses a pg_callback.report_bucket that S3 would refuse.
-#[pgrx::pg_guard]
-unsafe extern "C-unwind" fn check_report_bucket(
-    newval: *mut *mut std::ffi::c_char,
-    _extra: *mut *mut std::ffi::c_void,
-    _source: pgrx::pg_sys::GucSource::Type,
-) -> bool {
-    let valid = |value: &str| match value.trim() {
-        "" => Ok(()),
-        name => report::check_bucket(name),
-    };
-    // SAFETY: as Postgres calls it.
-    unsafe { check(newval, valid) }
-}
+check_hook!(
+    /// Refuses a pg_callback.report_bucket that S3 would refuse.
+    check_report_bucket,
+    report::check_bucket
+);
 
 /// Where campaign reports go; None when pg_callback.report_bucket is empty.
 pub fn storage() -> Option<Storage> {

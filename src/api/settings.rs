@@ -240,6 +240,28 @@ fn define_housekeeping_settings() {
     }
 }
 
+/// Defines a string setting's check hook `$name`: `$valid` says what is wrong with the new
+/// value (trimmed), if anything; an empty value (the setting's "none") is always accepted.
+macro_rules! check_hook {
+    ($(#[$doc:meta])* $name:ident, $valid:expr) => {
+        $(#[$doc])*
+        #[pgrx::pg_guard]
+        unsafe extern "C-unwind" fn $name(
+            newval: *mut *mut std::ffi::c_char,
+            _extra: *mut *mut std::ffi::c_void,
+            _source: pgrx::pg_sys::GucSource::Type,
+        ) -> bool {
+            let valid = |value: &str| match value.trim() {
+                "" => Ok(()),
+                value => ($valid)(value),
+            };
+            // SAFETY: as Postgres calls it.
+            unsafe { $crate::api::settings::check(newval, valid) }
+        }
+    };
+}
+pub(super) use check_hook;
+
 /// Runs a setting's check hook: `valid` says what is wrong with the new value, if anything,
 /// and Postgres reports it as the error's detail.
 ///
@@ -263,31 +285,17 @@ pub(super) unsafe fn check(newval: *mut *mut std::ffi::c_char, valid: impl FnOnc
     }
 }
 
-/// Refuses a value of pg_callback.allowed_destinations that does not parse.
-#[pgrx::pg_guard]
-unsafe extern "C-unwind" fn check_allowed_destinations(
-    newval: *mut *mut std::ffi::c_char,
-    _extra: *mut *mut std::ffi::c_void,
-    _source: pgrx::pg_sys::GucSource::Type,
-) -> bool {
-    // SAFETY: as Postgres calls it.
-    unsafe { check(newval, |value| Destinations::parse(value).map(|_| ())) }
-}
+check_hook!(
+    /// Refuses a value of pg_callback.allowed_destinations that does not parse.
+    check_allowed_destinations,
+    |value| Destinations::parse(value).map(|_| ())
+);
 
-/// Refuses a pg_callback.ca_bundle that cannot be read or holds no certificate.
-#[pgrx::pg_guard]
-unsafe extern "C-unwind" fn check_ca_bundle(
-    newval: *mut *mut std::ffi::c_char,
-    _extra: *mut *mut std::ffi::c_void,
-    _source: pgrx::pg_sys::GucSource::Type,
-) -> bool {
-    let valid = |value: &str| match value.trim() {
-        "" => Ok(()),
-        path => tls::bundle_certificates(std::path::Path::new(path)).map(|_| ()),
-    };
-    // SAFETY: as Postgres calls it.
-    unsafe { check(newval, valid) }
-}
+check_hook!(
+    /// Refuses a pg_callback.ca_bundle that cannot be read or holds no certificate.
+    check_ca_bundle,
+    |path| tls::bundle_certificates(std::path::Path::new(path)).map(|_| ())
+);
 
 /// A text setting's value (None when unset or not UTF-8).
 pub(super) fn text(setting: &GucSetting<Option<CString>>) -> Option<String> {

@@ -10,7 +10,6 @@
 use crate::api::settings as guc;
 use crate::pg::spi;
 use pg_callback_core::mail::{compose, AlertFacts, Email, Mailer, Outcome};
-use pg_callback_core::retry::{Kind, Policy};
 use pg_callback_core::tls;
 use pgrx::bgworkers::BackgroundWorker;
 use pgrx::prelude::*;
@@ -27,20 +26,6 @@ const LOOK_EVERY: Duration = Duration::from_secs(1);
 const BATCH: i32 = 20;
 const NO_RELAY: &str = "not sent: no SMTP relay is set (pg_callback.smtp_host)";
 
-/// How an email is retried: 10 attempts, waits doubling from 30 s to an hour (about 4.5 hours
-/// in all), times pg_callback.time_scale.
-fn policy() -> Policy {
-    Policy {
-        kind: Kind::Exponential,
-        max_attempts: 10,
-        step: Duration::from_secs(30),
-        cap: Duration::from_secs(3600),
-        jitter: 0.0,
-        intervals: Vec::new(),
-        exactly_200: false,
-    }
-}
-
 /// A worker's emails: its mail thread (for the relay the settings name) and those on it.
 #[derive(Default)]
 pub struct Emails {
@@ -48,7 +33,8 @@ pub struct Emails {
     /// Key (the email's id): its account and the attempts made.
     sending: HashMap<i64, (i64, i32)>,
     last_look: Option<Instant>,
-    /// Whether this worker has said in the log that no relay is set, or the relay's problem.
+    /// What this worker last said in the log of emails (that no relay is set, or what is wrong
+    /// with it): said once, not at every look.
     said: Option<String>,
 }
 
@@ -170,7 +156,7 @@ impl Emails {
         let (verdict, wait) = match (&outcome.error, outcome.permanent) {
             (None, _) => ("sent", None),
             (Some(_), true) => ("failed", None),
-            (Some(_), false) => match policy().wait(attempts.max(1) as u32, 0.0) {
+            (Some(_), false) => match super::retry_policy().wait(attempts.max(1) as u32, 0.0) {
                 Some(wait) => ("retry", Some(wait.as_secs_f64() * guc::TIME_SCALE.get())),
                 None => ("failed", None),
             },

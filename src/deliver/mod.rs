@@ -25,7 +25,23 @@ mod send;
 mod write;
 
 use crate::pg::spi::callback_schema;
+use pg_callback_core::retry::{Kind, Policy};
 use pgrx::prelude::*;
+use std::time::Duration;
+
+/// How alert emails and campaign reports are retried: 10 attempts, waits doubling from 30 s to
+/// an hour (about 4.5 hours in all; the callers scale them by pg_callback.time_scale).
+fn retry_policy() -> Policy {
+    Policy {
+        kind: Kind::Exponential,
+        max_attempts: 10,
+        step: Duration::from_secs(30),
+        cap: Duration::from_secs(3600),
+        jitter: 0.0,
+        intervals: Vec::new(),
+        exactly_200: false,
+    }
+}
 
 /// Whether SIGTERM asked this process to stop.
 fn stopping() -> bool {

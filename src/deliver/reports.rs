@@ -12,7 +12,6 @@
 use crate::api::settings as guc;
 use crate::pg::spi;
 use pg_callback_core::report::{object_key, Failure, Storage, Upload};
-use pg_callback_core::retry::{Kind, Policy};
 use pg_callback_core::tls;
 use pgrx::bgworkers::BackgroundWorker;
 use pgrx::prelude::*;
@@ -24,21 +23,10 @@ const RETRY: &str = include_str!("../../sql/worker/reports_retry.sql");
 const LINES: &str = "SELECT line FROM callback._campaign_report_lines($1) AS line";
 const DONE: &str = "SELECT callback._report_done($1, $2, $3, $4, $5, $6)";
 
+/// How often a worker looks for a due report.
 const LOOK_EVERY: Duration = Duration::from_secs(1);
 /// Report lines read at a time.
 const FETCH: i64 = 10_000;
-
-fn policy() -> Policy {
-    Policy {
-        kind: Kind::Exponential,
-        max_attempts: 10,
-        step: Duration::from_secs(30),
-        cap: Duration::from_secs(3600),
-        jitter: 0.0,
-        intervals: Vec::new(),
-        exactly_200: false,
-    }
-}
 
 /// A report leased to this worker.
 struct Leased {
@@ -47,6 +35,7 @@ struct Leased {
     attempts: i32,
 }
 
+/// A worker's side of campaign reports: when it last looked for one due.
 #[derive(Default)]
 pub struct Reports {
     last_look: Option<Instant>,
@@ -152,7 +141,7 @@ fn upload(
 fn failed(client: &mut SpiClient<'_>, report: &Leased, failure: Failure) -> SpiResult<()> {
     let wait = match failure.permanent {
         true => None,
-        false => policy().wait(report.attempts.max(1) as u32, 0.0),
+        false => super::retry_policy().wait(report.attempts.max(1) as u32, 0.0),
     };
     match wait {
         Some(wait) => {
