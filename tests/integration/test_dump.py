@@ -9,10 +9,10 @@ from helpers import make_list, rows_of, send_message
 
 TABLES = ["accounts", "account_roles", "retry_policies", "statuses", "lists", "campaigns", "members", "messages",
           "attempts", "subscriptions", "delivery_webhooks", "alerts", "callbacks_undone", "callbacks_done",
-          "deliveries", "client_certificates"]
+          "deliveries", "client_certificates", "alert_emails", "campaign_reports"]
 SEQUENCES = ["accounts_id_seq", "lists_id_seq", "campaigns_id_seq", "members_id_seq", "messages_id_seq",
              "attempts_id_seq", "subscriptions_id_seq", "alerts_id_seq", "callbacks_id_seq", "deliveries_id_seq",
-             "client_certificates_id_seq"]
+             "client_certificates_id_seq", "alert_emails_id_seq"]
 RESTORED = "callbacks_restored"
 
 
