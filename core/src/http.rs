@@ -1,13 +1,15 @@
 //! The HTTP side of delivery: a pool of threads sharing ureq agents (kept-alive connections,
 //! resumed TLS sessions), each sending one request at a time and reporting what came back.
 //!
-//! No pgrx here, and these threads never call into Postgres: they block every signal, so
+//! No pgrx here, and these threads never call into Postgres: they start with every signal
+//! blocked (threads.rs), so
 //! SIGTERM and SIGHUP reach the worker's main thread, and they exchange only owned data
 //! with it over channels.
 
 use crate::destinations::Destinations;
 use crate::names::KeptNames;
 use crate::retry::parse_retry_after;
+use crate::threads;
 use crate::tls::{self, Trust};
 use std::collections::HashMap;
 use std::io::Read;
@@ -148,24 +150,6 @@ fn agent(
     ureq::Agent::with_parts(config, DefaultConnector::default(), names)
 }
 
-/// Runs `spawn` with every signal blocked in the calling thread, then restores its mask: the
-/// threads it starts inherit the blocked mask from their first instruction, so the process's
-/// signals (SIGHUP, SIGTERM) always go to the main thread. Blocking them in the new thread
-/// itself left a window at its start in which a signal could land there, and Postgres's
-/// handler, run on a thread that is not Postgres's, aborted the worker.
-pub(crate) fn with_signals_blocked<R>(spawn: impl FnOnce() -> R) -> R {
-    // SAFETY: plain libc calls on sets owned by this frame; the mask is restored before return.
-    unsafe {
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        let mut previous: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut previous);
-        let result = spawn();
-        libc::pthread_sigmask(libc::SIG_SETMASK, &previous, std::ptr::null_mut());
-        result
-    }
-}
-
 impl Pool {
     /// A pool that sends only to the destinations `allowed` (and to public addresses),
     /// trusting the certificates `roots` (tls::roots); an error when a thread cannot be started.
@@ -180,28 +164,24 @@ impl Pool {
             allowed: Arc::clone(&allowed),
             by_kind: RwLock::default(),
         });
-        let threads = with_signals_blocked(|| {
-            (0..config.threads.max(1))
-                .map(|i| {
-                    let job_rx = Arc::clone(&job_rx);
-                    let result_tx = result_tx.clone();
-                    let agents = Arc::clone(&agents);
-                    std::thread::Builder::new()
-                        .name(format!("pg_callback-http-{i}"))
-                        .spawn(move || loop {
-                            let job = match job_rx.lock() {
-                                Ok(rx) => rx.recv(),
-                                Err(_) => return,
-                            };
-                            let Ok(job) = job else { return };
-                            let agent = agents.get(job.timeout, job.identity.as_ref());
-                            if result_tx.send(send(&agent, job)).is_err() {
-                                return;
-                            }
-                        })
+        let threads = (0..config.threads.max(1))
+            .map(|i| {
+                let job_rx = Arc::clone(&job_rx);
+                let result_tx = result_tx.clone();
+                let agents = Arc::clone(&agents);
+                threads::spawn(format!("pg_callback-http-{i}"), move || loop {
+                    let job = match job_rx.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok(job) = job else { return };
+                    let agent = agents.get(job.timeout, job.identity.as_ref());
+                    if result_tx.send(send(&agent, job)).is_err() {
+                        return;
+                    }
                 })
-                .collect::<std::io::Result<Vec<_>>>()
-        })?;
+            })
+            .collect::<std::io::Result<Vec<_>>>()?;
         Ok(Pool {
             config,
             allowed,
@@ -332,6 +312,7 @@ fn describe(e: &ureq::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::threads::blocked_signals;
     use std::io::{BufRead, BufReader, Write};
     use std::net::TcpListener;
 
@@ -424,14 +405,6 @@ mod tests {
                 "{answer:?}"
             );
         }
-    }
-
-    /// The signals a thread of this process blocks, from /proc ("SigBlk", hexadecimal); None
-    /// once it has ended (another test's pool may end its threads meanwhile).
-    fn blocked_signals(tid: &str) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/self/task/{tid}/status")).ok()?;
-        let line = status.lines().find(|l| l.starts_with("SigBlk:"))?;
-        u64::from_str_radix(line["SigBlk:".len()..].trim(), 16).ok()
     }
 
     #[test]

@@ -26,4 +26,5 @@ pub mod names;
 pub mod report;
 pub mod retry;
 pub mod signing;
+pub mod threads;
 pub mod tls;

@@ -138,17 +138,13 @@ impl Mailer {
         let transport = transport(&relay, roots)?;
         let (jobs, job_rx) = channel::<Email>();
         let (outcome_tx, outcomes) = channel::<Outcome>();
-        let thread = crate::http::with_signals_blocked(|| {
-            std::thread::Builder::new()
-                .name("pg_callback mail".into())
-                .spawn(move || {
-                    for email in job_rx {
-                        let outcome = send(&transport, &from, email);
-                        if outcome_tx.send(outcome).is_err() {
-                            break;
-                        }
-                    }
-                })
+        let thread = crate::threads::spawn("pg_callback-mail".into(), move || {
+            for email in job_rx {
+                let outcome = send(&transport, &from, email);
+                if outcome_tx.send(outcome).is_err() {
+                    break;
+                }
+            }
         })
         .map_err(|e| format!("cannot start the mail thread: {e}"))?;
         Ok(Mailer {
