@@ -2,9 +2,8 @@
 //! resumed TLS sessions), each sending one request at a time and reporting what came back.
 //!
 //! No pgrx here, and these threads never call into Postgres: they start with every signal
-//! blocked (threads.rs), so
-//! SIGTERM and SIGHUP reach the worker's main thread, and they exchange only owned data
-//! with it over channels.
+//! blocked (threads.rs), so SIGTERM and SIGHUP reach the worker's main thread, and they
+//! exchange only owned data with it over channels.
 
 use crate::destinations::Destinations;
 use crate::names::KeptNames;
