@@ -83,6 +83,7 @@ pub fn keep_sendable(client: &mut SpiClient<'_>, claimed: Vec<Claimed>) -> SpiRe
         match next {
             Some(next) => {
                 // The probe: the endpoint's others wait until the next one.
+                client.update(PARK, None, &[vec![c.endpoint.clone()].into()])?;
                 *next_probe = next;
                 sendable.push(c);
             }
