@@ -93,9 +93,9 @@ pub struct Claimed {
     pub paces: Vec<Pace>,
     /// When it was due (Unix seconds): with the id, where the next claim starts.
     pub due: f64,
-    /// The `callback` schema it was claimed from: if the extension is dropped and created
-    /// again meanwhile, its result is not written (its id may name a new callback).
-    pub schema: pg_sys::Oid,
+    /// The installation it was claimed from: if the extension is dropped and created again
+    /// meanwhile, its result is not written (its id may name a new callback).
+    pub extension: pg_sys::Oid,
 }
 
 /// What a claim's rendering may have left of the events recorded.
@@ -121,11 +121,11 @@ pub struct Wanted {
     pub after: Option<(f64, i64)>,
 }
 
-/// Renders recorded events (if asked), then claims what is wanted. None when the extension of
-/// `schema` is gone (even if created again since). A failing statement raises an error, which
+/// Renders recorded events (if asked), then claims what is wanted. None when installation
+/// `extension` is gone (even if created again since). A failing statement raises an error, which
 /// ends the worker with its cause logged; its claimed callbacks are released by the next one.
-pub fn claim(schema: pg_sys::Oid, wanted: Wanted) -> Option<(Vec<Claimed>, Left)> {
-    if !same_extension(schema) {
+pub fn claim(extension: pg_sys::Oid, wanted: Wanted) -> Option<(Vec<Claimed>, Left)> {
+    if !same_extension(extension) {
         return None;
     }
     let batch = guc::BATCH_SIZE.get().max(1);
@@ -151,7 +151,7 @@ pub fn claim(schema: pg_sys::Oid, wanted: Wanted) -> Option<(Vec<Claimed>, Left)
     };
     let claimed = Spi::connect_mut(|client| {
         spi::with(&CLAIM_PLAN, client, prepare, |client, plan| {
-            claimed_rows(client, plan, &args, schema, default_timeout)
+            claimed_rows(client, plan, &args, extension, default_timeout)
         })
     });
     match claimed {
@@ -165,7 +165,7 @@ fn claimed_rows(
     client: &mut SpiClient<'_>,
     plan: &OwnedPreparedStatement,
     args: &[DatumWithOid<'_>],
-    schema: pg_sys::Oid,
+    extension: pg_sys::Oid,
     default_timeout: f64,
 ) -> SpiResult<Vec<Claimed>> {
     // Its plan is kept, unlike the worker's other statements (src/deliver/worker.rs): planning
@@ -208,7 +208,7 @@ fn claimed_rows(
             attempts: row.get_by_name::<i32, _>("attempts")?.unwrap_or(1).max(1) as u32,
             policy,
             timeout,
-            schema,
+            extension,
             due: row.get_by_name("due")?.unwrap_or(0.0),
             lease: Duration::from_secs_f64(row.get_by_name::<f64, _>("lease_seconds")?.unwrap_or(60.0).max(0.0)),
         });

@@ -56,7 +56,7 @@ impl Emails {
 
     /// Writes the outcomes in, then (at most once per LOOK_EVERY, unless `now`) sends the
     /// emails due.
-    pub fn turn(&mut self, schema: pg_sys::Oid, now: bool) {
+    pub fn turn(&mut self, extension: pg_sys::Oid, now: bool) {
         let outcomes: Vec<Outcome> = match &self.mailer {
             Some(mailer) => std::iter::from_fn(|| mailer.next()).collect(),
             None => Vec::new(),
@@ -84,7 +84,7 @@ impl Emails {
         };
         let (claimed, marked) = BackgroundWorker::transaction(move || {
             // The extension locked against DROP EXTENSION first, as every worker transaction.
-            if !super::same_extension(schema) || !spi::has_column(c"alert_emails", c"address") {
+            if !super::same_extension(extension) || !spi::has_column(c"alert_emails", c"address") {
                 return (Vec::new(), 0);
             }
             let done = Spi::connect_mut(|client| {

@@ -24,7 +24,7 @@ mod reports;
 mod send;
 mod write;
 
-use crate::pg::spi::callback_schema;
+use crate::pg::spi::installed_extension;
 use pg_callback_core::retry::{Kind, Policy};
 use pgrx::prelude::*;
 use std::time::Duration;
@@ -98,9 +98,10 @@ fn extension_installed() -> bool {
     unsafe { pg_sys::get_extension_oid(c"pg_callback".as_ptr(), true) != pg_sys::InvalidOid }
 }
 
-/// Whether the extension whose `callback` schema was `schema` is still the one installed (it
+/// Whether installation `extension` (spi::installed_extension) is still the one installed (it
 /// is held until the transaction ends). Dropped and created again, it is another one, whose
-/// callbacks' ids start again at 1 and would be mistaken for those on the wire.
-fn same_extension(schema: pg_sys::Oid) -> bool {
-    extension_installed() && callback_schema() == schema
+/// callbacks' ids start again at 1 and would be mistaken for those on the wire, and whose
+/// schema may be of another version.
+fn same_extension(extension: pg_sys::Oid) -> bool {
+    extension_installed() && installed_extension() == extension
 }

@@ -43,7 +43,7 @@ pub struct Reports {
 
 impl Reports {
     /// Uploads the next report due, if any (at most once per LOOK_EVERY, unless `now`).
-    pub fn turn(&mut self, schema: pg_sys::Oid, now: bool) {
+    pub fn turn(&mut self, extension: pg_sys::Oid, now: bool) {
         if !now && self.last_look.is_some_and(|at| at.elapsed() < LOOK_EVERY) {
             return;
         }
@@ -51,7 +51,7 @@ impl Reports {
         let lease = 4.0 * f64::from(guc::DEFAULT_TIMEOUT_MS.get().max(1)) / 1000.0 + 600.0;
         let leased = BackgroundWorker::transaction(|| {
             // The extension locked against DROP EXTENSION first, as every worker transaction.
-            if !super::same_extension(schema) || !spi::has_column(c"campaign_reports", c"complete_data") {
+            if !super::same_extension(extension) || !spi::has_column(c"campaign_reports", c"complete_data") {
                 return None;
             }
             Spi::connect_mut(|client| {
@@ -74,7 +74,7 @@ impl Reports {
         let Some(report) = leased else { return };
         super::report(true, "uploading a campaign report");
         BackgroundWorker::transaction(move || {
-            if !super::same_extension(schema) {
+            if !super::same_extension(extension) {
                 return;
             }
             let written = Spi::connect_mut(|client| upload_and_record(client, &report));

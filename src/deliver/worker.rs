@@ -13,7 +13,7 @@ use super::write::finish;
 use super::{extension_installed, report, send, stopping};
 use crate::api::settings as guc;
 use crate::pg::shared;
-use crate::pg::spi::callback_schema;
+use crate::pg::spi::installed_extension;
 use pg_callback_core::dispatch::{Dispatcher, Limits};
 use pg_callback_core::http::{Pool, PoolConfig, Response};
 use pg_callback_core::tls;
@@ -99,7 +99,7 @@ fn batch_size() -> usize {
 }
 
 fn run() {
-    let Some(schema) = BackgroundWorker::transaction(|| extension_installed().then(callback_schema)) else {
+    let Some(extension) = BackgroundWorker::transaction(|| extension_installed().then(installed_extension)) else {
         log!(
             "pg_callback worker: extension pg_callback is not installed in database \"{}\"; exiting",
             guc::database()
@@ -122,7 +122,7 @@ fn run() {
     BackgroundWorker::transaction(|| Spi::run(planner))
         .unwrap_or_else(|e| warning!("pg_callback worker: setting the planner: {e}"));
     shared::events_may_be_left();
-    let mut worker = Worker::new(schema);
+    let mut worker = Worker::new(extension);
     while worker.turn() == Next::Again {}
 }
 
@@ -137,8 +137,8 @@ enum Next {
 /// as threads and their endpoints' limits allow, and their results written every WRITE_EVERY (or
 /// sooner when a batch's worth is in): a slow endpoint holds up only its own callbacks.
 struct Worker {
-    /// The `callback` schema of the extension this worker serves.
-    schema: pg_sys::Oid,
+    /// The installation this worker serves (spi::installed_extension).
+    extension: pg_sys::Oid,
     pool: Pool,
     /// The settings of the pool to make once the current one has nothing on the wire (a
     /// reload changed them).
@@ -171,9 +171,9 @@ struct Worker {
 }
 
 impl Worker {
-    fn new(schema: pg_sys::Oid) -> Worker {
+    fn new(extension: pg_sys::Oid) -> Worker {
         Worker {
-            schema,
+            extension,
             pool: new_pool(pool_config()),
             new_pool: None,
             work: Dispatcher::default(),
@@ -209,8 +209,8 @@ impl Worker {
         }
         self.collect_answers();
         self.write_when_due();
-        self.emails.turn(self.schema, false);
-        self.reports.turn(self.schema, false);
+        self.emails.turn(self.extension, false);
+        self.reports.turn(self.extension, false);
         // Another worker was rendering: look again a tick later, not at once (the two would
         // take turns claiming nothing).
         if self.other_renderer.is_some_and(|at| at.elapsed() >= TICK) {
@@ -281,10 +281,13 @@ impl Worker {
             full_endpoints: self.work.full_endpoints(limits()),
             after: self.cursor,
         };
-        let (count, schema) = (wanted.count, self.schema);
-        let Some((claimed, left)) = BackgroundWorker::transaction(move || claim(schema, wanted)) else {
+        let (count, extension) = (wanted.count, self.extension);
+        let Some((claimed, left)) = BackgroundWorker::transaction(move || claim(extension, wanted)) else {
             finish(std::mem::take(&mut self.answered));
             log!("pg_callback worker: extension pg_callback was dropped; exiting");
+            // It may have been created again already, and this worker may have taken the
+            // wake-up meant for it: the launcher starts workers for whatever is installed now.
+            shared::set_next_due_ms(shared::now_ms());
             return false;
         };
         shared::worker_claimed(claimed.len());
@@ -344,8 +347,8 @@ impl Worker {
         }
         // Emails and reports due now are looked for before sleeping (when busy, at most once a
         // second), so that the next due time is one still to come.
-        self.emails.turn(self.schema, true);
-        self.reports.turn(self.schema, true);
+        self.emails.turn(self.extension, true);
+        self.reports.turn(self.extension, true);
         if self.emails.busy() {
             return Next::Again;
         }

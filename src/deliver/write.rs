@@ -10,7 +10,7 @@ use super::health;
 use super::{extension_installed, my_pid, report};
 use crate::api::settings as guc;
 use crate::pg::shared;
-use crate::pg::spi::{self, callback_schema, types, Kept};
+use crate::pg::spi::{self, installed_extension, types, Kept};
 use pg_callback_core::http::Response;
 use pg_callback_core::retry::{judge, Attempt, Verdict};
 use pgrx::bgworkers::BackgroundWorker;
@@ -121,9 +121,10 @@ pub fn finish(done: Vec<(Claimed, Option<Response>)>) {
         if !extension_installed() {
             return Vec::new();
         }
-        let schema = callback_schema();
+        let extension = installed_extension();
+        let ours: Vec<_> = done.iter().filter(|(c, _)| c.extension == extension).collect();
         let mut results = Results::default();
-        for (c, answer) in done.iter().filter(|(c, _)| c.schema == schema) {
+        for (c, answer) in &ours {
             results.push(c, answer.as_ref());
         }
         if results.ids.is_empty() {
@@ -158,9 +159,8 @@ pub fn finish(done: Vec<(Claimed, Option<Response>)>) {
                 if !failed.is_empty() {
                     client.update(AFTER_FAILURE, None, &[failed.into()])?;
                 }
-                let answered: Vec<_> = done
+                let answered: Vec<_> = ours
                     .iter()
-                    .filter(|(c, _)| c.schema == schema)
                     .filter_map(|(c, answer)| answer.as_ref().map(|a| (c, a)))
                     .collect();
                 health::record(client, &answered)

@@ -4,8 +4,8 @@
 //! Rendering runs in every application transaction (with `pg_callback.recording = immediate`)
 //! and a worker claims and writes results thousands of times a second, so neither should parse
 //! its SQL each time (rendering keeps generic plans too; the worker plans each run, see
-//! src/deliver/worker.rs). A set of plans belongs to the `callback` schema it was made for;
-//! DROP and CREATE EXTENSION make a new one.
+//! src/deliver/worker.rs). A set of plans belongs to the installation it was made for
+//! (`installed_extension()`): DROP and CREATE EXTENSION make a new one, of any version.
 
 use pgrx::pg_sys::{self, PgOid};
 use pgrx::prelude::*;
@@ -15,11 +15,20 @@ use std::ffi::CStr;
 use std::rc::Rc;
 use std::thread::LocalKey;
 
-/// The `callback` schema's oid (InvalidOid when the extension is not installed): a new one
-/// after DROP and CREATE EXTENSION.
+/// The `callback` schema's oid (InvalidOid when there is none). DROP EXTENSION leaves the
+/// schema behind, so it is the same after DROP and CREATE EXTENSION: what belongs to one
+/// installation is told by `installed_extension()`.
 pub fn callback_schema() -> pg_sys::Oid {
     // SAFETY: a syscache lookup by name; missing_ok returns InvalidOid.
     unsafe { pg_sys::get_namespace_oid(c"callback".as_ptr(), true) }
+}
+
+/// The installed pg_callback's oid (InvalidOid when it is not installed): a new one after DROP
+/// and CREATE EXTENSION, whatever version is created. Plans, caches and claimed callbacks
+/// belong to the installation they were made for.
+pub fn installed_extension() -> pg_sys::Oid {
+    // SAFETY: a syscache lookup by name; missing_ok returns InvalidOid.
+    unsafe { pg_sys::get_extension_oid(c"pg_callback".as_ptr(), true) }
 }
 
 /// The oid of `callback.events` (InvalidOid when the installed schema has none: 0.1.0).
@@ -38,11 +47,12 @@ pub fn has_column(table: &CStr, column: &CStr) -> bool {
     }
 }
 
-/// A backend's plans of one kind, with the schema they were made for.
+/// A backend's plans of one kind, with the installation (`installed_extension()`) they were
+/// made for.
 pub type Kept<P> = RefCell<Option<(pg_sys::Oid, Rc<P>)>>;
 
 /// Runs `f` with the plans kept in `cell`, making them with `make` first if there are none
-/// for the current schema. The cell is not borrowed while `f` runs: `f` may raise an error,
+/// for the installation now. The cell is not borrowed while `f` runs: `f` may raise an error,
 /// or record an event that uses the same plans.
 pub fn with<P: 'static, R>(
     cell: &'static LocalKey<Kept<P>>,
@@ -50,13 +60,17 @@ pub fn with<P: 'static, R>(
     make: impl FnOnce(&mut SpiClient<'_>) -> SpiResult<P>,
     f: impl FnOnce(&mut SpiClient<'_>, &P) -> SpiResult<R>,
 ) -> SpiResult<R> {
-    let schema = callback_schema();
-    let kept = cell.with_borrow(|kept| kept.as_ref().filter(|(s, _)| *s == schema).map(|(_, p)| Rc::clone(p)));
+    let extension = installed_extension();
+    let kept = cell.with_borrow(|kept| {
+        kept.as_ref()
+            .filter(|(e, _)| *e == extension)
+            .map(|(_, p)| Rc::clone(p))
+    });
     let plans = match kept {
         Some(plans) => plans,
         None => {
             let plans = Rc::new(make(client)?);
-            cell.set(Some((schema, Rc::clone(&plans))));
+            cell.set(Some((extension, Rc::clone(&plans))));
             plans
         }
     };

@@ -9,7 +9,7 @@
 use super::plans::Plans;
 use super::targets::{self, SourcesKey};
 use crate::pg::shared;
-use crate::pg::spi::callback_schema;
+use crate::pg::spi::installed_extension;
 use pg_callback_core::event::{Status, Statuses};
 use pg_callback_core::target::Sources;
 use pgrx::pg_sys;
@@ -20,7 +20,7 @@ use std::rc::Rc;
 
 pub struct Cache {
     version: u64,
-    schema: pg_sys::Oid,
+    extension: pg_sys::Oid,
     pub statuses: Statuses,
     sources: HashMap<SourcesKey, Rc<Sources>>,
 }
@@ -61,12 +61,12 @@ pub fn with<R>(
     plans: &Plans,
     f: impl FnOnce(&mut SpiClient<'_>, &mut Cache) -> SpiResult<R>,
 ) -> SpiResult<R> {
-    let schema = callback_schema();
+    let extension = installed_extension();
     let version = cacheable_version();
     let fresh = |client: &mut SpiClient<'_>| -> SpiResult<Cache> {
         Ok(Cache {
             version: version.unwrap_or(0),
-            schema,
+            extension,
             statuses: read_statuses(client, plans)?,
             sources: HashMap::new(),
         })
@@ -76,7 +76,7 @@ pub fn with<R>(
         return f(client, &mut once);
     };
     let mut cache = match CACHE.take() {
-        Some(c) if c.holds_for(version, schema) && c.sources.len() < CACHE_ENTRIES => c,
+        Some(c) if c.holds_for(version, extension) && c.sources.len() < CACHE_ENTRIES => c,
         _ => fresh(client)?,
     };
     let result = f(client, &mut cache);
@@ -88,18 +88,18 @@ pub fn with<R>(
 /// takes statements).
 pub fn cached<R>(f: impl FnOnce(&Cache) -> R) -> Option<R> {
     let version = cacheable_version()?;
-    let schema = callback_schema();
+    let extension = installed_extension();
     // Taken out while `f` runs, which may raise an error (one not valid is dropped).
-    let cache = CACHE.take().filter(|c| c.holds_for(version, schema))?;
+    let cache = CACHE.take().filter(|c| c.holds_for(version, extension))?;
     let result = f(&cache);
     CACHE.set(Some(cache));
     Some(result)
 }
 
 impl Cache {
-    /// Whether it was read at settings `version` for the `callback` schema `schema`.
-    fn holds_for(&self, version: u64, schema: pg_sys::Oid) -> bool {
-        self.version == version && self.schema == schema
+    /// Whether it was read at settings `version` for installation `extension`.
+    fn holds_for(&self, version: u64, extension: pg_sys::Oid) -> bool {
+        self.version == version && self.extension == extension
     }
 
     /// What the targets of events at `key` are chosen from.
