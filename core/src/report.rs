@@ -153,7 +153,7 @@ impl Upload {
                 .bucket
                 .create_multipart_upload(Some(&credentials), &self.key)
                 .sign(SIGNED_FOR);
-            let body = self.call("POST", url.as_str(), &[])?;
+            let body = self.post(url.as_str(), &[])?;
             // The one element wanted, read as it is: S3-compatible servers differ in the XML
             // namespace around it, which rusty-s3's parser insists on.
             let id = between(&body, "<UploadId>", "</UploadId>")
@@ -197,7 +197,7 @@ impl Upload {
                 .complete_multipart_upload(Some(&credentials), &self.key, &id, etags.iter().map(String::as_str));
         let url = complete.sign(SIGNED_FOR);
         let body = CompleteMultipartUpload::body(complete);
-        self.call("POST", url.as_str(), body.as_bytes())?;
+        self.post(url.as_str(), body.as_bytes())?;
         Ok(self.bytes)
     }
 
@@ -229,11 +229,9 @@ impl Upload {
         answered(response).map(|_| etag)
     }
 
-    fn call(&self, method: &str, url: &str, body: &[u8]) -> Result<String, Failure> {
-        let sent = match method {
-            "POST" => self.agent.post(url).send(body),
-            _ => self.agent.get(url).call(),
-        };
+    /// POSTs `body`; the body of the storage's answer.
+    fn post(&self, url: &str, body: &[u8]) -> Result<String, Failure> {
+        let sent = self.agent.post(url).send(body);
         answered(sent.map_err(|e| temporary(format!("storage: {e}")))?)
     }
 }

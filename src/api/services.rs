@@ -34,6 +34,17 @@ pub enum SmtpSecurity {
     Off,
 }
 
+/// A text setting reloaded on SIGHUP, without a check hook.
+fn text_setting(
+    name: &'static CStr,
+    short: &'static CStr,
+    long: &'static CStr,
+    setting: &'static GucSetting<Option<CString>>,
+    flags: GucFlags,
+) {
+    GucRegistry::define_string_guc(name, short, long, setting, GucContext::Sighup, flags)
+}
+
 /// Defines them; called by settings::define.
 pub fn define() {
     define_mail_settings();
@@ -42,10 +53,7 @@ pub fn define() {
 
 /// The SMTP relay alert emails go through (sql/emails.sql); reloaded on SIGHUP.
 fn define_mail_settings() {
-    let text = |name: &'static CStr, short: &'static CStr, long: &'static CStr, setting, flags| {
-        GucRegistry::define_string_guc(name, short, long, setting, GucContext::Sighup, flags)
-    };
-    text(
+    text_setting(
         c"pg_callback.smtp_host",
         c"The SMTP relay alert emails go through.",
         c"Empty (the default): no emails are sent; each alert says so in callback.alert_summary.",
@@ -70,14 +78,14 @@ fn define_mail_settings() {
         GucContext::Sighup,
         GucFlags::default(),
     );
-    text(
+    text_setting(
         c"pg_callback.smtp_user",
         c"The user name the workers log in to the SMTP relay with.",
         c"Empty: no login.",
         &SMTP_USER,
         GucFlags::default(),
     );
-    text(
+    text_setting(
         c"pg_callback.smtp_password",
         c"The password the workers log in to the SMTP relay with.",
         c"Shown to superusers only.",
@@ -102,9 +110,6 @@ fn define_mail_settings() {
 
 /// The object storage campaign reports go to (sql/reports.sql); reloaded on SIGHUP.
 fn define_report_settings() {
-    let text = |name: &'static CStr, short: &'static CStr, long: &'static CStr, setting, flags| {
-        GucRegistry::define_string_guc(name, short, long, setting, GucContext::Sighup, flags)
-    };
     // SAFETY: the hook only reads the new value and sets the error detail.
     unsafe {
         GucRegistry::define_string_guc_with_hooks(
@@ -119,35 +124,35 @@ fn define_report_settings() {
             None,
         );
     }
-    text(
+    text_setting(
         c"pg_callback.report_endpoint",
         c"The URL of an S3-compatible service for campaign reports.",
         c"Empty (the default): AWS S3 in pg_callback.report_region. Set (e.g. MinIO's URL): path-style requests to it.",
         &REPORT_ENDPOINT,
         GucFlags::default(),
     );
-    text(
+    text_setting(
         c"pg_callback.report_region",
         c"The region of the report bucket.",
         c"Signed into every request (SigV4).",
         &REPORT_REGION,
         GucFlags::default(),
     );
-    text(
+    text_setting(
         c"pg_callback.report_prefix",
         c"The prefix of report objects' keys.",
         c"A report is written to <prefix>account-<id>/campaign-<id>.csv.",
         &REPORT_PREFIX,
         GucFlags::default(),
     );
-    text(
+    text_setting(
         c"pg_callback.report_access_key_id",
         c"The access key id reports are uploaded with.",
         c"With pg_callback.report_secret_access_key.",
         &REPORT_ACCESS_KEY_ID,
         GucFlags::default(),
     );
-    text(
+    text_setting(
         c"pg_callback.report_secret_access_key",
         c"The secret access key reports are uploaded with.",
         c"Shown to superusers only.",

@@ -3,7 +3,7 @@
 //! deleted, and the next due time found for the launcher.
 //!
 //! SQL: sql/worker/recover.sql (and recover_others.sql), sweep.sql, purge.sql, next_due.sql
-//! (with emails_next_due.sql, reports_next_due.sql).
+//! (with others_next_due.sql).
 
 use super::{extension_installed, report};
 use crate::api::settings as guc;
@@ -17,8 +17,7 @@ const RECOVER_OTHERS: &str = include_str!("../../sql/worker/recover_others.sql")
 const SWEEP: &str = include_str!("../../sql/worker/sweep.sql");
 const PURGE: &str = include_str!("../../sql/worker/purge.sql");
 const NEXT_DUE: &str = include_str!("../../sql/worker/next_due.sql");
-const EMAILS_NEXT_DUE: &str = include_str!("../../sql/worker/emails_next_due.sql");
-const REPORTS_NEXT_DUE: &str = include_str!("../../sql/worker/reports_next_due.sql");
+const OTHERS_NEXT_DUE: &str = include_str!("../../sql/worker/others_next_due.sql");
 
 /// Retention deletes this many delivered callbacks per transaction, at most this often (a
 /// worker purges once in its life at least, when it is busy or about to leave).
@@ -113,15 +112,10 @@ pub fn next_due_ms() -> Option<f64> {
         }
         let callbacks = Spi::get_one::<f64>(NEXT_DUE)?;
         // Alert emails and campaign reports, where the schema has them (0.3.0).
-        let mut others = Vec::new();
-        for (table, column, query) in [
-            (c"alert_emails", c"address", EMAILS_NEXT_DUE),
-            (c"campaign_reports", c"complete_data", REPORTS_NEXT_DUE),
-        ] {
-            if spi::has_column(table, column) {
-                others.extend(Spi::get_one::<f64>(query)?);
-            }
-        }
+        let others = match spi::has_column(c"campaign_reports", c"leased_by") {
+            true => Spi::get_one::<f64>(OTHERS_NEXT_DUE)?,
+            false => None,
+        };
         Ok::<_, pgrx::spi::SpiError>(callbacks.into_iter().chain(others).reduce(f64::min))
     });
     next.unwrap_or_else(|e| {
