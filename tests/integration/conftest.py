@@ -67,6 +67,10 @@ class Cluster:
     def restart_after_crash(self):
         shell(f"as_postgres $PG_BIN/pg_ctl -D {self.dir}/data -l {self.dir}/postgres.log -w start")
 
+    def restart(self):
+        self.stop()
+        self.restart_after_crash()
+
     def connect(self, dbname=DATABASE, autocommit=True):
         return psycopg.connect(host=self.dir, port=self.port, user="postgres", dbname=dbname, autocommit=autocommit)
 
@@ -512,6 +516,17 @@ def settings(cluster):
         cluster.sql(f"ALTER SYSTEM RESET {setting}", dbname="postgres")
     cluster.sql("SELECT pg_reload_conf()", dbname="postgres")
     time.sleep(0.2)
+
+
+@pytest.fixture
+def one_worker(cluster):
+    """The cluster restarted with one delivery worker (pg_callback.workers is read at start),
+    for what one worker's process keeps, such as its TLS sessions; two again after."""
+    cluster.sql("ALTER SYSTEM SET pg_callback.workers = 1", dbname="postgres")
+    cluster.restart()
+    yield
+    cluster.sql("ALTER SYSTEM RESET pg_callback.workers", dbname="postgres")
+    cluster.restart()
 
 
 @pytest.fixture

@@ -13,27 +13,12 @@ import pytest
 from conftest import Behaviour, Receiver
 from helpers import make_list
 
-SETTINGS = {"pg_callback.endpoint_down_after": "3", "pg_callback.endpoint_probe_interval": "500s",
-            "pg_callback.endpoint_probe_max": "2000s"}
-
-
 @pytest.fixture
-def health(cluster):
-    """Endpoints go down after 3 failures; probes 0.5 s, 1 s, then every 2 s. Reset after."""
-
-    def apply(settings):
-        for name, value in settings.items():
-            if value is None:
-                cluster.sql(f"ALTER SYSTEM RESET {name}", dbname="postgres")
-            else:
-                cluster.sql(f"ALTER SYSTEM SET {name} = '{value}'", dbname="postgres")
-        cluster.sql("SELECT pg_reload_conf()", dbname="postgres")
-        cluster.wait_for("SELECT current_setting('pg_callback.endpoint_down_after') = %s",
-                         [settings["pg_callback.endpoint_down_after"] or "10"])
-
-    apply(SETTINGS)
-    yield
-    apply({name: None for name in SETTINGS})
+def health(settings):
+    """Endpoints go down after 3 failures; probes 0.5 s, 1 s, then every 2 s. Reset after;
+    returns the settings fixture, to change more."""
+    settings(endpoint_down_after=3, endpoint_probe_interval="500s", endpoint_probe_max="2000s")
+    return settings
 
 
 def messages(db, n):
@@ -84,34 +69,29 @@ def test_a_down_endpoint_is_probed_one_request_at_a_time_then_its_callbacks_flow
         other.close()
 
 
-def test_an_administrator_resets_an_endpoint_and_its_callbacks_go_at_once(db, receiver, health, cluster):
-    cluster.sql("ALTER SYSTEM SET pg_callback.endpoint_probe_interval = '3600000s'", dbname="postgres")
-    cluster.sql("SELECT pg_reload_conf()", dbname="postgres")
-    try:
-        receiver.down()
-        make_list(db, receiver.url("/dlr/${id}"))
-        endpoint = receiver.url("").rstrip("/")
-        messages(db, 10)
-        db.wait_for("SELECT state = 'down' FROM callback.endpoints WHERE endpoint = %s", [endpoint],
-                    what="the endpoint down")
-        assert db.one("SELECT last_error FROM callback.endpoint_health WHERE endpoint = %s", [endpoint]) \
-            .startswith("connection error")
-        receiver.up()
-        time.sleep(0.5)
-        # Its next probe is an hour away: nothing is sent until the reset.
-        assert receiver.received() == []
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            with db.connect() as conn:
-                conn.execute("SET ROLE callback_tenant")
-                conn.execute("SELECT callback.reset_endpoint(%s)", [endpoint])
-        assert db.one("SELECT callback.reset_endpoint(%s)", [endpoint]) is True
-        db.wait_for("SELECT count(*) = 10 FROM callback.callbacks WHERE state = 'delivered'",
-                    what="delivered after the reset")
-        assert state(db, endpoint) == "up"
-        assert db.one("SELECT callback.reset_endpoint('https://unknown.example')") is False
-    finally:
-        cluster.sql("ALTER SYSTEM SET pg_callback.endpoint_probe_interval = '500s'", dbname="postgres")
-        cluster.sql("SELECT pg_reload_conf()", dbname="postgres")
+def test_an_administrator_resets_an_endpoint_and_its_callbacks_go_at_once(db, receiver, health):
+    health(endpoint_probe_interval="1000h")
+    receiver.down()
+    make_list(db, receiver.url("/dlr/${id}"))
+    endpoint = receiver.url("").rstrip("/")
+    messages(db, 10)
+    db.wait_for("SELECT state = 'down' FROM callback.endpoints WHERE endpoint = %s", [endpoint],
+                what="the endpoint down")
+    assert db.one("SELECT last_error FROM callback.endpoint_health WHERE endpoint = %s", [endpoint]) \
+        .startswith("connection error")
+    receiver.up()
+    time.sleep(0.5)
+    # Its next probe is an hour away: nothing is sent until the reset.
+    assert receiver.received() == []
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        with db.connect() as conn:
+            conn.execute("SET ROLE callback_tenant")
+            conn.execute("SELECT callback.reset_endpoint(%s)", [endpoint])
+    assert db.one("SELECT callback.reset_endpoint(%s)", [endpoint]) is True
+    db.wait_for("SELECT count(*) = 10 FROM callback.callbacks WHERE state = 'delivered'",
+                what="delivered after the reset")
+    assert state(db, endpoint) == "up"
+    assert db.one("SELECT callback.reset_endpoint('https://unknown.example')") is False
 
 
 def test_probes_count_toward_disabling_a_strict_campaign(db, receiver, health):
