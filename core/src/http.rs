@@ -72,6 +72,7 @@ pub struct PoolConfig {
 pub struct Pool {
     config: PoolConfig,
     allowed: Arc<RwLock<Destinations>>,
+    agents: Arc<Agents>,
     jobs: Option<Sender<Request>>,
     results: Receiver<Response>,
     threads: Vec<JoinHandle<()>>,
@@ -82,8 +83,8 @@ pub struct Pool {
 /// builds a new TLS configuration (the roots parsed again, no session to resume) for each new
 /// connection; an agent's own is built once and keeps the sessions it can resume.
 struct Agents {
-    config: PoolConfig,
-    roots: Vec<Certificate<'static>>,
+    threads: usize,
+    roots: RwLock<Vec<Certificate<'static>>>,
     allowed: Arc<RwLock<Destinations>>,
     by_kind: RwLock<HashMap<AgentKey, ureq::Agent>>,
 }
@@ -101,13 +102,8 @@ impl Agents {
             return agent;
         }
         let certificate = identity.map(|i| i.certificate.clone());
-        let made = agent(
-            &self.config,
-            &self.roots,
-            certificate,
-            timeout,
-            Arc::clone(&self.allowed),
-        );
+        let roots = self.roots.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+        let made = agent(self.threads, &roots, certificate, timeout, Arc::clone(&self.allowed));
         match self.by_kind.write() {
             Ok(mut agents) => {
                 if let Some((id, version)) = key.1 {
@@ -118,6 +114,14 @@ impl Agents {
             Err(_) => made,
         }
     }
+
+    /// Trusts `roots` from the next request on: the agents trusting the old ones are dropped
+    /// (requests on the wire keep theirs until they end).
+    fn retrust(&self, roots: &[Certificate<'static>]) {
+        let mut agents = self.by_kind.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        *self.roots.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = roots.to_vec();
+        agents.clear();
+    }
 }
 
 /// An agent: kept-alive connections (and TLS sessions, resumed by the one rustls
@@ -125,7 +129,7 @@ impl Agents {
 /// the addresses connected to), only the destinations allowed, only the `roots` trusted,
 /// `certificate` presented when asked for, `timeout` for a whole request.
 fn agent(
-    config: &PoolConfig,
+    threads: usize,
     roots: &[Certificate<'static>],
     certificate: Option<ClientCert>,
     timeout: Duration,
@@ -141,8 +145,8 @@ fn agent(
         .http_status_as_error(false)
         .max_redirects(0)
         .proxy(None)
-        .max_idle_connections(config.threads.max(1) * 4)
-        .max_idle_connections_per_host(config.threads.max(1))
+        .max_idle_connections(threads.max(1) * 4)
+        .max_idle_connections_per_host(threads.max(1))
         .user_agent(concat!("pg_callback/", env!("CARGO_PKG_VERSION")))
         .build();
     let names = KeptNames::new(allowed);
@@ -158,8 +162,8 @@ impl Pool {
         let job_rx = Arc::new(Mutex::new(job_rx));
         let allowed = Arc::new(RwLock::new(allowed));
         let agents = Arc::new(Agents {
-            config: config.clone(),
-            roots: roots.to_vec(),
+            threads: config.threads,
+            roots: RwLock::new(roots.to_vec()),
             allowed: Arc::clone(&allowed),
             by_kind: RwLock::default(),
         });
@@ -184,6 +188,7 @@ impl Pool {
         Ok(Pool {
             config,
             allowed,
+            agents,
             jobs: Some(jobs),
             results,
             threads,
@@ -192,6 +197,13 @@ impl Pool {
 
     pub fn config(&self) -> &PoolConfig {
         &self.config
+    }
+
+    /// Trusts `roots` (from `trust`) instead, from the next request on: a changed CA bundle
+    /// applies to every callback sent after the reload, while requests on the wire finish.
+    pub fn trust(&mut self, trust: Trust, roots: &[Certificate<'static>]) {
+        self.agents.retrust(roots);
+        self.config.trust = trust;
     }
 
     /// Changes what may be sent to, from the next request on.

@@ -12,6 +12,9 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 use ureq::tls::{parse_pem, Certificate, ClientCert, PemItem};
 
+/// The CA certificates a pool trusts.
+pub type Roots = Vec<Certificate<'static>>;
+
 /// Where trust comes from, as much as tells whether the pool must be made again: a new bundle
 /// path, or the same file changed since.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -52,7 +55,7 @@ pub fn bundle_certificates(path: &Path) -> Result<Vec<Certificate<'static>>, Str
 
 /// The roots to trust: the system's store and the bundle's CAs, with the problems met (a
 /// bundle that cannot be used is left out, and said so).
-pub fn roots(trust: &Trust) -> (Vec<Certificate<'static>>, Vec<String>) {
+pub fn roots(trust: &Trust) -> (Roots, Vec<String>) {
     let mut problems = Vec::new();
     let system = rustls_native_certs::load_native_certs();
     problems.extend(system.errors.iter().map(|e| format!("the system's trust store: {e}")));

@@ -16,7 +16,7 @@ use crate::pg::shared;
 use crate::pg::spi::installed_extension;
 use pg_callback_core::dispatch::{Dispatcher, Limits};
 use pg_callback_core::http::{Pool, PoolConfig, Response};
-use pg_callback_core::tls;
+use pg_callback_core::tls::{self, Trust};
 use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
 use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
@@ -74,14 +74,21 @@ fn pool_config() -> PoolConfig {
     }
 }
 
+/// The CAs `trust` says to trust: the system's and pg_callback.ca_bundle's (a problem reading
+/// them is logged).
+fn roots(trust: &Trust) -> tls::Roots {
+    let (roots, problems) = tls::roots(trust);
+    for problem in problems {
+        warning!("pg_callback worker: {problem}");
+    }
+    roots
+}
+
 /// A new HTTP pool for the current settings, trusting the system's CAs and
 /// pg_callback.ca_bundle's (a problem reading them is logged); a worker that cannot start its
 /// threads stops with an error (the launcher starts another when there is work).
 fn new_pool(config: PoolConfig) -> Pool {
-    let (roots, problems) = tls::roots(&config.trust);
-    for problem in problems {
-        warning!("pg_callback worker: {problem}");
-    }
+    let roots = roots(&config.trust);
     Pool::new(config, &roots, guc::allowed_destinations())
         .unwrap_or_else(|e| error!("pg_callback worker: cannot start its HTTP threads: {e}"))
 }
@@ -233,14 +240,19 @@ impl Worker {
         self.wait()
     }
 
-    /// Settings reloaded on SIGHUP; a new pool for new pool settings (threads, or the CAs
-    /// trusted: a new bundle, or the same file changed), once the old one has nothing on the wire.
+    /// Settings reloaded on SIGHUP. The CAs trusted (a new bundle, or the same file changed)
+    /// and the destinations allowed apply from the next request on; a new number of threads
+    /// makes a new pool once the old one has nothing on the wire.
     fn reload(&mut self) {
         if BackgroundWorker::sighup_received() {
             // SAFETY: main thread, outside any transaction.
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
             self.pool.allow(guc::allowed_destinations());
-            self.new_pool = Some(pool_config()).filter(|config| config != self.pool.config());
+            let config = pool_config();
+            if config.trust != self.pool.config().trust {
+                self.pool.trust(config.trust.clone(), &roots(&config.trust));
+            }
+            self.new_pool = Some(config).filter(|config| config.threads != self.pool.config().threads);
         }
         if self.work.is_empty() {
             if let Some(config) = self.new_pool.take() {
