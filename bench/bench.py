@@ -16,6 +16,7 @@ import psycopg
 SLOW_SECONDS = 2.0
 DRAINED = "SELECT NOT EXISTS (SELECT FROM callback.callbacks_undone)"
 EVENTS_RENDERED = "SELECT NOT EXISTS (SELECT FROM callback.events)"
+BATCHED = "SELECT NOT EXISTS (SELECT FROM callback.events) AND NOT EXISTS (SELECT FROM callback.batch_events WHERE callback_id IS NULL)"
 
 
 class Bench:
@@ -62,6 +63,7 @@ class Bench:
             pass
 
     def arrivals(self):
+        """When each message's first callback arrived, by message id (from its /dlr/<id> path)."""
         time.sleep(0.3)
         found = {}
         with open(self.arrivals_log) as f:
@@ -72,6 +74,12 @@ class Bench:
                     if m:
                         found.setdefault(int(m.group(1)), float(parts[0]))
         return found
+
+    def arrival_times(self, path):
+        """When each request to `path` arrived."""
+        time.sleep(0.3)
+        with open(self.arrivals_log) as f:
+            return sorted(float(p[0]) for p in (line.split() for line in f) if len(p) == 2 and p[1] == path)
 
     def report(self, measurement, result, target, ok):
         self.rows.append((measurement, result, target, "yes" if ok else ("-" if ok is None else "NO")))
@@ -128,6 +136,37 @@ class Bench:
                     f"{rate:,.0f}/s, {ratio:.2f} of nginx; {wall:.1f} s to all delivered, {released:.1f} s of them releasing the backlog",
                     f">= {target:,}/s", rate >= target)
         return times, samples
+
+    def batched(self, n, size=100, parallel=8):
+        """The drain measurement for a list that batches its events: `size` to a request,
+        `parallel` lanes. The backlog's events are rendered into held batches first (timed
+        apart: what batching costs before delivery); the rate is events delivered per second
+        between the first and the last request's arrival."""
+        self.reset(url_path="/batch")
+        self.sql("SELECT callback.set_batching('list', 1, %s, max_wait => '1 second', parallel => %s)", [size, parallel])
+        self.sql("SELECT callback.disable_campaign_callbacks(1)")
+        started = time.monotonic()
+        self.sql("""INSERT INTO callback.messages (campaign_id, channel, destination, status)
+                    SELECT 1, 'sms', '+1555' || g, 'delivered' FROM generate_series(1, %s) g""", [n])
+        inserted = time.monotonic() - started
+        self.wait_for(BATCHED, timeout=n / 1000 + 60, every=0.2)
+        batching = time.monotonic() - started - inserted
+        self.clear_arrivals()
+        started = time.monotonic()
+        self.sql("SELECT callback.enable_campaign_callbacks(1)")
+        self.wait_for(DRAINED, timeout=n / 500 + 60, every=0.2)
+        wall = time.monotonic() - started
+        times = self.arrival_times("/batch")
+        events = self.one("SELECT sum(batch_size) FROM callback.callbacks WHERE state = 'delivered'")
+        span = times[-1] - times[0]
+        # As for single events: the first arrival starts the span, so it is not counted.
+        rate = events * (len(times) - 1) / len(times) / span if span > 0 else float("nan")
+        single = getattr(self, "drain_rate", None)
+        beside = f"; {rate / single:.1f}x the single-event drain" if single else ""
+        self.report(f"batched drain, {size} per request, {parallel} lanes, a backlog of {n:,} ({events:,} events in {len(times):,} requests)",
+                    f"{rate:,.0f} events/s ({len(times) / span:,.0f} requests/s){beside}; {wall:.1f} s to all delivered; "
+                    f"rendering the events into batches beforehand: {batching:.1f} s ({n / batching:,.0f} events/s)",
+                    ">= 100,000 events/s", rate >= 100_000)
 
     def print_statements(self, delivered):
         """The statements that took the most time since the reset, per callback delivered."""
@@ -389,6 +428,7 @@ def main():
     steps = {
         "nginx": bench.nginx_rate,
         "drain": lambda: bench.drain(args.backlog, f"a backlog of {args.backlog:,}"),
+        "batched": lambda: bench.batched(args.backlog),
         "https": bench.https,
         "latency": bench.latency,
         "recording": bench.recording_cost,

@@ -167,10 +167,20 @@ COMMENT ON FUNCTION callback.replay(bigint) IS
 
 CREATE VIEW callback.history AS
 SELECT d.id, d.callback_id, c.message_id, c.campaign_id, c.account_id, c.event, c.target, c.method, c.url,
-       d.attempt, d.started_at, d.duration, d.http_status, d.response_excerpt, d.error, c.state
+       d.attempt, d.started_at, d.duration, d.http_status, d.response_excerpt, d.error, c.state,
+       c.batch_size
 FROM callback.deliveries d
-JOIN callback.callbacks c ON c.id = d.callback_id;
-COMMENT ON VIEW callback.history IS 'Every HTTP attempt with its callback: when, how long, the status, an excerpt of the answer, the error.';
+JOIN callback.callbacks c ON c.id = d.callback_id
+WHERE c.batch_size IS NULL
+UNION ALL
+-- A batch's attempts, once for each of its events.
+SELECT d.id, d.callback_id, b.message_id, c.campaign_id, c.account_id, b.event, c.target, c.method, c.url,
+       d.attempt, d.started_at, d.duration, d.http_status, d.response_excerpt, d.error, c.state,
+       c.batch_size
+FROM callback.batch_events b
+JOIN callback.callbacks c ON c.id = b.callback_id
+JOIN callback.deliveries d ON d.callback_id = c.id;
+COMMENT ON VIEW callback.history IS 'Every HTTP attempt with its callback: when, how long, the status, an excerpt of the answer, the error. The attempts of a batch (batch_size events in one request) appear once for each of its events, with that event''s type and message.';
 
 CREATE FUNCTION callback.message_history(message_id bigint) RETURNS SETOF callback.history
 LANGUAGE sql STABLE AS $$
@@ -254,6 +264,8 @@ BEGIN
         RETURNING c.id
     ), history AS (
         DELETE FROM callback.deliveries d USING gone WHERE d.callback_id = gone.id
+    ), batched AS (
+        DELETE FROM callback.batch_events b USING gone WHERE b.callback_id = gone.id
     )
     SELECT count(*) INTO purged FROM gone;
     RETURN purged;

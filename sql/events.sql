@@ -55,6 +55,7 @@ COMMENT ON COLUMN callback.events.list_id IS 'The list of a message outside camp
 --   5. the list's callback_url, for the event types in the list's callback_events;
 --   6. the account's delivery-status webhook, for message.status;
 -- and every enabled subscription of the account whose filters match gets its own copy.
+-- Each target's batching (sql/batching.sql) comes with it: a campaign's own, else its list's.
 CREATE FUNCTION callback._target_settings(campaign_id bigint, list_id bigint, account_id bigint)
 RETURNS TABLE (
     campaign_url text, campaign_method text, campaign_format text, campaign_headers text,
@@ -62,7 +63,8 @@ RETURNS TABLE (
     campaign_events text[], campaign_event_urls text, campaign_alert_url text, campaign_enabled bool,
     list_url text, list_method text, list_format text, list_headers text,
     list_basic_auth text, list_bearer_token text, list_signing_secret text, list_retry_policy text,
-    list_events text[], webhook_url text, subscribed bool, campaign_list_id bigint, campaign_env text
+    list_events text[], webhook_url text, subscribed bool, campaign_list_id bigint, campaign_env text,
+    campaign_batch text, list_batch text, webhook_batch text
 )
 LANGUAGE sql STABLE AS $$
     SELECT c.callback_url, c.callback_method::text, c.callback_format::text, c.callback_headers::text,
@@ -72,7 +74,10 @@ LANGUAGE sql STABLE AS $$
            l.callback_basic_auth, l.callback_bearer_token, l.signing_secret, l.retry_policy,
            l.callback_events::text[], w.url,
            EXISTS (SELECT FROM callback.subscriptions s WHERE s.account_id = _target_settings.account_id AND s.enabled),
-           c.list_id, nullif(c.env, '{}')::text
+           c.list_id, nullif(c.env, '{}')::text,
+           coalesce(callback._batching(c.account_id, 'campaign', c.id), callback._batching(l.account_id, 'list', l.id)),
+           callback._batching(l.account_id, 'list', l.id),
+           CASE WHEN w.url IS NOT NULL THEN callback._batching(w.account_id, 'account', w.account_id) END
     FROM (SELECT) one
     LEFT JOIN callback.campaigns c ON c.id = _target_settings.campaign_id
     LEFT JOIN callback.lists l ON l.id = coalesce(c.list_id, _target_settings.list_id)
@@ -132,6 +137,8 @@ CREATE TRIGGER campaigns_settings_changed AFTER INSERT OR UPDATE OR DELETE OR TR
 CREATE TRIGGER subscriptions_settings_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON callback.subscriptions
     FOR EACH STATEMENT EXECUTE FUNCTION callback._settings_changed();
 CREATE TRIGGER delivery_webhooks_settings_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON callback.delivery_webhooks
+    FOR EACH STATEMENT EXECUTE FUNCTION callback._settings_changed();
+CREATE TRIGGER batching_settings_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON callback.batching
     FOR EACH STATEMENT EXECUTE FUNCTION callback._settings_changed();
 CREATE TRIGGER statuses_settings_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON callback.statuses
     FOR EACH STATEMENT EXECUTE FUNCTION callback._settings_changed();

@@ -8,10 +8,11 @@
 -- client certificates (callback.client_certificates, callback.set_client_certificate);
 -- endpoint health (callback.endpoints, callback.reset_endpoint); alert emails
 -- (callback.alert_emails, callback.alert_summary); campaign reports uploaded to object storage
--- before campaign.complete (callback.campaign_reports).
+-- before campaign.complete (callback.campaign_reports); batched reports (callback.batching,
+-- callback.batch_events, callbacks.batch_size).
 -- Frozen with the release: the files it was made from (sql/queue.sql, events.sql, views.sql,
 -- model.sql, delivery.sql, tenants.sql, secrets.sql, limits.sql, certificates.sql, health.sql,
--- emails.sql, reports.sql) go on changing for later versions. tests/integration/test_upgrade.py checks that
+-- emails.sql, reports.sql, batching.sql) go on changing for later versions. tests/integration/test_upgrade.py checks that
 -- it leaves the schema a fresh install of 0.3.0 makes.
 \echo Use "ALTER EXTENSION pg_callback UPDATE TO '0.3.0'" to load this file. \quit
 
@@ -728,3 +729,239 @@ REVOKE ALL ON FUNCTION callback._report_storage(), callback._campaign_report_lin
 GRANT EXECUTE ON FUNCTION callback._report_storage(), callback._campaign_report_lines(bigint),
     callback._queue_report(bigint, bigint, jsonb), callback._report_done(bigint, bigint, text, text, text, bigint) TO callback_admin;
 GRANT EXECUTE ON FUNCTION callback._report_storage(), callback._campaign_report_lines(bigint) TO callback_tenant;
+
+-- Batched reports, sql/batching.sql; each batch is a callback carrying batch_size events
+-- (sql/queue.sql), whose history each of them shows (sql/delivery.sql); targets' batching
+-- comes with their settings (sql/events.sql).
+ALTER TABLE callback.callbacks ADD COLUMN batch_size int;
+COMMENT ON COLUMN callback.callbacks.batch_size IS 'A batch of events of one target ({"results": [...]}, sql/batching.sql): how many it carries, each a row of callback.batch_events; NULL for a callback of one event.';
+
+CREATE TABLE callback.batching (
+    account_id bigint NOT NULL REFERENCES callback.accounts ON DELETE CASCADE,
+    id bigint GENERATED ALWAYS AS IDENTITY,
+    target text NOT NULL CONSTRAINT target_account_list_campaign_or_subscription
+        CHECK (target IN ('account', 'list', 'campaign', 'subscription')),
+    target_id bigint NOT NULL,
+    max_count int NOT NULL CONSTRAINT max_count_1_to_1000 CHECK (max_count BETWEEN 1 AND 1000),
+    max_bytes int NOT NULL DEFAULT 1048576
+        CONSTRAINT max_bytes_1kib_to_10mib CHECK (max_bytes BETWEEN 1024 AND 10485760),
+    max_wait interval NOT NULL DEFAULT '1 second'
+        CONSTRAINT max_wait_0_to_1_hour CHECK (max_wait BETWEEN '0' AND '1 hour'),
+    parallel int NOT NULL DEFAULT 1 CONSTRAINT parallel_1_to_16 CHECK (parallel BETWEEN 1 AND 16),
+    PRIMARY KEY (account_id, id),
+    UNIQUE (account_id, target, target_id)
+);
+COMMENT ON TABLE callback.batching IS 'Targets whose events are sent several to a request ({"results": [...]}): an account''s delivery-status webhook, a list, a campaign (else its list''s applies) or a subscription. Set with callback.set_batching(); delete the row to send one event per request again.';
+COMMENT ON COLUMN callback.batching.max_count IS 'Events per request at most (1 to 1000).';
+COMMENT ON COLUMN callback.batching.max_bytes IS 'Bytes of body per request at most (1 KiB to 10 MiB); an event larger on its own goes alone.';
+COMMENT ON COLUMN callback.batching.max_wait IS 'How long an event waits for others before its batch goes anyway (0 to 1 hour).';
+COMMENT ON COLUMN callback.batching.parallel IS 'Batches of the target on the wire at once (1 to 16): events are spread over that many lanes by message, each lane delivered in order.';
+SELECT pg_catalog.pg_extension_config_dump('callback.batching', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_get_serial_sequence('callback.batching', 'id')::regclass, '');
+
+-- Raises 42704 when the target is not one of the account's.
+CREATE FUNCTION callback._check_batching() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    target_found bool := CASE NEW.target
+        WHEN 'account' THEN NEW.target_id = NEW.account_id
+        WHEN 'list' THEN EXISTS (SELECT FROM callback.lists l WHERE l.id = NEW.target_id AND l.account_id = NEW.account_id)
+        WHEN 'campaign' THEN EXISTS (SELECT FROM callback.campaigns c WHERE c.id = NEW.target_id AND c.account_id = NEW.account_id)
+        WHEN 'subscription' THEN EXISTS (SELECT FROM callback.subscriptions s WHERE s.id = NEW.target_id AND s.account_id = NEW.account_id)
+    END;
+BEGIN
+    IF NOT target_found THEN
+        RAISE EXCEPTION '% % of account % does not exist', NEW.target, NEW.target_id, NEW.account_id
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER batching_check BEFORE INSERT OR UPDATE ON callback.batching
+    FOR EACH ROW EXECUTE FUNCTION callback._check_batching();
+
+-- A list's, campaign's or subscription's batching goes with it.
+CREATE FUNCTION callback._drop_batching() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM callback.batching b
+    WHERE b.account_id = OLD.account_id AND b.target = TG_ARGV[0] AND b.target_id = OLD.id;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER lists_drop_batching AFTER DELETE ON callback.lists
+    FOR EACH ROW EXECUTE FUNCTION callback._drop_batching('list');
+CREATE TRIGGER campaigns_drop_batching AFTER DELETE ON callback.campaigns
+    FOR EACH ROW EXECUTE FUNCTION callback._drop_batching('campaign');
+CREATE TRIGGER subscriptions_drop_batching AFTER DELETE ON callback.subscriptions
+    FOR EACH ROW EXECUTE FUNCTION callback._drop_batching('subscription');
+
+-- How rendering reads a target's batching (src/render/targets.rs): 'count bytes wait_ms parallel',
+-- NULL when its events go one to a request.
+CREATE FUNCTION callback._batching(account_id bigint, target text, target_id bigint) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT concat_ws(' ', b.max_count, b.max_bytes, (extract(epoch FROM b.max_wait) * 1000)::bigint, b.parallel)
+    FROM callback.batching b
+    WHERE b.account_id = _batching.account_id AND b.target = _batching.target AND b.target_id = _batching.target_id
+$$;
+
+CREATE FUNCTION callback.set_batching(target text, target_id bigint, max_count int, max_bytes int DEFAULT 1048576,
+                                      max_wait interval DEFAULT '1 second', parallel int DEFAULT 1)
+RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    owner_account bigint;
+    kept bigint;
+BEGIN
+    owner_account := CASE target
+        WHEN 'account' THEN (SELECT a.id FROM callback.accounts a WHERE a.id = target_id)
+        WHEN 'list' THEN (SELECT l.account_id FROM callback.lists l WHERE l.id = target_id)
+        WHEN 'campaign' THEN (SELECT c.account_id FROM callback.campaigns c WHERE c.id = target_id)
+        WHEN 'subscription' THEN (SELECT s.account_id FROM callback.subscriptions s WHERE s.id = target_id)
+    END;
+    IF target IS NULL OR target NOT IN ('account', 'list', 'campaign', 'subscription') THEN
+        RAISE EXCEPTION 'target must be account, list, campaign or subscription, not %', coalesce(target, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    ELSIF owner_account IS NULL THEN
+        RAISE EXCEPTION '% % does not exist', target, coalesce(target_id::text, 'NULL') USING ERRCODE = 'undefined_object';
+    END IF;
+    INSERT INTO callback.batching AS b (account_id, target, target_id, max_count, max_bytes, max_wait, parallel)
+    VALUES (owner_account, target, target_id, max_count, max_bytes, max_wait, parallel)
+    ON CONFLICT ON CONSTRAINT batching_account_id_target_target_id_key DO UPDATE
+        SET max_count = EXCLUDED.max_count, max_bytes = EXCLUDED.max_bytes, max_wait = EXCLUDED.max_wait,
+            parallel = EXCLUDED.parallel
+    RETURNING b.id INTO kept;
+    RETURN kept;
+END $$;
+COMMENT ON FUNCTION callback.set_batching(text, bigint, int, int, interval, int) IS
+    'Sends the events of an account''s delivery-status webhook, a list, a campaign or a subscription several to a request ({"results": [...]}): at most max_count events (1-1000) and max_bytes of body (1 KiB-10 MiB), an event waiting at most max_wait for others, up to parallel batches on the wire at once (1-16); replaces the target''s batching; returns its id. Events rendered from then on are batched; delete the row of callback.batching to stop.';
+
+-- Events of batching targets: waiting for their batch (callback_id NULL, with what their batch
+-- is made of), then in it (callback_id set, the rest cleared): the link from each event to
+-- its batch's callback, and so to its history.
+CREATE TABLE callback.batch_events (
+    account_id bigint NOT NULL,
+    id bigint GENERATED ALWAYS AS IDENTITY,
+    -- The batch's callback; NULL while the event waits for its batch.
+    callback_id bigint,
+    event callback.event_type NOT NULL,
+    campaign_id bigint,
+    message_id bigint,
+    recorded_at timestamptz NOT NULL DEFAULT now(),
+    -- While waiting: the batch it goes in (target, campaign, lane, URL), when its batch goes at
+    -- the latest, the limits, and the callback as rendered, its body the event's envelope (JSON).
+    batch_key text COLLATE "C",
+    send_by timestamptz,
+    max_count int,
+    max_bytes int,
+    format callback.body_format,
+    target callback.target_kind,
+    subscription_id bigint,
+    url text,
+    method callback.http_method,
+    headers jsonb,
+    envelope text,
+    auth_header text,
+    signing_secret text,
+    retry_policy text,
+    PRIMARY KEY (account_id, id)
+);
+CREATE INDEX batch_events_waiting ON callback.batch_events (batch_key, id) WHERE callback_id IS NULL;
+CREATE INDEX batch_events_callback ON callback.batch_events (callback_id);
+CREATE INDEX batch_events_message ON callback.batch_events (message_id);
+SELECT pg_catalog.pg_extension_config_dump('callback.batch_events', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_get_serial_sequence('callback.batch_events', 'id')::regclass, '');
+COMMENT ON TABLE callback.batch_events IS 'Each event sent to a batching target: waiting for its batch (callback_id NULL), then the link to the callback of the batch it went in (whose history is its history). Deleted with that callback.';
+
+DROP FUNCTION callback._target_settings(bigint, bigint, bigint);
+CREATE FUNCTION callback._target_settings(campaign_id bigint, list_id bigint, account_id bigint)
+RETURNS TABLE (
+    campaign_url text, campaign_method text, campaign_format text, campaign_headers text,
+    campaign_basic_auth text, campaign_bearer_token text, campaign_signing_secret text, campaign_retry_policy text,
+    campaign_events text[], campaign_event_urls text, campaign_alert_url text, campaign_enabled bool,
+    list_url text, list_method text, list_format text, list_headers text,
+    list_basic_auth text, list_bearer_token text, list_signing_secret text, list_retry_policy text,
+    list_events text[], webhook_url text, subscribed bool, campaign_list_id bigint, campaign_env text,
+    campaign_batch text, list_batch text, webhook_batch text
+)
+LANGUAGE sql STABLE AS $$
+    SELECT c.callback_url, c.callback_method::text, c.callback_format::text, c.callback_headers::text,
+           c.callback_basic_auth, c.callback_bearer_token, c.signing_secret, c.retry_policy,
+           c.callback_events::text[], nullif(c.event_urls, '{}')::text, c.alert_url, c.callbacks_enabled,
+           l.callback_url, l.callback_method::text, l.callback_format::text, l.callback_headers::text,
+           l.callback_basic_auth, l.callback_bearer_token, l.signing_secret, l.retry_policy,
+           l.callback_events::text[], w.url,
+           EXISTS (SELECT FROM callback.subscriptions s WHERE s.account_id = _target_settings.account_id AND s.enabled),
+           c.list_id, nullif(c.env, '{}')::text,
+           coalesce(callback._batching(c.account_id, 'campaign', c.id), callback._batching(l.account_id, 'list', l.id)),
+           callback._batching(l.account_id, 'list', l.id),
+           CASE WHEN w.url IS NOT NULL THEN callback._batching(w.account_id, 'account', w.account_id) END
+    FROM (SELECT) one
+    LEFT JOIN callback.campaigns c ON c.id = _target_settings.campaign_id
+    LEFT JOIN callback.lists l ON l.id = coalesce(c.list_id, _target_settings.list_id)
+    LEFT JOIN callback.delivery_webhooks w ON w.account_id = _target_settings.account_id
+$$;
+REVOKE ALL ON FUNCTION callback._target_settings(bigint, bigint, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION callback._target_settings(bigint, bigint, bigint) TO callback_admin;
+CREATE TRIGGER batching_settings_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON callback.batching
+    FOR EACH STATEMENT EXECUTE FUNCTION callback._settings_changed();
+
+CREATE OR REPLACE VIEW callback.history AS
+SELECT d.id, d.callback_id, c.message_id, c.campaign_id, c.account_id, c.event, c.target, c.method, c.url,
+       d.attempt, d.started_at, d.duration, d.http_status, d.response_excerpt, d.error, c.state,
+       c.batch_size
+FROM callback.deliveries d
+JOIN callback.callbacks c ON c.id = d.callback_id
+WHERE c.batch_size IS NULL
+UNION ALL
+-- A batch's attempts, once for each of its events.
+SELECT d.id, d.callback_id, b.message_id, c.campaign_id, c.account_id, b.event, c.target, c.method, c.url,
+       d.attempt, d.started_at, d.duration, d.http_status, d.response_excerpt, d.error, c.state,
+       c.batch_size
+FROM callback.batch_events b
+JOIN callback.callbacks c ON c.id = b.callback_id
+JOIN callback.deliveries d ON d.callback_id = c.id;
+COMMENT ON VIEW callback.history IS 'Every HTTP attempt with its callback: when, how long, the status, an excerpt of the answer, the error. The attempts of a batch (batch_size events in one request) appear once for each of its events, with that event''s type and message.';
+ALTER VIEW callback.history SET (security_invoker = true);
+
+CREATE OR REPLACE FUNCTION callback.purge(older_than interval, max_rows bigint DEFAULT NULL) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    purged bigint;
+BEGIN
+    IF older_than IS NULL OR older_than < '0' THEN
+        RAISE EXCEPTION 'older_than must be zero or more, not %', coalesce(older_than::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    WITH gone AS (
+        DELETE FROM callback.callbacks c
+        WHERE c.id IN (SELECT o.id FROM callback.callbacks o
+                       WHERE o.state = 'delivered' AND o.finished_at < now() - older_than
+                       ORDER BY o.id
+                       LIMIT max_rows)
+        RETURNING c.id
+    ), history AS (
+        DELETE FROM callback.deliveries d USING gone WHERE d.callback_id = gone.id
+    ), batched AS (
+        DELETE FROM callback.batch_events b USING gone WHERE b.callback_id = gone.id
+    )
+    SELECT count(*) INTO purged FROM gone;
+    RETURN purged;
+END $$;
+
+ALTER TABLE callback.batching ENABLE ROW LEVEL SECURITY;
+CREATE POLICY own_account ON callback.batching
+    USING ((SELECT callback._admin()) OR account_id = ANY ((SELECT callback._accounts())::bigint[]));
+ALTER TABLE callback.batch_events ENABLE ROW LEVEL SECURITY;
+CREATE POLICY own_account ON callback.batch_events
+    USING ((SELECT callback._admin()) OR account_id = ANY ((SELECT callback._accounts())::bigint[]));
+GRANT ALL ON callback.batching, callback.batch_events TO callback_admin;
+GRANT ALL ON SEQUENCE callback.batching_id_seq, callback.batch_events_id_seq TO callback_admin;
+GRANT USAGE ON SEQUENCE callback.batching_id_seq, callback.batch_events_id_seq TO callback_tenant;
+GRANT SELECT, INSERT, UPDATE, DELETE ON callback.batching TO callback_tenant;
+GRANT SELECT (account_id, id, callback_id, event, campaign_id, message_id, recorded_at, batch_key, send_by,
+              max_count, max_bytes, format, target, subscription_id, url, method, headers, envelope, retry_policy)
+    ON callback.batch_events TO callback_tenant;
+GRANT SELECT (batch_size) ON callback.callbacks TO callback_tenant;
+REVOKE ALL ON FUNCTION callback._check_batching(), callback._drop_batching(), callback._batching(bigint, text, bigint),
+    callback.set_batching(text, bigint, int, int, interval, int) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION callback._check_batching(), callback._drop_batching(), callback._batching(bigint, text, bigint),
+    callback.set_batching(text, bigint, int, int, interval, int) TO callback_admin, callback_tenant;

@@ -52,7 +52,9 @@ CREATE TABLE callback.callbacks (
     recorded_at timestamptz NOT NULL DEFAULT now(),
     finished_at timestamptz,
     last_http_status int,
-    last_error text
+    last_error text,
+    -- A batch (sql/batching.sql): how many events it carries; NULL for a single event.
+    batch_size int
 ) PARTITION BY LIST (state);
 -- fillfactor: room for HOT updates, as leasing a row changes no indexed column.
 CREATE TABLE callback.callbacks_undone PARTITION OF callback.callbacks
@@ -81,6 +83,7 @@ COMMENT ON COLUMN callback.callbacks.body IS 'The rendered body; NULL for GET, w
 COMMENT ON COLUMN callback.callbacks.auth_header IS 'The Authorization header (Basic or Bearer) when the target has credentials.';
 COMMENT ON COLUMN callback.callbacks.order_key IS 'Callbacks with the same key (same message or campaign, same URL) are delivered in id order: a later one waits while an earlier one is not done.';
 COMMENT ON COLUMN callback.callbacks.endpoint IS 'Where its requests go: the URL''s scheme, host and port (the port left out when it is the scheme''s default), fixed when it was rendered (callback._endpoint). Workers limit requests in flight per endpoint; the operating views group by it.';
+COMMENT ON COLUMN callback.callbacks.batch_size IS 'A batch of events of one target ({"results": [...]}, sql/batching.sql): how many it carries, each a row of callback.batch_events; NULL for a callback of one event.';
 COMMENT ON COLUMN callback.callbacks.due_at IS 'When the next attempt may be made.';
 COMMENT ON COLUMN callback.callbacks.leased_until IS 'A worker that claimed the row holds it until then; after that another may reclaim it.';
 

@@ -67,7 +67,7 @@ BEGIN
     FOREACH t IN ARRAY ARRAY['lists', 'campaigns', 'members', 'messages', 'attempts', 'subscriptions',
                              'delivery_webhooks', 'alerts', 'events', 'callbacks', 'callbacks_undone', 'callbacks_done',
                              'signing_secret_overlaps', 'account_endpoint_limits', 'client_certificates',
-                             'alert_emails', 'campaign_reports'] LOOP
+                             'alert_emails', 'campaign_reports', 'batching', 'batch_events'] LOOP
         EXECUTE format('ALTER TABLE callback.%I ENABLE ROW LEVEL SECURITY', t);
         EXECUTE format('CREATE POLICY own_account ON callback.%I
                             USING ((SELECT callback._admin()) OR account_id = ANY ((SELECT callback._accounts())::bigint[]))', t);
@@ -143,6 +143,7 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON callback.members, callback.messages, cal
     callback.delivery_webhooks TO callback_tenant;
 GRANT INSERT, UPDATE, DELETE ON callback.lists, callback.campaigns, callback.subscriptions, callback.client_certificates
     TO callback_tenant;
+GRANT SELECT, INSERT, UPDATE, DELETE ON callback.batching TO callback_tenant;
 -- Every column but the credentials may be read; none written (replay, retry_now and
 -- replay_all change a callback's state for them, sql/delivery.sql).
 DO $$
@@ -150,7 +151,7 @@ DECLARE
     t text;
     readable text;
 BEGIN
-    FOREACH t IN ARRAY ARRAY['lists', 'campaigns', 'subscriptions', 'callbacks', 'client_certificates'] LOOP
+    FOREACH t IN ARRAY ARRAY['lists', 'campaigns', 'subscriptions', 'callbacks', 'client_certificates', 'batch_events'] LOOP
         SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) INTO readable
         FROM pg_attribute
         WHERE attrelid = format('callback.%I', t)::regclass AND attnum > 0 AND NOT attisdropped

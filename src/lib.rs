@@ -63,12 +63,14 @@ pgrx::extension_sql_file!(
     name = "certificates",
     requires = ["secrets", api::functions::check_client_certificate]
 );
+// Batched reports: which targets batch their events, and the events waiting for their batch.
+pgrx::extension_sql_file!("../sql/batching.sql", name = "batching", requires = ["certificates"]);
 // Events: the triggers that record them, and what their targets are chosen from.
 pgrx::extension_sql_file!(
     "../sql/events.sql",
     name = "events",
     requires = [
-        "certificates",
+        "batching",
         pg::shared::wake_on_commit,
         pg::shared::_settings_changed,
         record::record_event,

@@ -40,17 +40,23 @@ impl Format {
 pub fn render(format: Format, envelope: &Value) -> String {
     match format {
         Format::Json => envelope.to_string(),
-        Format::Xml => {
-            let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
-            xml_element(&mut out, "callback", envelope);
-            out
-        }
-        Format::Form => {
-            let mut fields = Vec::new();
-            form_fields(&mut fields, String::new(), envelope);
-            fields.join("&")
-        }
+        Format::Xml => format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>{}", xml_part(envelope)),
+        Format::Form => form_part("", envelope),
     }
+}
+
+/// One event's element in a batch's XML body: the single event's body without its declaration.
+pub fn xml_part(envelope: &Value) -> String {
+    let mut out = String::new();
+    xml_element(&mut out, "callback", envelope);
+    out
+}
+
+/// One event's fields in a batch's form body, named under `prefix` (`results[0][type]`).
+pub fn form_part(prefix: &str, envelope: &Value) -> String {
+    let mut fields = Vec::new();
+    form_fields(&mut fields, prefix.to_string(), envelope);
+    fields.join("&")
 }
 
 /// `name` made into a valid XML element name: other characters become `_`.

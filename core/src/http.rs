@@ -102,7 +102,11 @@ impl Agents {
             return agent;
         }
         let certificate = identity.map(|i| i.certificate.clone());
-        let roots = self.roots.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+        let roots = self
+            .roots
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
         let made = agent(self.threads, &roots, certificate, timeout, Arc::clone(&self.allowed));
         match self.by_kind.write() {
             Ok(mut agents) => {

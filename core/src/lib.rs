@@ -9,7 +9,8 @@
 pub mod callback;
 pub mod event;
 pub mod target;
-// What rendering fills in: URL templates, request bodies, times.
+// What rendering fills in: URL templates, request bodies (and batches of them), times.
+pub mod batch;
 pub mod body;
 pub mod template;
 pub mod time;

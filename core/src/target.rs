@@ -6,6 +6,7 @@
 //! In: the settings of the event's campaign, list and account (a row of
 //! `callback._target_settings`, sql/events.sql). Out: the one most specific target.
 
+use crate::batch::Batching;
 use crate::event::{Scope, CALLBACKS_DISABLED, MESSAGE_STATUS};
 use serde_json::{Map, Value};
 
@@ -22,6 +23,21 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The kind named `name` in SQL (`callback.target_kind`).
+    pub fn parse(name: &str) -> Option<Kind> {
+        [
+            Kind::Message,
+            Kind::Alert,
+            Kind::CampaignEvent,
+            Kind::Campaign,
+            Kind::List,
+            Kind::Account,
+            Kind::Subscription,
+        ]
+        .into_iter()
+        .find(|kind| kind.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Message => "message",
@@ -46,6 +62,8 @@ pub struct Target {
     pub bearer_token: Option<String>,
     pub signing_secret: Option<String>,
     pub retry_policy: String,
+    /// Whether its events go several to a request, and how.
+    pub batch: Option<Batching>,
 }
 
 impl Target {
@@ -60,6 +78,7 @@ impl Target {
             bearer_token: None,
             signing_secret: None,
             retry_policy: "standard".into(),
+            batch: None,
         }
     }
 }
@@ -78,6 +97,8 @@ pub struct Sources {
     pub list: Option<Target>,
     pub list_events: Vec<String>,
     pub webhook_url: Option<String>,
+    /// The delivery-status webhook's batching.
+    pub webhook_batch: Option<Batching>,
     /// Whether the account has subscriptions.
     pub subscribed: bool,
     pub campaign_list_id: Option<i64>,
@@ -113,6 +134,7 @@ impl Sources {
             if let (CALLBACKS_DISABLED, Some(url)) = (event, &self.campaign_alert_url) {
                 let alert = Target {
                     retry_policy: "standard".into(),
+                    batch: None,
                     ..to(url)
                 };
                 return chosen(Kind::Alert, alert, false);
@@ -135,7 +157,13 @@ impl Sources {
             }
         }
         match (event, &self.webhook_url) {
-            (MESSAGE_STATUS, Some(url)) => chosen(Kind::Account, Target::plain(url, "json"), false),
+            (MESSAGE_STATUS, Some(url)) => {
+                let webhook = Target {
+                    batch: self.webhook_batch,
+                    ..Target::plain(url, "json")
+                };
+                chosen(Kind::Account, webhook, false)
+            }
             _ => None,
         }
     }

@@ -38,10 +38,10 @@ WITH r AS (
     INSERT INTO callback.callbacks_done (
         id, webhook_id, event, account_id, campaign_id, message_id, target, subscription_id, url, method,
         headers, body, auth_header, signing_secret, retry_policy, order_key, state, attempts, due_at,
-        recorded_at, finished_at, last_http_status, last_error)
+        recorded_at, finished_at, last_http_status, last_error, batch_size)
     SELECT id, webhook_id, event, account_id, campaign_id, message_id, target, subscription_id, url, method,
            headers, body, auth_header, signing_secret, retry_policy, order_key, verdict::callback.callback_state,
-           attempts, due_at, recorded_at, now(), answer_status, answer_error
+           attempts, due_at, recorded_at, now(), answer_status, answer_error, batch_size
     FROM done
 )
 SELECT id, verdict = 'failed' AS failed, order_key FROM done

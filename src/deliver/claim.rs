@@ -111,7 +111,7 @@ pub enum Left {
 
 /// What a claim asks for.
 pub struct Wanted {
-    /// Render recorded events first.
+    /// Render recorded events first, and make the batches due (src/render/batches.rs).
     pub render: bool,
     /// Claim at most this many.
     pub count: usize,

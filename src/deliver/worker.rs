@@ -14,6 +14,7 @@ use super::{extension_installed, report, send, stopping};
 use crate::api::settings as guc;
 use crate::pg::shared;
 use crate::pg::spi::installed_extension;
+use crate::render;
 use pg_callback_core::dispatch::{Dispatcher, Limits};
 use pg_callback_core::http::{Pool, PoolConfig, Response};
 use pg_callback_core::tls::{self, Trust};
@@ -171,6 +172,9 @@ struct Worker {
     events_left: bool,
     /// When the last claim found another worker rendering them.
     other_renderer: Option<Instant>,
+    /// When the first event waiting for its batch may go, as this worker last saw (Unix ms):
+    /// a claim from then on makes the batches due (0: at the first claim).
+    batches_at: i64,
     /// Alert emails: the mail thread and those on it.
     emails: Emails,
     /// Campaign reports on their way to object storage.
@@ -195,6 +199,7 @@ impl Worker {
             cursor: None,
             events_left: false,
             other_renderer: None,
+            batches_at: 0,
             emails: Emails::default(),
             reports: Reports::default(),
         }
@@ -288,12 +293,12 @@ impl Worker {
         report(true, "claiming callbacks");
         let batch = batch_size();
         let wanted = Wanted {
-            render: shared::take_events() || self.events_left,
+            render: shared::take_events() || self.events_left || shared::now_ms() >= self.batches_at,
             count: batch - self.work.queued_unpaced().min(batch - 1),
             full_endpoints: self.work.full_endpoints(limits()),
             after: self.cursor,
         };
-        let (count, extension) = (wanted.count, self.extension);
+        let (count, extension, rendering) = (wanted.count, self.extension, wanted.render);
         let Some((claimed, left)) = BackgroundWorker::transaction(move || claim(extension, wanted)) else {
             finish(std::mem::take(&mut self.answered));
             log!("pg_callback worker: extension pg_callback was dropped; exiting");
@@ -305,6 +310,9 @@ impl Worker {
         shared::worker_claimed(claimed.len());
         self.events_left = left != Left::Nothing;
         self.other_renderer = (left == Left::OtherRenderer).then(Instant::now);
+        if rendering && left != Left::OtherRenderer {
+            self.batches_at = render::next_send_by().unwrap_or(i64::MAX);
+        }
         self.more = claimed.len() == count || left == Left::More;
         // A short claim may have passed over callbacks given back since: start over next time.
         self.cursor = match self.more {

@@ -39,8 +39,13 @@ fn prepare(client: &mut SpiClient<'_>) -> SpiResult<Plans> {
     let finish = [
         "bigint[]", "int[]", "float8[]", "float8[]", "int[]", "text[]", "text[]", "text[]", "float8[]", "int",
     ];
+    // A schema before 0.3.0 has no batches, until `ALTER EXTENSION pg_callback UPDATE`.
+    let finish_sql = match spi::has_column(c"callbacks", c"batch_size") {
+        true => FINISH.to_string(),
+        false => FINISH.replace(", batch_size", ""),
+    };
     Ok(Plans {
-        finish: client.prepare_mut(FINISH, &types(&finish))?.keep(),
+        finish: client.prepare_mut(&finish_sql, &types(&finish))?.keep(),
         release: client.prepare_mut(RELEASE, &types(&["text[]"]))?.keep(),
     })
 }

@@ -17,6 +17,7 @@
 //! callers that render, not on an SQL function, which would cost every call the setting and
 //! its undoing, storing an event for later included.
 
+mod batches;
 mod cache;
 pub mod expand;
 mod plans;
@@ -24,7 +25,8 @@ mod queue;
 mod targets;
 
 use crate::api::error::CallbackError;
-use crate::pg::shared;
+use crate::pg::{shared, spi};
+use pg_callback_core::body::Format;
 use pg_callback_core::callback::{self, Callback, RenderError};
 use pg_callback_core::event::{self, json_object, Message, Other, Scope, StatusChange, MESSAGE_FINAL};
 use pgrx::prelude::*;
@@ -57,6 +59,9 @@ pub struct Rendering {
     /// one insert per batch of events; a URL that cannot be filled is recorded as a failed
     /// callback, as the change it reports can no longer be refused.
     gathered: Option<Vec<Callback>>,
+    /// Events of batching targets, to wait for their batch (gathered by a worker; added at
+    /// once in the event's transaction).
+    batched: Vec<batches::Item>,
 }
 
 impl Rendering {
@@ -66,6 +71,7 @@ impl Rendering {
             // SAFETY: reads the current transaction's start time (now()).
             at: unsafe { pg_sys::GetCurrentTransactionStartTimestamp() },
             gathered: None,
+            batched: Vec::new(),
         }
     }
 
@@ -74,6 +80,7 @@ impl Rendering {
         Rendering {
             at: 0,
             gathered: Some(Vec::new()),
+            batched: Vec::new(),
         }
     }
 }
@@ -178,7 +185,13 @@ fn render_event(
             &vars,
             &envelope,
         );
+        let batching = target.batch.filter(|_| target.method == "POST");
         match (rendered, &mut rendering.gathered) {
+            (Ok(c), _) if batching.is_some() => {
+                let format = Format::parse(&target.format).unwrap_or(Format::Json);
+                let item = batches::Item::new(c, &envelope, format, batching.unwrap_or_default(), rendering.at);
+                rendering.batched.push(item);
+            }
             (Ok(c), Some(gathered)) => gathered.push(c),
             (Ok(c), None) => due |= queue::insert(c, client, plans)?,
             (Err(e), None) => error_of(e).raise(),
@@ -191,6 +204,9 @@ fn render_event(
     if due {
         shared::wake_on_commit();
     }
+    if rendering.gathered.is_none() {
+        batches::add(client, std::mem::take(&mut rendering.batched))?;
+    }
     Ok(())
 }
 
@@ -201,15 +217,24 @@ fn error_of(e: RenderError) -> CallbackError {
     }
 }
 
-/// Inserts what a worker gathered; wakes the workers at commit when one is due now.
+/// Inserts what a worker gathered, and makes the batches now due; wakes the workers at commit
+/// when a callback is due now.
 pub fn insert_gathered(client: &mut SpiClient<'_>, plans: &Plans, rendering: Rendering) -> SpiResult<()> {
+    let mut due = false;
     if let Some(callbacks) = rendering.gathered {
-        if queue::insert_all(callbacks, client, plans)? {
-            shared::wake_on_commit();
-        }
+        due |= queue::insert_all(callbacks, client, plans)?;
+    }
+    batches::add(client, rendering.batched)?;
+    if spi::has_column(c"batch_events", c"callback_id") {
+        due |= batches::make_due(client)?;
+    }
+    if due {
+        shared::wake_on_commit();
     }
     Ok(())
 }
+
+pub use batches::next_send_by;
 
 /// An event as stored, rendered.
 pub fn stored(

@@ -45,12 +45,21 @@ pub fn with<R>(client: &mut SpiClient<'_>, f: impl FnOnce(&mut SpiClient<'_>, &P
     spi::with(&PLANS, client, prepare, f)
 }
 
+/// subscriptions.sql; for a schema before 0.3.0, until `ALTER EXTENSION pg_callback UPDATE`,
+/// without batching.
+fn subscriptions_sql() -> String {
+    match spi::has_column(c"batch_events", c"callback_id") {
+        true => SUBSCRIPTIONS.to_string(),
+        false => SUBSCRIPTIONS.replace("callback._batching(s.account_id, 'subscription', s.id)", "NULL::text"),
+    }
+}
+
 fn prepare(client: &mut SpiClient<'_>) -> SpiResult<Plans> {
     Ok(Plans {
         member: client.prepare(MEMBER, &types(&["bigint"]))?.keep(),
         targets: client.prepare(TARGETS, &types(&["bigint", "bigint", "bigint"]))?.keep(),
         subscriptions: client
-            .prepare(SUBSCRIPTIONS, &types(&["bigint", "text", "text"]))?
+            .prepare(&subscriptions_sql(), &types(&["bigint", "text", "text"]))?
             .keep(),
         insert: client.prepare_mut(INSERT, &types(&INSERT_ARGS))?.keep(),
         insert_batch: client.prepare_mut(INSERT_BATCH, &types(&INSERT_BATCH_ARGS))?.keep(),

@@ -26,7 +26,7 @@ thread_local! {
 /// A new random (version 4) UUID, a callback's webhook-id. `gen_random_uuid()` asks OpenSSL
 /// for every one, which cost a tenth of recording; this generator is seeded from the operating
 /// system once per process (and again in a forked one).
-fn webhook_id() -> pgrx::Uuid {
+pub(super) fn webhook_id() -> pgrx::Uuid {
     // SAFETY: reads this backend's pid.
     let pid = unsafe { pg_sys::MyProcPid };
     let mut bytes: [u8; 16] = RANDOM.with_borrow_mut(|random| match random {

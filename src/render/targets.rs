@@ -4,6 +4,7 @@
 //! In: rows of sql/render/targets.sql and sql/render/subscriptions.sql. Out: core `Target`s.
 
 use super::plans::Plans;
+use pg_callback_core::batch::Batching;
 use pg_callback_core::event::{json_object, Scope};
 use pg_callback_core::target::{Kind, Sources, Target};
 use pgrx::spi::{SpiClient, SpiError, SpiHeapTupleData, SpiResult};
@@ -24,7 +25,15 @@ fn target_of(row: &SpiHeapTupleData, prefix: &str) -> SpiResult<Option<Target>> 
         bearer_token: text("bearer_token")?,
         signing_secret: text("signing_secret")?,
         retry_policy: text("retry_policy")?.unwrap_or_default(),
+        batch: batching(row, &format!("{prefix}batch")),
     }))
+}
+
+/// A target's batching, from column `name` (callback._batching); None when not batched, or
+/// when the schema (before 0.3.0) has no such column.
+fn batching(row: &SpiHeapTupleData, name: &str) -> Option<Batching> {
+    let text = row.get_by_name::<String, _>(name).ok().flatten()?;
+    Batching::parse(&text)
 }
 
 /// What the targets of events at this campaign (or list of a message outside campaigns) and
@@ -47,6 +56,7 @@ pub fn sources(client: &mut SpiClient<'_>, plans: &Plans, key: SourcesKey) -> Sp
         list: target_of(&row, "list_")?,
         list_events: row.get_by_name("list_events")?.unwrap_or_default(),
         webhook_url: row.get_by_name("webhook_url")?,
+        webhook_batch: batching(&row, "webhook_batch"),
         subscribed: row.get_by_name("subscribed")?.unwrap_or(false),
         campaign_list_id: row.get_by_name("campaign_list_id")?,
         campaign_env: json("campaign_env")?,

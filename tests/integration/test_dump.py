@@ -9,10 +9,10 @@ from helpers import make_list, rows_of, send_message
 
 TABLES = ["accounts", "account_roles", "retry_policies", "statuses", "lists", "campaigns", "members", "messages",
           "attempts", "subscriptions", "delivery_webhooks", "alerts", "callbacks_undone", "callbacks_done",
-          "deliveries", "client_certificates", "alert_emails", "campaign_reports"]
+          "deliveries", "client_certificates", "alert_emails", "campaign_reports", "batching", "batch_events"]
 SEQUENCES = ["accounts_id_seq", "lists_id_seq", "campaigns_id_seq", "members_id_seq", "messages_id_seq",
              "attempts_id_seq", "subscriptions_id_seq", "alerts_id_seq", "callbacks_id_seq", "deliveries_id_seq",
-             "client_certificates_id_seq", "alert_emails_id_seq"]
+             "client_certificates_id_seq", "alert_emails_id_seq", "batching_id_seq", "batch_events_id_seq"]
 RESTORED = "callbacks_restored"
 
 
@@ -41,12 +41,14 @@ def test_dump_and_restore_keep_configuration_queue_history_and_sequences(db, rec
     for _ in range(3):
         send_message(db, member_id=1)
     db.wait_for("SELECT count(*) = 6 FROM callback.callbacks_done", what="six callbacks delivered")
-    # Pending callbacks: held while the campaign's callbacks are disabled.
+    # Pending callbacks: held while the campaign's callbacks are disabled. The subscription's
+    # now wait for their batch.
     db.sql("SELECT callback.disable_campaign_callbacks(1)")
+    db.sql("SELECT callback.set_batching('subscription', 1, 10, max_wait => '1 hour')")
     send_message(db, status="bounced")
     send_message(db, status="bounced")
-    # The subscription's message.final callbacks are not held: wait for them.
-    db.wait_for("SELECT count(*) = 8 FROM callback.callbacks_done", what="eight callbacks delivered")
+    db.wait_for("SELECT count(*) = 2 FROM callback.batch_events", what="two events waiting for their batch")
+    db.wait_for("SELECT count(*) = 2 FROM callback.callbacks_undone", what="two callbacks held")
     assert db.sql("SELECT state::text, count(*) FROM callback.callbacks_undone GROUP BY 1") == [("held", 2)]
     before = contents(cluster, DATABASE)
 

@@ -1,0 +1,296 @@
+//! Batched reports: an event rendered for a batching target waits in `callback.batch_events`;
+//! a worker, when it renders, makes each batch a callback once it is full or its first event
+//! has waited its max_wait (sql/batching.sql says how the parts fit together).
+//!
+//! In: rendered callbacks of batching targets, with their envelopes. Out: rows of
+//! `callback.batch_events`, then callbacks carrying `{"results": [...]}` (pg_callback_core::batch
+//! makes the bodies), each batch's events linked to its callback.
+//! SQL: sql/render/batch_*.sql.
+
+use crate::pg::shared;
+use crate::pg::spi::{self, types, Kept};
+use pg_callback_core::batch::{self, Batching, Waiting};
+use pg_callback_core::body::Format;
+use pg_callback_core::callback::Callback;
+use pg_callback_core::target::Kind;
+use pgrx::prelude::*;
+use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiHeapTupleData, SpiResult};
+use serde_json::Value;
+use std::cell::{Cell, RefCell};
+
+const ADD: &str = include_str!("../../sql/render/batch_add.sql");
+const DUE: &str = include_str!("../../sql/render/batch_due.sql");
+const WAITING: &str = include_str!("../../sql/render/batch_waiting.sql");
+const MAKE: &str = include_str!("../../sql/render/batch_make.sql");
+const NEXT: &str = include_str!("../../sql/render/batch_next.sql");
+
+struct BatchPlans {
+    add: OwnedPreparedStatement,
+    due: OwnedPreparedStatement,
+    waiting: OwnedPreparedStatement,
+    make: OwnedPreparedStatement,
+    next: OwnedPreparedStatement,
+}
+
+thread_local! {
+    /// Prepared when first needed: a schema before 0.3.0 has no batch_events.
+    static PLANS: Kept<BatchPlans> = const { RefCell::new(None) };
+    /// When the first event left waiting by this backend's last batching may go (Unix ms).
+    static NEXT_SEND_BY: Cell<Option<i64>> = const { Cell::new(None) };
+}
+
+const ADD_ARGS: [&str; 18] = [
+    "bigint[]", "text[]", "text[]", "bigint[]", "bigint[]", "float8[]", "int[]", "int[]", "text[]", "text[]",
+    "bigint[]", "text[]", "text[]", "text[]", "text[]", "text[]", "text[]", "text[]",
+];
+const MAKE_ARGS: [&str; 17] = [
+    "text", "bigint", "bigint", "bigint", "text", "bigint", "text", "text", "text", "text", "text", "text", "text",
+    "text", "uuid", "int", "bigint[]",
+];
+
+fn prepare(client: &mut SpiClient<'_>) -> SpiResult<BatchPlans> {
+    Ok(BatchPlans {
+        add: client.prepare_mut(ADD, &types(&ADD_ARGS))?.keep(),
+        due: client.prepare(DUE, &[])?.keep(),
+        waiting: client.prepare(WAITING, &types(&["text"]))?.keep(),
+        make: client.prepare_mut(MAKE, &types(&MAKE_ARGS))?.keep(),
+        next: client.prepare(NEXT, &[])?.keep(),
+    })
+}
+
+/// An event rendered for a batching target, to wait for its batch.
+pub struct Item {
+    /// The callback it would have been alone, its body the event's envelope (JSON).
+    callback: Callback,
+    format: Format,
+    batching: Batching,
+    /// When it was recorded (Unix seconds): its batch goes max_wait after at the latest.
+    at: f64,
+}
+
+impl Item {
+    /// `c` rendered for a target batching as `batching`, from `envelope`, recorded at `at`
+    /// (Postgres microseconds).
+    pub fn new(mut c: Callback, envelope: &Value, format: Format, batching: Batching, at: pg_sys::TimestampTz) -> Item {
+        c.body = Some(envelope.to_string());
+        // Postgres epoch (2000-01-01) to Unix.
+        let at = at as f64 / 1e6 + 946_684_800.0;
+        Item {
+            callback: c,
+            format,
+            batching,
+            at,
+        }
+    }
+}
+
+fn format_name(format: Format) -> &'static str {
+    match format {
+        Format::Json => "json",
+        Format::Xml => "xml",
+        Format::Form => "form",
+    }
+}
+
+/// Adds the items to `callback.batch_events`, in their order, with one statement; a worker
+/// makes their batches after commit (the events flag tells it to look).
+pub fn add(client: &mut SpiClient<'_>, items: Vec<Item>) -> SpiResult<()> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    macro_rules! column {
+        ($($field:tt)+) => {
+            items.iter().map(|i| i.$($field)+.clone()).collect::<Vec<_>>()
+        };
+    }
+    let keys: Vec<String> = items
+        .iter()
+        .map(|i| {
+            let c = &i.callback;
+            let lane = i.batching.lane(&c.order_key);
+            batch::key(c.kind.as_str(), c.subscription_id, c.campaign_id, lane, &c.url)
+        })
+        .collect();
+    let send_by: Vec<f64> = items
+        .iter()
+        .map(|i| i.at + i.batching.max_wait_ms as f64 / 1000.0)
+        .collect();
+    let args = [
+        column!(callback.account_id).into(),
+        keys.into(),
+        column!(callback.event).into(),
+        column!(callback.campaign_id).into(),
+        column!(callback.message_id).into(),
+        send_by.into(),
+        items
+            .iter()
+            .map(|i| i.batching.max_count as i32)
+            .collect::<Vec<_>>()
+            .into(),
+        items
+            .iter()
+            .map(|i| i.batching.max_bytes as i32)
+            .collect::<Vec<_>>()
+            .into(),
+        items
+            .iter()
+            .map(|i| format_name(i.format).to_string())
+            .collect::<Vec<_>>()
+            .into(),
+        items
+            .iter()
+            .map(|i| i.callback.kind.as_str().to_string())
+            .collect::<Vec<_>>()
+            .into(),
+        column!(callback.subscription_id).into(),
+        column!(callback.url).into(),
+        column!(callback.method).into(),
+        column!(callback.headers).into(),
+        column!(callback.body).into(),
+        column!(callback.auth_header).into(),
+        column!(callback.signing_secret).into(),
+        column!(callback.retry_policy).into(),
+    ];
+    spi::with(&PLANS, client, prepare, |client, plans| {
+        client.update(&plans.add, None, &args).map(drop)
+    })?;
+    shared::events_on_commit();
+    Ok(())
+}
+
+/// An event waiting, as batch_waiting.sql returns it.
+struct Row {
+    id: i64,
+    event: String,
+    message_id: Option<i64>,
+    overdue: bool,
+    /// What it is sent with, as text: events with different ones never share a batch.
+    template: String,
+    envelope: String,
+    /// What it is sent with.
+    sent_with: Callback,
+}
+
+/// Makes every batch due now a callback (sql/render/batch_make.sql); remembers when the first
+/// event left waiting may go (`next_send_by`). Whether any batch made is due now.
+pub fn make_due(client: &mut SpiClient<'_>) -> SpiResult<bool> {
+    spi::with(&PLANS, client, prepare, |client, plans| {
+        let keys: Vec<String> = client
+            .select(&plans.due, None, &[])?
+            .map(|row| row.get::<String>(1).map(Option::unwrap_or_default))
+            .collect::<SpiResult<_>>()?;
+        let mut due_now = false;
+        for key in keys {
+            due_now |= make_batches(client, plans, &key)?;
+        }
+        let next = client.select(&plans.next, Some(1), &[])?;
+        let next = if next.is_empty() {
+            None
+        } else {
+            next.first().get_one::<f64>()?
+        };
+        NEXT_SEND_BY.set(next.map(|ms| ms as i64));
+        Ok(due_now)
+    })
+}
+
+/// When the first event left waiting by the last `make_due` of this backend may go (Unix ms).
+pub fn next_send_by() -> Option<i64> {
+    NEXT_SEND_BY.get()
+}
+
+/// The batches of one target, campaign, lane and URL.
+fn make_batches(client: &mut SpiClient<'_>, plans: &BatchPlans, key: &str) -> SpiResult<bool> {
+    let table = client.select(&plans.waiting, None, &[key.into()])?;
+    let mut rows = Vec::new();
+    let mut limits = None;
+    for row in table {
+        if limits.is_none() {
+            limits = Some(limits_of(&row)?);
+        }
+        rows.push(Row {
+            id: row.get_by_name("id")?.unwrap_or_default(),
+            event: row.get_by_name("event")?.unwrap_or_default(),
+            message_id: row.get_by_name("message_id")?,
+            overdue: row.get_by_name("overdue")?.unwrap_or(true),
+            template: row.get_by_name("template")?.unwrap_or_default(),
+            envelope: row.get_by_name("envelope")?.unwrap_or_default(),
+            sent_with: sent_with(&row)?,
+        });
+    }
+    let Some((format, batching)) = limits else {
+        return Ok(false);
+    };
+    let waiting: Vec<Waiting<'_>> = rows
+        .iter()
+        .map(|r| Waiting {
+            envelope: &r.envelope,
+            template: &r.template,
+            overdue: r.overdue,
+        })
+        .collect();
+    let mut due_now = false;
+    for made in batch::batches(format, &batching, &waiting) {
+        let events = &rows[made.events.clone()];
+        let first = &events[0];
+        let single_message = events.iter().all(|e| e.message_id == first.message_id);
+        let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
+        let c = &first.sent_with;
+        let args = [
+            first.event.as_str().into(),
+            c.account_id.into(),
+            c.campaign_id.into(),
+            first.message_id.filter(|_| single_message).into(),
+            c.kind.as_str().into(),
+            c.subscription_id.into(),
+            c.url.as_str().into(),
+            c.method.as_str().into(),
+            c.headers.as_str().into(),
+            made.body.into(),
+            c.auth_header.clone().into(),
+            c.signing_secret.clone().into(),
+            c.retry_policy.as_str().into(),
+            key.into(),
+            super::queue::webhook_id().into(),
+            (ids.len() as i32).into(),
+            ids.into(),
+        ];
+        let due = client.update(&plans.make, None, &args)?.first().get_one::<bool>()?;
+        due_now |= due.unwrap_or(false);
+    }
+    Ok(due_now)
+}
+
+/// What a waiting event is sent with.
+fn sent_with(row: &SpiHeapTupleData) -> SpiResult<Callback> {
+    let text = |name: &str| row.get_by_name::<String, _>(name);
+    Ok(Callback {
+        event: String::new(),
+        account_id: row.get_by_name("account_id")?.unwrap_or_default(),
+        campaign_id: row.get_by_name("campaign_id")?,
+        message_id: None,
+        kind: Kind::parse(&text("target")?.unwrap_or_default()).unwrap_or(Kind::List),
+        subscription_id: row.get_by_name("subscription_id")?,
+        url: text("url")?.unwrap_or_default(),
+        method: text("method")?.unwrap_or_default(),
+        headers: text("headers")?.unwrap_or_default(),
+        body: None,
+        auth_header: text("auth_header")?,
+        signing_secret: text("signing_secret")?,
+        retry_policy: text("retry_policy")?.unwrap_or_default(),
+        order_key: String::new(),
+        held: false,
+    })
+}
+
+/// The format and limits of a target's batches: those its first waiting event was rendered with.
+fn limits_of(row: &SpiHeapTupleData) -> SpiResult<(Format, Batching)> {
+    let format = row.get_by_name::<String, _>("format")?.unwrap_or_default();
+    let batching = Batching {
+        max_count: row.get_by_name::<i32, _>("max_count")?.unwrap_or(1).max(1) as usize,
+        max_bytes: row.get_by_name::<i32, _>("max_bytes")?.unwrap_or(1 << 20).max(1) as usize,
+        max_wait_ms: 0,
+        parallel: 1,
+    };
+    Ok((Format::parse(&format).unwrap_or(Format::Json), batching))
+}
