@@ -9,9 +9,9 @@
 -- and held like any callback, its history (deliveries) shared by its events: callback.history
 -- shows each event with every attempt of its batch.
 --
--- Events go to `parallel` lanes by message (by campaign for campaign events); each lane's
--- batches are delivered one after the other, so each message's events still arrive in order,
--- and up to `parallel` of a target's batches are on the wire at once.
+-- A target's batches go out side by side (within its endpoint's limits). An event whose
+-- message has an event in a batch of the target not done yet waits for that one (and its
+-- message's later events with it), so each message's events still arrive in order.
 
 CREATE TABLE callback.batching (
     account_id bigint NOT NULL REFERENCES callback.accounts ON DELETE CASCADE,
@@ -24,7 +24,6 @@ CREATE TABLE callback.batching (
         CONSTRAINT max_bytes_1kib_to_10mib CHECK (max_bytes BETWEEN 1024 AND 10485760),
     max_wait interval NOT NULL DEFAULT '1 second'
         CONSTRAINT max_wait_0_to_1_hour CHECK (max_wait BETWEEN '0' AND '1 hour'),
-    parallel int NOT NULL DEFAULT 1 CONSTRAINT parallel_1_to_16 CHECK (parallel BETWEEN 1 AND 16),
     PRIMARY KEY (account_id, id),
     UNIQUE (account_id, target, target_id)
 );
@@ -32,84 +31,60 @@ COMMENT ON TABLE callback.batching IS 'Targets whose events are sent several to 
 COMMENT ON COLUMN callback.batching.max_count IS 'Events per request at most (1 to 1000).';
 COMMENT ON COLUMN callback.batching.max_bytes IS 'Bytes of body per request at most (1 KiB to 10 MiB); an event larger on its own goes alone.';
 COMMENT ON COLUMN callback.batching.max_wait IS 'How long an event waits for others before its batch goes anyway (0 to 1 hour).';
-COMMENT ON COLUMN callback.batching.parallel IS 'Batches of the target on the wire at once (1 to 16): events are spread over that many lanes by message, each lane delivered in order.';
 SELECT pg_catalog.pg_extension_config_dump('callback.batching', '');
 SELECT pg_catalog.pg_extension_config_dump(pg_get_serial_sequence('callback.batching', 'id')::regclass, '');
 
--- Raises 42704 when the target is not one of the account's.
+-- Raises 42704 when the target is not one of the account's (sql/certificates.sql).
 CREATE FUNCTION callback._check_batching() RETURNS trigger
 LANGUAGE plpgsql AS $$
-DECLARE
-    target_found bool := CASE NEW.target
-        WHEN 'account' THEN NEW.target_id = NEW.account_id
-        WHEN 'list' THEN EXISTS (SELECT FROM callback.lists l WHERE l.id = NEW.target_id AND l.account_id = NEW.account_id)
-        WHEN 'campaign' THEN EXISTS (SELECT FROM callback.campaigns c WHERE c.id = NEW.target_id AND c.account_id = NEW.account_id)
-        WHEN 'subscription' THEN EXISTS (SELECT FROM callback.subscriptions s WHERE s.id = NEW.target_id AND s.account_id = NEW.account_id)
-    END;
 BEGIN
-    IF NOT target_found THEN
-        RAISE EXCEPTION '% % of account % does not exist', NEW.target, NEW.target_id, NEW.account_id
-            USING ERRCODE = 'undefined_object';
-    END IF;
+    PERFORM callback._check_target(NEW.account_id, NEW.target, NEW.target_id);
     RETURN NEW;
 END $$;
 CREATE TRIGGER batching_check BEFORE INSERT OR UPDATE ON callback.batching
     FOR EACH ROW EXECUTE FUNCTION callback._check_batching();
 
 -- A list's, campaign's or subscription's batching goes with it.
-CREATE FUNCTION callback._drop_batching() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    DELETE FROM callback.batching b
-    WHERE b.account_id = OLD.account_id AND b.target = TG_ARGV[0] AND b.target_id = OLD.id;
-    RETURN NULL;
-END $$;
 CREATE TRIGGER lists_drop_batching AFTER DELETE ON callback.lists
-    FOR EACH ROW EXECUTE FUNCTION callback._drop_batching('list');
+    FOR EACH ROW EXECUTE FUNCTION callback._drop_target_rows('batching', 'list');
 CREATE TRIGGER campaigns_drop_batching AFTER DELETE ON callback.campaigns
-    FOR EACH ROW EXECUTE FUNCTION callback._drop_batching('campaign');
+    FOR EACH ROW EXECUTE FUNCTION callback._drop_target_rows('batching', 'campaign');
 CREATE TRIGGER subscriptions_drop_batching AFTER DELETE ON callback.subscriptions
-    FOR EACH ROW EXECUTE FUNCTION callback._drop_batching('subscription');
+    FOR EACH ROW EXECUTE FUNCTION callback._drop_target_rows('batching', 'subscription');
 
--- How rendering reads a target's batching (src/render/targets.rs): 'count bytes wait_ms parallel',
+-- How rendering reads a target's batching (src/render/targets.rs): 'count bytes wait_ms',
 -- NULL when its events go one to a request.
 CREATE FUNCTION callback._batching(account_id bigint, target text, target_id bigint) RETURNS text
 LANGUAGE sql STABLE AS $$
-    SELECT concat_ws(' ', b.max_count, b.max_bytes, (extract(epoch FROM b.max_wait) * 1000)::bigint, b.parallel)
+    SELECT concat_ws(' ', b.max_count, b.max_bytes, (extract(epoch FROM b.max_wait) * 1000)::bigint)
     FROM callback.batching b
     WHERE b.account_id = _batching.account_id AND b.target = _batching.target AND b.target_id = _batching.target_id
 $$;
 
 CREATE FUNCTION callback.set_batching(target text, target_id bigint, max_count int, max_bytes int DEFAULT 1048576,
-                                      max_wait interval DEFAULT '1 second', parallel int DEFAULT 1)
+                                      max_wait interval DEFAULT '1 second')
 RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
     owner_account bigint;
     kept bigint;
 BEGIN
-    owner_account := CASE target
-        WHEN 'account' THEN (SELECT a.id FROM callback.accounts a WHERE a.id = target_id)
-        WHEN 'list' THEN (SELECT l.account_id FROM callback.lists l WHERE l.id = target_id)
-        WHEN 'campaign' THEN (SELECT c.account_id FROM callback.campaigns c WHERE c.id = target_id)
-        WHEN 'subscription' THEN (SELECT s.account_id FROM callback.subscriptions s WHERE s.id = target_id)
-    END;
+    owner_account := callback._target_account(target, target_id);
     IF target IS NULL OR target NOT IN ('account', 'list', 'campaign', 'subscription') THEN
         RAISE EXCEPTION 'target must be account, list, campaign or subscription, not %', coalesce(target, 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
     ELSIF owner_account IS NULL THEN
         RAISE EXCEPTION '% % does not exist', target, coalesce(target_id::text, 'NULL') USING ERRCODE = 'undefined_object';
     END IF;
-    INSERT INTO callback.batching AS b (account_id, target, target_id, max_count, max_bytes, max_wait, parallel)
-    VALUES (owner_account, target, target_id, max_count, max_bytes, max_wait, parallel)
+    INSERT INTO callback.batching AS b (account_id, target, target_id, max_count, max_bytes, max_wait)
+    VALUES (owner_account, target, target_id, max_count, max_bytes, max_wait)
     ON CONFLICT ON CONSTRAINT batching_account_id_target_target_id_key DO UPDATE
-        SET max_count = EXCLUDED.max_count, max_bytes = EXCLUDED.max_bytes, max_wait = EXCLUDED.max_wait,
-            parallel = EXCLUDED.parallel
+        SET max_count = EXCLUDED.max_count, max_bytes = EXCLUDED.max_bytes, max_wait = EXCLUDED.max_wait
     RETURNING b.id INTO kept;
     RETURN kept;
 END $$;
-COMMENT ON FUNCTION callback.set_batching(text, bigint, int, int, interval, int) IS
-    'Sends the events of an account''s delivery-status webhook, a list, a campaign or a subscription several to a request ({"results": [...]}): at most max_count events (1-1000) and max_bytes of body (1 KiB-10 MiB), an event waiting at most max_wait for others, up to parallel batches on the wire at once (1-16); replaces the target''s batching; returns its id. Events rendered from then on are batched; delete the row of callback.batching to stop.';
+COMMENT ON FUNCTION callback.set_batching(text, bigint, int, int, interval) IS
+    'Sends the events of an account''s delivery-status webhook, a list, a campaign or a subscription several to a request ({"results": [...]}): at most max_count events (1-1000) and max_bytes of body (1 KiB-10 MiB), an event waiting at most max_wait for others (0-1 hour); replaces the target''s batching; returns its id. Events rendered from then on are batched; delete the row of callback.batching to stop.';
 
 -- Events of batching targets: waiting for their batch (callback_id NULL, with what their batch
 -- is made of), then in it (callback_id set, the rest cleared): the link from each event to
@@ -123,7 +98,7 @@ CREATE TABLE callback.batch_events (
     campaign_id bigint,
     message_id bigint,
     recorded_at timestamptz NOT NULL DEFAULT now(),
-    -- While waiting: the batch it goes in (target, campaign, lane, URL), when its batch goes at
+    -- While waiting: the batch it goes in (target, campaign, URL), when its batch goes at
     -- the latest, the limits, and the callback as rendered, its body the event's envelope (JSON).
     batch_key text COLLATE "C",
     send_by timestamptz,

@@ -25,22 +25,46 @@ COMMENT ON COLUMN callback.client_certificates.target_id IS 'The account''s, lis
 SELECT pg_catalog.pg_extension_config_dump('callback.client_certificates', '');
 SELECT pg_catalog.pg_extension_config_dump(pg_get_serial_sequence('callback.client_certificates', 'id')::regclass, '');
 
+-- The account a target (an account, list, campaign or subscription) belongs to; NULL when
+-- there is none such, or the caller may not see it. Client certificates and batching
+-- (sql/batching.sql) are set per target.
+CREATE FUNCTION callback._target_account(target text, target_id bigint) RETURNS bigint
+LANGUAGE sql STABLE AS $$
+    SELECT CASE _target_account.target
+        WHEN 'account' THEN (SELECT a.id FROM callback.accounts a WHERE a.id = _target_account.target_id)
+        WHEN 'list' THEN (SELECT l.account_id FROM callback.lists l WHERE l.id = _target_account.target_id)
+        WHEN 'campaign' THEN (SELECT c.account_id FROM callback.campaigns c WHERE c.id = _target_account.target_id)
+        WHEN 'subscription' THEN (SELECT s.account_id FROM callback.subscriptions s WHERE s.id = _target_account.target_id)
+    END
+$$;
+
+-- Raises 42704 when the target is not one of the account's.
+CREATE FUNCTION callback._check_target(account_id bigint, target text, target_id bigint) RETURNS void
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    IF callback._target_account(target, target_id) IS DISTINCT FROM account_id THEN
+        RAISE EXCEPTION '% % of account % does not exist', target, target_id, account_id
+            USING ERRCODE = 'undefined_object';
+    END IF;
+END $$;
+
+-- Deletes the rows of table TG_ARGV[0] set for the deleted row as target TG_ARGV[1]: a list's,
+-- campaign's or subscription's settings go with it.
+CREATE FUNCTION callback._drop_target_rows() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE format('DELETE FROM callback.%I t WHERE t.account_id = $1 AND t.target = $2 AND t.target_id = $3', TG_ARGV[0])
+        USING OLD.account_id, TG_ARGV[1], OLD.id;
+    RETURN NULL;
+END $$;
+
 -- Raises 22023 when the certificate and key are not a usable pair, 42704 when the target is
 -- not one of the account's; stamps updated_at.
 CREATE FUNCTION callback._check_client_certificate() RETURNS trigger
 LANGUAGE plpgsql AS $$
-DECLARE
-    target_found bool := CASE NEW.target
-        WHEN 'account' THEN NEW.target_id = NEW.account_id
-        WHEN 'list' THEN EXISTS (SELECT FROM callback.lists l WHERE l.id = NEW.target_id AND l.account_id = NEW.account_id)
-        WHEN 'campaign' THEN EXISTS (SELECT FROM callback.campaigns c WHERE c.id = NEW.target_id AND c.account_id = NEW.account_id)
-    END;
 BEGIN
     PERFORM callback._check_client_certificate(NEW.certificate, NEW.private_key);
-    IF NOT target_found THEN
-        RAISE EXCEPTION '% % of account % does not exist', NEW.target, NEW.target_id, NEW.account_id
-            USING ERRCODE = 'undefined_object';
-    END IF;
+    PERFORM callback._check_target(NEW.account_id, NEW.target, NEW.target_id);
     NEW.updated_at := now();
     RETURN NEW;
 END $$;
@@ -66,17 +90,10 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 -- A list's or campaign's certificate goes with it.
-CREATE FUNCTION callback._drop_client_certificate() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    DELETE FROM callback.client_certificates k
-    WHERE k.account_id = OLD.account_id AND k.target = TG_ARGV[0] AND k.target_id = OLD.id;
-    RETURN NULL;
-END $$;
 CREATE TRIGGER lists_drop_client_certificate AFTER DELETE ON callback.lists
-    FOR EACH ROW EXECUTE FUNCTION callback._drop_client_certificate('list');
+    FOR EACH ROW EXECUTE FUNCTION callback._drop_target_rows('client_certificates', 'list');
 CREATE TRIGGER campaigns_drop_client_certificate AFTER DELETE ON callback.campaigns
-    FOR EACH ROW EXECUTE FUNCTION callback._drop_client_certificate('campaign');
+    FOR EACH ROW EXECUTE FUNCTION callback._drop_target_rows('client_certificates', 'campaign');
 
 CREATE FUNCTION callback.set_client_certificate(target text, target_id bigint, certificate text, private_key text)
 RETURNS bigint
@@ -85,11 +102,7 @@ DECLARE
     owner_account bigint;
     kept bigint;
 BEGIN
-    owner_account := CASE target
-        WHEN 'account' THEN (SELECT a.id FROM callback.accounts a WHERE a.id = target_id)
-        WHEN 'list' THEN (SELECT l.account_id FROM callback.lists l WHERE l.id = target_id)
-        WHEN 'campaign' THEN (SELECT c.account_id FROM callback.campaigns c WHERE c.id = target_id)
-    END;
+    owner_account := callback._target_account(target, target_id);
     IF target IS NULL OR target NOT IN ('account', 'list', 'campaign') THEN
         RAISE EXCEPTION 'target must be account, list or campaign, not %', coalesce(target, 'NULL')
             USING ERRCODE = 'invalid_parameter_value';

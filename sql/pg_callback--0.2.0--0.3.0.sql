@@ -359,22 +359,46 @@ COMMENT ON COLUMN callback.client_certificates.target_id IS 'The account''s, lis
 SELECT pg_catalog.pg_extension_config_dump('callback.client_certificates', '');
 SELECT pg_catalog.pg_extension_config_dump(pg_get_serial_sequence('callback.client_certificates', 'id')::regclass, '');
 
+-- The account a target (an account, list, campaign or subscription) belongs to; NULL when
+-- there is none such, or the caller may not see it. Client certificates and batching
+-- (sql/batching.sql) are set per target.
+CREATE FUNCTION callback._target_account(target text, target_id bigint) RETURNS bigint
+LANGUAGE sql STABLE AS $$
+    SELECT CASE _target_account.target
+        WHEN 'account' THEN (SELECT a.id FROM callback.accounts a WHERE a.id = _target_account.target_id)
+        WHEN 'list' THEN (SELECT l.account_id FROM callback.lists l WHERE l.id = _target_account.target_id)
+        WHEN 'campaign' THEN (SELECT c.account_id FROM callback.campaigns c WHERE c.id = _target_account.target_id)
+        WHEN 'subscription' THEN (SELECT s.account_id FROM callback.subscriptions s WHERE s.id = _target_account.target_id)
+    END
+$$;
+
+-- Raises 42704 when the target is not one of the account's.
+CREATE FUNCTION callback._check_target(account_id bigint, target text, target_id bigint) RETURNS void
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    IF callback._target_account(target, target_id) IS DISTINCT FROM account_id THEN
+        RAISE EXCEPTION '% % of account % does not exist', target, target_id, account_id
+            USING ERRCODE = 'undefined_object';
+    END IF;
+END $$;
+
+-- Deletes the rows of table TG_ARGV[0] set for the deleted row as target TG_ARGV[1]: a list's,
+-- campaign's or subscription's settings go with it.
+CREATE FUNCTION callback._drop_target_rows() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE format('DELETE FROM callback.%I t WHERE t.account_id = $1 AND t.target = $2 AND t.target_id = $3', TG_ARGV[0])
+        USING OLD.account_id, TG_ARGV[1], OLD.id;
+    RETURN NULL;
+END $$;
+
 -- Raises 22023 when the certificate and key are not a usable pair, 42704 when the target is
 -- not one of the account's; stamps updated_at.
 CREATE FUNCTION callback._check_client_certificate() RETURNS trigger
 LANGUAGE plpgsql AS $$
-DECLARE
-    target_found bool := CASE NEW.target
-        WHEN 'account' THEN NEW.target_id = NEW.account_id
-        WHEN 'list' THEN EXISTS (SELECT FROM callback.lists l WHERE l.id = NEW.target_id AND l.account_id = NEW.account_id)
-        WHEN 'campaign' THEN EXISTS (SELECT FROM callback.campaigns c WHERE c.id = NEW.target_id AND c.account_id = NEW.account_id)
-    END;
 BEGIN
     PERFORM callback._check_client_certificate(NEW.certificate, NEW.private_key);
-    IF NOT target_found THEN
-        RAISE EXCEPTION '% % of account % does not exist', NEW.target, NEW.target_id, NEW.account_id
-            USING ERRCODE = 'undefined_object';
-    END IF;
+    PERFORM callback._check_target(NEW.account_id, NEW.target, NEW.target_id);
     NEW.updated_at := now();
     RETURN NEW;
 END $$;
@@ -400,17 +424,10 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 -- A list's or campaign's certificate goes with it.
-CREATE FUNCTION callback._drop_client_certificate() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    DELETE FROM callback.client_certificates k
-    WHERE k.account_id = OLD.account_id AND k.target = TG_ARGV[0] AND k.target_id = OLD.id;
-    RETURN NULL;
-END $$;
 CREATE TRIGGER lists_drop_client_certificate AFTER DELETE ON callback.lists
-    FOR EACH ROW EXECUTE FUNCTION callback._drop_client_certificate('list');
+    FOR EACH ROW EXECUTE FUNCTION callback._drop_target_rows('client_certificates', 'list');
 CREATE TRIGGER campaigns_drop_client_certificate AFTER DELETE ON callback.campaigns
-    FOR EACH ROW EXECUTE FUNCTION callback._drop_client_certificate('campaign');
+    FOR EACH ROW EXECUTE FUNCTION callback._drop_target_rows('client_certificates', 'campaign');
 
 CREATE FUNCTION callback.set_client_certificate(target text, target_id bigint, certificate text, private_key text)
 RETURNS bigint
@@ -419,11 +436,7 @@ DECLARE
     owner_account bigint;
     kept bigint;
 BEGIN
-    owner_account := CASE target
-        WHEN 'account' THEN (SELECT a.id FROM callback.accounts a WHERE a.id = target_id)
-        WHEN 'list' THEN (SELECT l.account_id FROM callback.lists l WHERE l.id = target_id)
-        WHEN 'campaign' THEN (SELECT c.account_id FROM callback.campaigns c WHERE c.id = target_id)
-    END;
+    owner_account := callback._target_account(target, target_id);
     IF target IS NULL OR target NOT IN ('account', 'list', 'campaign') THEN
         RAISE EXCEPTION 'target must be account, list or campaign, not %', coalesce(target, 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
@@ -453,10 +466,12 @@ GRANT USAGE ON SEQUENCE callback.client_certificates_id_seq TO callback_tenant;
 GRANT INSERT, UPDATE, DELETE ON callback.client_certificates TO callback_tenant;
 GRANT SELECT (account_id, id, target, target_id, certificate, updated_at) ON callback.client_certificates TO callback_tenant;
 REVOKE ALL ON FUNCTION callback._check_client_certificate(text, text), callback._check_client_certificate(),
-    callback._drop_client_certificate(), callback._client_certificate(bigint, bigint, callback.target_kind),
+    callback._target_account(text, bigint), callback._check_target(bigint, text, bigint), callback._drop_target_rows(),
+    callback._client_certificate(bigint, bigint, callback.target_kind),
     callback.set_client_certificate(text, bigint, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION callback._check_client_certificate(text, text), callback._check_client_certificate(),
-    callback._drop_client_certificate(), callback._client_certificate(bigint, bigint, callback.target_kind),
+    callback._target_account(text, bigint), callback._check_target(bigint, text, bigint), callback._drop_target_rows(),
+    callback._client_certificate(bigint, bigint, callback.target_kind),
     callback.set_client_certificate(text, bigint, text, text) TO callback_admin, callback_tenant;
 
 -- Endpoint health, sql/health.sql; the endpoints' view shows it.
@@ -747,7 +762,6 @@ CREATE TABLE callback.batching (
         CONSTRAINT max_bytes_1kib_to_10mib CHECK (max_bytes BETWEEN 1024 AND 10485760),
     max_wait interval NOT NULL DEFAULT '1 second'
         CONSTRAINT max_wait_0_to_1_hour CHECK (max_wait BETWEEN '0' AND '1 hour'),
-    parallel int NOT NULL DEFAULT 1 CONSTRAINT parallel_1_to_16 CHECK (parallel BETWEEN 1 AND 16),
     PRIMARY KEY (account_id, id),
     UNIQUE (account_id, target, target_id)
 );
@@ -755,84 +769,60 @@ COMMENT ON TABLE callback.batching IS 'Targets whose events are sent several to 
 COMMENT ON COLUMN callback.batching.max_count IS 'Events per request at most (1 to 1000).';
 COMMENT ON COLUMN callback.batching.max_bytes IS 'Bytes of body per request at most (1 KiB to 10 MiB); an event larger on its own goes alone.';
 COMMENT ON COLUMN callback.batching.max_wait IS 'How long an event waits for others before its batch goes anyway (0 to 1 hour).';
-COMMENT ON COLUMN callback.batching.parallel IS 'Batches of the target on the wire at once (1 to 16): events are spread over that many lanes by message, each lane delivered in order.';
 SELECT pg_catalog.pg_extension_config_dump('callback.batching', '');
 SELECT pg_catalog.pg_extension_config_dump(pg_get_serial_sequence('callback.batching', 'id')::regclass, '');
 
--- Raises 42704 when the target is not one of the account's.
+-- Raises 42704 when the target is not one of the account's (sql/certificates.sql).
 CREATE FUNCTION callback._check_batching() RETURNS trigger
 LANGUAGE plpgsql AS $$
-DECLARE
-    target_found bool := CASE NEW.target
-        WHEN 'account' THEN NEW.target_id = NEW.account_id
-        WHEN 'list' THEN EXISTS (SELECT FROM callback.lists l WHERE l.id = NEW.target_id AND l.account_id = NEW.account_id)
-        WHEN 'campaign' THEN EXISTS (SELECT FROM callback.campaigns c WHERE c.id = NEW.target_id AND c.account_id = NEW.account_id)
-        WHEN 'subscription' THEN EXISTS (SELECT FROM callback.subscriptions s WHERE s.id = NEW.target_id AND s.account_id = NEW.account_id)
-    END;
 BEGIN
-    IF NOT target_found THEN
-        RAISE EXCEPTION '% % of account % does not exist', NEW.target, NEW.target_id, NEW.account_id
-            USING ERRCODE = 'undefined_object';
-    END IF;
+    PERFORM callback._check_target(NEW.account_id, NEW.target, NEW.target_id);
     RETURN NEW;
 END $$;
 CREATE TRIGGER batching_check BEFORE INSERT OR UPDATE ON callback.batching
     FOR EACH ROW EXECUTE FUNCTION callback._check_batching();
 
 -- A list's, campaign's or subscription's batching goes with it.
-CREATE FUNCTION callback._drop_batching() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    DELETE FROM callback.batching b
-    WHERE b.account_id = OLD.account_id AND b.target = TG_ARGV[0] AND b.target_id = OLD.id;
-    RETURN NULL;
-END $$;
 CREATE TRIGGER lists_drop_batching AFTER DELETE ON callback.lists
-    FOR EACH ROW EXECUTE FUNCTION callback._drop_batching('list');
+    FOR EACH ROW EXECUTE FUNCTION callback._drop_target_rows('batching', 'list');
 CREATE TRIGGER campaigns_drop_batching AFTER DELETE ON callback.campaigns
-    FOR EACH ROW EXECUTE FUNCTION callback._drop_batching('campaign');
+    FOR EACH ROW EXECUTE FUNCTION callback._drop_target_rows('batching', 'campaign');
 CREATE TRIGGER subscriptions_drop_batching AFTER DELETE ON callback.subscriptions
-    FOR EACH ROW EXECUTE FUNCTION callback._drop_batching('subscription');
+    FOR EACH ROW EXECUTE FUNCTION callback._drop_target_rows('batching', 'subscription');
 
--- How rendering reads a target's batching (src/render/targets.rs): 'count bytes wait_ms parallel',
+-- How rendering reads a target's batching (src/render/targets.rs): 'count bytes wait_ms',
 -- NULL when its events go one to a request.
 CREATE FUNCTION callback._batching(account_id bigint, target text, target_id bigint) RETURNS text
 LANGUAGE sql STABLE AS $$
-    SELECT concat_ws(' ', b.max_count, b.max_bytes, (extract(epoch FROM b.max_wait) * 1000)::bigint, b.parallel)
+    SELECT concat_ws(' ', b.max_count, b.max_bytes, (extract(epoch FROM b.max_wait) * 1000)::bigint)
     FROM callback.batching b
     WHERE b.account_id = _batching.account_id AND b.target = _batching.target AND b.target_id = _batching.target_id
 $$;
 
 CREATE FUNCTION callback.set_batching(target text, target_id bigint, max_count int, max_bytes int DEFAULT 1048576,
-                                      max_wait interval DEFAULT '1 second', parallel int DEFAULT 1)
+                                      max_wait interval DEFAULT '1 second')
 RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
     owner_account bigint;
     kept bigint;
 BEGIN
-    owner_account := CASE target
-        WHEN 'account' THEN (SELECT a.id FROM callback.accounts a WHERE a.id = target_id)
-        WHEN 'list' THEN (SELECT l.account_id FROM callback.lists l WHERE l.id = target_id)
-        WHEN 'campaign' THEN (SELECT c.account_id FROM callback.campaigns c WHERE c.id = target_id)
-        WHEN 'subscription' THEN (SELECT s.account_id FROM callback.subscriptions s WHERE s.id = target_id)
-    END;
+    owner_account := callback._target_account(target, target_id);
     IF target IS NULL OR target NOT IN ('account', 'list', 'campaign', 'subscription') THEN
         RAISE EXCEPTION 'target must be account, list, campaign or subscription, not %', coalesce(target, 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
     ELSIF owner_account IS NULL THEN
         RAISE EXCEPTION '% % does not exist', target, coalesce(target_id::text, 'NULL') USING ERRCODE = 'undefined_object';
     END IF;
-    INSERT INTO callback.batching AS b (account_id, target, target_id, max_count, max_bytes, max_wait, parallel)
-    VALUES (owner_account, target, target_id, max_count, max_bytes, max_wait, parallel)
+    INSERT INTO callback.batching AS b (account_id, target, target_id, max_count, max_bytes, max_wait)
+    VALUES (owner_account, target, target_id, max_count, max_bytes, max_wait)
     ON CONFLICT ON CONSTRAINT batching_account_id_target_target_id_key DO UPDATE
-        SET max_count = EXCLUDED.max_count, max_bytes = EXCLUDED.max_bytes, max_wait = EXCLUDED.max_wait,
-            parallel = EXCLUDED.parallel
+        SET max_count = EXCLUDED.max_count, max_bytes = EXCLUDED.max_bytes, max_wait = EXCLUDED.max_wait
     RETURNING b.id INTO kept;
     RETURN kept;
 END $$;
-COMMENT ON FUNCTION callback.set_batching(text, bigint, int, int, interval, int) IS
-    'Sends the events of an account''s delivery-status webhook, a list, a campaign or a subscription several to a request ({"results": [...]}): at most max_count events (1-1000) and max_bytes of body (1 KiB-10 MiB), an event waiting at most max_wait for others, up to parallel batches on the wire at once (1-16); replaces the target''s batching; returns its id. Events rendered from then on are batched; delete the row of callback.batching to stop.';
+COMMENT ON FUNCTION callback.set_batching(text, bigint, int, int, interval) IS
+    'Sends the events of an account''s delivery-status webhook, a list, a campaign or a subscription several to a request ({"results": [...]}): at most max_count events (1-1000) and max_bytes of body (1 KiB-10 MiB), an event waiting at most max_wait for others (0-1 hour); replaces the target''s batching; returns its id. Events rendered from then on are batched; delete the row of callback.batching to stop.';
 
 -- Events of batching targets: waiting for their batch (callback_id NULL, with what their batch
 -- is made of), then in it (callback_id set, the rest cleared): the link from each event to
@@ -846,7 +836,7 @@ CREATE TABLE callback.batch_events (
     campaign_id bigint,
     message_id bigint,
     recorded_at timestamptz NOT NULL DEFAULT now(),
-    -- While waiting: the batch it goes in (target, campaign, lane, URL), when its batch goes at
+    -- While waiting: the batch it goes in (target, campaign, URL), when its batch goes at
     -- the latest, the limits, and the callback as rendered, its body the event's envelope (JSON).
     batch_key text COLLATE "C",
     send_by timestamptz,
@@ -921,7 +911,6 @@ JOIN callback.callbacks c ON c.id = b.callback_id
 JOIN callback.deliveries d ON d.callback_id = c.id;
 COMMENT ON VIEW callback.history IS 'Every HTTP attempt with its callback: when, how long, the status, an excerpt of the answer, the error. The attempts of a batch (batch_size events in one request) appear once for each of its events, with that event''s type and message.';
 ALTER VIEW callback.history SET (security_invoker = true);
-
 CREATE OR REPLACE FUNCTION callback.purge(older_than interval, max_rows bigint DEFAULT NULL) RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -961,7 +950,7 @@ GRANT SELECT (account_id, id, callback_id, event, campaign_id, message_id, recor
               max_count, max_bytes, format, target, subscription_id, url, method, headers, envelope, retry_policy)
     ON callback.batch_events TO callback_tenant;
 GRANT SELECT (batch_size) ON callback.callbacks TO callback_tenant;
-REVOKE ALL ON FUNCTION callback._check_batching(), callback._drop_batching(), callback._batching(bigint, text, bigint),
-    callback.set_batching(text, bigint, int, int, interval, int) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION callback._check_batching(), callback._drop_batching(), callback._batching(bigint, text, bigint),
-    callback.set_batching(text, bigint, int, int, interval, int) TO callback_admin, callback_tenant;
+REVOKE ALL ON FUNCTION callback._check_batching(), callback._batching(bigint, text, bigint),
+    callback.set_batching(text, bigint, int, int, interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION callback._check_batching(), callback._batching(bigint, text, bigint),
+    callback.set_batching(text, bigint, int, int, interval) TO callback_admin, callback_tenant;

@@ -5,12 +5,16 @@
 //! `results[i]` (`results[0][type]=...&results[0][data][message_id]=...`). Events are in the
 //! order they happened.
 //!
+//! Order: a target's batches go out side by side, so an event whose message (campaign, for
+//! campaign events) has an event in a batch not yet done waits until that one is: each
+//! message's events still reach the target in order.
+//!
 //! In: a target's batching (a row of `callback.batching`), events waiting with their envelopes.
-//! Out: which lane an event goes in, which waiting events make each batch, and its body.
+//! Out: which waiting events make each batch now, and its body.
 
 use crate::body::{self, Format};
 use serde_json::Value;
-use std::ops::Range;
+use std::collections::HashSet;
 
 /// How a target batches its events.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -18,40 +22,27 @@ pub struct Batching {
     pub max_count: usize,
     pub max_bytes: usize,
     pub max_wait_ms: i64,
-    /// Lanes: batches of the target on the wire at once.
-    pub parallel: u32,
 }
 
 impl Batching {
-    /// Reads what `callback._batching` returns: `count bytes wait_ms parallel`.
+    /// Reads what `callback._batching` returns: `count bytes wait_ms`.
     pub fn parse(text: &str) -> Option<Batching> {
         let mut parts = text.split(' ').map(str::parse::<i64>);
         let mut next = || parts.next().and_then(Result::ok);
-        let (count, bytes, wait, parallel) = (next()?, next()?, next()?, next()?);
+        let (count, bytes, wait) = (next()?, next()?, next()?);
         Some(Batching {
             max_count: count.max(1) as usize,
             max_bytes: bytes.max(1) as usize,
             max_wait_ms: wait.max(0),
-            parallel: parallel.clamp(1, 16) as u32,
         })
-    }
-
-    /// The lane of an event with this order key (its message, else its campaign, and URL):
-    /// the same for every event of one message, so that they stay in order.
-    pub fn lane(&self, order_key: &str) -> u32 {
-        // FNV-1a: stable across builds, unlike the standard library's hasher.
-        let hash = order_key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        });
-        (hash % u64::from(self.parallel)) as u32
     }
 }
 
 /// What a batch's events have in common, which names the batch they wait for: the target
-/// (kind and subscription), campaign, lane and URL.
-pub fn key(kind: &str, subscription_id: Option<i64>, campaign_id: Option<i64>, lane: u32, url: &str) -> String {
+/// (kind and subscription), campaign and URL.
+pub fn key(kind: &str, subscription_id: Option<i64>, campaign_id: Option<i64>, url: &str) -> String {
     let id = |id: Option<i64>| id.map_or_else(|| "-".to_string(), |id| id.to_string());
-    format!("batch {kind} {} {} {lane} {url}", id(subscription_id), id(campaign_id))
+    format!("batch {kind} {} {} {url}", id(subscription_id), id(campaign_id))
 }
 
 /// An event waiting for its batch.
@@ -63,47 +54,70 @@ pub struct Waiting<'a> {
     pub template: &'a str,
     /// Whether its max_wait is over.
     pub overdue: bool,
+    /// Its message (None: a campaign event): what its order is kept within.
+    pub message_id: Option<i64>,
+    /// Whether its message has an event in a batch of the target not done yet.
+    pub behind: bool,
 }
 
-/// A batch to send: which of the waiting events it carries, and its body.
+/// A batch to send: which of the waiting events it carries (their places), and its body.
 #[derive(Debug, PartialEq)]
 pub struct Batch {
-    pub events: Range<usize>,
+    pub events: Vec<usize>,
     pub body: String,
 }
 
 /// The batches `waiting` (in the order their events happened) make now: as many events as fit
 /// in `max_count` and `max_bytes` of body (an event too large on its own goes alone); the last,
-/// not full, only when its first event's max_wait is over. The events left wait on.
-pub fn batches(format: Format, batching: &Batching, waiting: &[Waiting<'_>]) -> Vec<Batch> {
+/// not full, only when its first event's max_wait is over and `more_coming` is false (more
+/// events are being rendered: they may fill it). An event whose message is `behind` an
+/// undone batch, or in a batch made earlier in this call, waits, and so do its message's later
+/// events. The events left wait on.
+pub fn batches(format: Format, batching: &Batching, waiting: &[Waiting<'_>], more_coming: bool) -> Vec<Batch> {
     let (open, separator, close) = frame(format);
+    let mut taken = vec![false; waiting.len()];
+    // Messages whose events may not go in the batch being made.
+    let mut closed: HashSet<Option<i64>> = waiting.iter().filter(|w| w.behind).map(|w| w.message_id).collect();
     let mut made = Vec::new();
-    let mut start = 0;
-    while start < waiting.len() {
-        let mut parts = vec![part(format, 0, waiting[start].envelope)];
-        let mut bytes = open.len() + close.len() + parts[0].len();
-        let mut end = start + 1;
-        while end < waiting.len()
-            && end - start < batching.max_count
-            && waiting[end].template == waiting[start].template
-        {
-            let next = part(format, end - start, waiting[end].envelope);
-            if bytes + separator.len() + next.len() > batching.max_bytes {
+    loop {
+        let (mut events, mut parts, mut here) = (Vec::new(), Vec::new(), HashSet::new());
+        let mut bytes = open.len() + close.len();
+        let mut full = false;
+        for (i, w) in waiting.iter().enumerate() {
+            if taken[i] || closed.contains(&w.message_id) && !here.contains(&w.message_id) {
+                continue;
+            }
+            if events
+                .first()
+                .is_some_and(|&first: &usize| waiting[first].template != w.template)
+            {
+                full = true;
                 break;
             }
-            bytes += separator.len() + next.len();
+            let next = part(format, events.len(), w.envelope);
+            let more = next.len() + if events.is_empty() { 0 } else { separator.len() };
+            if !events.is_empty() && (events.len() >= batching.max_count || bytes + more > batching.max_bytes) {
+                full = true;
+                break;
+            }
+            bytes += more;
+            events.push(i);
             parts.push(next);
-            end += 1;
+            here.insert(w.message_id);
         }
-        let full = end < waiting.len() || end - start >= batching.max_count;
-        if !full && !waiting[start].overdue {
+        let Some(&first) = events.first() else { break };
+        full |= events.len() >= batching.max_count;
+        if !full && (more_coming || !waiting[first].overdue) {
             break;
         }
+        for &i in &events {
+            taken[i] = true;
+        }
+        closed.extend(here);
         made.push(Batch {
-            events: start..end,
+            events,
             body: format!("{open}{}{close}", parts.join(separator)),
         });
-        start = end;
     }
     made
 }
@@ -144,13 +158,17 @@ mod tests {
         format!(r#"{{"data":{{"message_id":{i}}},"timestamp":"2026-12-04T10:00:00.000000Z","type":"message.status"}}"#)
     }
 
+    /// Events of messages 0, 1, 2 ... one each.
     fn waiting(envelopes: &[String], overdue: bool) -> Vec<Waiting<'_>> {
         envelopes
             .iter()
-            .map(|e| Waiting {
+            .enumerate()
+            .map(|(i, e)| Waiting {
                 envelope: e,
                 template: "t",
                 overdue,
+                message_id: Some(i as i64),
+                behind: false,
             })
             .collect()
     }
@@ -160,27 +178,30 @@ mod tests {
             max_count,
             max_bytes,
             max_wait_ms: 1000,
-            parallel: 1,
         }
+    }
+
+    fn made(batches: &[Batch]) -> Vec<Vec<usize>> {
+        batches.iter().map(|b| b.events.clone()).collect()
     }
 
     #[test]
     fn full_batches_go_and_the_rest_waits_until_overdue() {
         let envelopes: Vec<String> = (0..7).map(envelope).collect();
-        let made = batches(Format::Json, &batching(3, 1 << 20), &waiting(&envelopes, false));
-        assert_eq!(
-            made.iter().map(|b| b.events.clone()).collect::<Vec<_>>(),
-            vec![0..3, 3..6]
-        );
-        let made = batches(Format::Json, &batching(3, 1 << 20), &waiting(&envelopes, true));
-        assert_eq!(made.last().unwrap().events, 6..7);
+        let all = batches(Format::Json, &batching(3, 1 << 20), &waiting(&envelopes, false), false);
+        assert_eq!(made(&all), vec![vec![0, 1, 2], vec![3, 4, 5]]);
+        let all = batches(Format::Json, &batching(3, 1 << 20), &waiting(&envelopes, true), false);
+        assert_eq!(made(&all).last().unwrap(), &vec![6]);
+        // Overdue, but more events are being rendered: only full ones go.
+        let all = batches(Format::Json, &batching(3, 1 << 20), &waiting(&envelopes, true), true);
+        assert_eq!(all.len(), 2);
     }
 
     #[test]
     fn json_batches_are_a_results_array_in_order() {
         let envelopes: Vec<String> = (0..2).map(envelope).collect();
-        let made = batches(Format::Json, &batching(2, 1 << 20), &waiting(&envelopes, false));
-        let body: Value = serde_json::from_str(&made[0].body).unwrap();
+        let all = batches(Format::Json, &batching(2, 1 << 20), &waiting(&envelopes, false), false);
+        let body: Value = serde_json::from_str(&all[0].body).unwrap();
         assert_eq!(body["results"][1]["data"]["message_id"], 1);
         assert_eq!(body["results"].as_array().unwrap().len(), 2);
     }
@@ -191,11 +212,11 @@ mod tests {
         let one = envelopes[0].len();
         // Room for two events and the frame, not three.
         let limit = "{\"results\":[]}".len() + 2 * one + 1;
-        let made = batches(Format::Json, &batching(100, limit), &waiting(&envelopes, true));
-        assert_eq!(made.iter().map(|b| b.events.len()).collect::<Vec<_>>(), vec![2, 2]);
-        assert!(made.iter().all(|b| b.body.len() <= limit));
-        let made = batches(Format::Json, &batching(100, 10), &waiting(&envelopes, true));
-        assert_eq!(made.len(), 4);
+        let all = batches(Format::Json, &batching(100, limit), &waiting(&envelopes, true), false);
+        assert_eq!(made(&all), vec![vec![0, 1], vec![2, 3]]);
+        assert!(all.iter().all(|b| b.body.len() <= limit));
+        let all = batches(Format::Json, &batching(100, 10), &waiting(&envelopes, true), false);
+        assert_eq!(all.len(), 4);
     }
 
     #[test]
@@ -203,8 +224,35 @@ mod tests {
         let envelopes: Vec<String> = (0..3).map(envelope).collect();
         let mut all = waiting(&envelopes, false);
         all[2].template = "changed";
-        let made = batches(Format::Json, &batching(10, 1 << 20), &all);
-        assert_eq!(made.iter().map(|b| b.events.clone()).collect::<Vec<_>>(), vec![0..2]);
+        assert_eq!(
+            made(&batches(Format::Json, &batching(10, 1 << 20), &all, false)),
+            vec![vec![0, 1]]
+        );
+    }
+
+    #[test]
+    fn a_message_behind_an_undone_batch_waits_with_its_later_events() {
+        let envelopes: Vec<String> = (0..5).map(envelope).collect();
+        let mut all = waiting(&envelopes, true);
+        // Message 7: behind an undone batch (its first event here), then another event of it.
+        all[1].message_id = Some(7);
+        all[1].behind = true;
+        all[3].message_id = Some(7);
+        assert_eq!(
+            made(&batches(Format::Json, &batching(10, 1 << 20), &all, false)),
+            vec![vec![0, 2, 4]]
+        );
+    }
+
+    #[test]
+    fn a_message_in_one_batch_made_now_waits_out_the_next() {
+        let envelopes: Vec<String> = (0..4).map(envelope).collect();
+        let mut all = waiting(&envelopes, true);
+        // Message 7's two events: the first fills batch one, the second may not go in batch two.
+        all[1].message_id = Some(7);
+        all[2].message_id = Some(7);
+        let got = made(&batches(Format::Json, &batching(2, 1 << 20), &all, false));
+        assert_eq!(got, vec![vec![0, 1], vec![3]]);
     }
 
     #[test]
@@ -222,16 +270,8 @@ mod tests {
     }
 
     #[test]
-    fn a_message_keeps_its_lane() {
-        let b = Batching {
-            parallel: 8,
-            ..batching(100, 1 << 20)
-        };
-        assert_eq!(b.lane("message:42 https://x/"), b.lane("message:42 https://x/"));
-        let lanes: std::collections::HashSet<u32> =
-            (0..100).map(|i| b.lane(&format!("message:{i} https://x/"))).collect();
-        assert_eq!(lanes.len(), 8);
-        assert_eq!(Batching::parse("100 1048576 1000 8"), Some(b));
+    fn settings_are_read_as_sql_writes_them() {
+        assert_eq!(Batching::parse("100 1048576 1000"), Some(batching(100, 1048576)));
         assert_eq!(Batching::parse("garbage"), None);
     }
 }

@@ -1,8 +1,9 @@
 -- One batch: a callback carrying the events $17 ($16 of them), which are linked to it and
--- cleared of what it now holds. Its order key ($14) is its target, campaign, lane and URL: it
--- waits behind an earlier batch of those not done yet, and is held while its campaign's
--- callbacks are disabled (read now: they may have been enabled since its events were recorded).
--- Returns whether it is due now.
+-- cleared of what it now holds. Its order key ($14, its target, campaign and URL, and its
+-- first event) is its own: a target's batches go side by side (an event behind an undone
+-- batch is kept out of the next ones, src/render/batches.rs). Held while its campaign's
+-- callbacks are disabled (read now: they may have been enabled since its events were
+-- recorded). Returns whether it is due now.
 WITH batch AS (
     INSERT INTO callback.callbacks_undone (
         event, account_id, campaign_id, message_id, target, subscription_id,
@@ -13,7 +14,6 @@ WITH batch AS (
         $7, $8::callback.http_method, $9::jsonb, $10, $11, $12, $13, $14,
         CASE WHEN $5 IN ('campaign', 'campaign_event', 'list')
                   AND EXISTS (SELECT FROM callback.campaigns c WHERE c.id = $3 AND NOT c.callbacks_enabled) THEN 'held'
-             WHEN EXISTS (SELECT FROM callback.callbacks_undone c WHERE c.order_key = $14) THEN 'waiting'
              ELSE 'pending' END::callback.callback_state,
         $15, $16)
     RETURNING id, state

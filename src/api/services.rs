@@ -145,20 +145,34 @@ fn define_report_settings() {
         &REPORT_PREFIX,
         GucFlags::default(),
     );
-    text_setting(
-        c"pg_callback.report_access_key_id",
-        c"The access key id reports are uploaded with.",
-        c"With pg_callback.report_secret_access_key.",
-        &REPORT_ACCESS_KEY_ID,
-        GucFlags::default(),
-    );
-    text_setting(
-        c"pg_callback.report_secret_access_key",
-        c"The secret access key reports are uploaded with.",
-        c"Shown to superusers only.",
-        &REPORT_SECRET_ACCESS_KEY,
-        GucFlags::SUPERUSER_ONLY,
-    );
+    // SAFETY: the hook only reads the new value and pg_callback.report_bucket.
+    unsafe {
+        GucRegistry::define_string_guc_with_hooks(
+            c"pg_callback.report_access_key_id",
+            c"The access key id reports are uploaded with.",
+            c"With pg_callback.report_secret_access_key.",
+            &REPORT_ACCESS_KEY_ID,
+            GucContext::Sighup,
+            GucFlags::default(),
+            Some(check_report_credentials),
+            None,
+            None,
+        );
+    }
+    // SAFETY: the hook only reads the new value and pg_callback.report_bucket.
+    unsafe {
+        GucRegistry::define_string_guc_with_hooks(
+            c"pg_callback.report_secret_access_key",
+            c"The secret access key reports are uploaded with.",
+            c"Shown to superusers only.",
+            &REPORT_SECRET_ACCESS_KEY,
+            GucContext::Sighup,
+            GucFlags::SUPERUSER_ONLY,
+            Some(check_report_credentials),
+            None,
+            None,
+        );
+    }
     GucRegistry::define_int_guc(
         c"pg_callback.report_link_ttl",
         c"How long a report's download link stays valid.",
@@ -182,6 +196,39 @@ check_hook!(
     check_report_bucket,
     report::check_bucket
 );
+
+check_hook!(
+    /// Refuses report credentials set by ALTER SYSTEM while no pg_callback.report_bucket is
+    /// set, loaded or waiting in postgresql.auto.conf for the next reload: they would never be
+    /// used. Not when a configuration file is read (outside any transaction), where the
+    /// settings come in the file's order.
+    check_report_credentials,
+    |_: &str| {
+        // SAFETY: reads the state of this backend's transaction.
+        let altering = unsafe { pgrx::pg_sys::IsTransactionState() };
+        let loaded = !text(&REPORT_BUCKET).unwrap_or_default().trim().is_empty();
+        match altering && !loaded && !bucket_altered() {
+            true => Err("pg_callback.report_bucket is not set: set it first, or these are never used".to_string()),
+            false => Ok(()),
+        }
+    }
+);
+
+/// Whether postgresql.auto.conf (what ALTER SYSTEM wrote, reloaded or not) sets a report bucket.
+fn bucket_altered() -> bool {
+    // SAFETY: the data directory's path, set at startup.
+    let data = unsafe { std::ffi::CStr::from_ptr(pgrx::pg_sys::DataDir) }
+        .to_string_lossy()
+        .into_owned();
+    let Ok(file) = std::fs::read_to_string(format!("{data}/postgresql.auto.conf")) else {
+        return false;
+    };
+    file.lines()
+        .filter_map(|line| line.split_once('='))
+        .filter(|(name, _)| name.trim() == "pg_callback.report_bucket")
+        .last()
+        .is_some_and(|(_, value)| !value.trim().trim_matches('\'').trim().is_empty())
+}
 
 /// Where campaign reports go; None when pg_callback.report_bucket is empty.
 pub fn storage() -> Option<Storage> {

@@ -285,6 +285,10 @@ impl Worker {
             finish(std::mem::take(&mut self.answered));
             self.last_write = Instant::now();
             self.more = true;
+            // A batch done may let events kept out behind it go (src/render/batches.rs).
+            if render::next_send_by().is_some() {
+                self.batches_at = 0;
+            }
         }
     }
 

@@ -17,12 +17,15 @@ use pgrx::prelude::*;
 use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiHeapTupleData, SpiResult};
 use serde_json::Value;
 use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
 
 const ADD: &str = include_str!("../../sql/render/batch_add.sql");
 const DUE: &str = include_str!("../../sql/render/batch_due.sql");
 const WAITING: &str = include_str!("../../sql/render/batch_waiting.sql");
 const MAKE: &str = include_str!("../../sql/render/batch_make.sql");
 const NEXT: &str = include_str!("../../sql/render/batch_next.sql");
+const BEHIND: &str = include_str!("../../sql/render/batch_behind.sql");
+const UNDONE: &str = include_str!("../../sql/render/batch_undone.sql");
 
 struct BatchPlans {
     add: OwnedPreparedStatement,
@@ -30,6 +33,8 @@ struct BatchPlans {
     waiting: OwnedPreparedStatement,
     make: OwnedPreparedStatement,
     next: OwnedPreparedStatement,
+    behind: OwnedPreparedStatement,
+    undone: OwnedPreparedStatement,
 }
 
 thread_local! {
@@ -55,6 +60,8 @@ fn prepare(client: &mut SpiClient<'_>) -> SpiResult<BatchPlans> {
         waiting: client.prepare(WAITING, &types(&["text"]))?.keep(),
         make: client.prepare_mut(MAKE, &types(&MAKE_ARGS))?.keep(),
         next: client.prepare(NEXT, &[])?.keep(),
+        behind: client.prepare_mut(BEHIND, &types(&["bigint", "bigint[]"]))?.keep(),
+        undone: client.prepare(UNDONE, &types(&["text", "bigint[]"]))?.keep(),
     })
 }
 
@@ -107,8 +114,7 @@ pub fn add(client: &mut SpiClient<'_>, items: Vec<Item>) -> SpiResult<()> {
         .iter()
         .map(|i| {
             let c = &i.callback;
-            let lane = i.batching.lane(&c.order_key);
-            batch::key(c.kind.as_str(), c.subscription_id, c.campaign_id, lane, &c.url)
+            batch::key(c.kind.as_str(), c.subscription_id, c.campaign_id, &c.url)
         })
         .collect();
     let send_by: Vec<f64> = items
@@ -164,6 +170,8 @@ struct Row {
     event: String,
     message_id: Option<i64>,
     overdue: bool,
+    /// Whether its message has an event in an undone batch of the target.
+    behind: bool,
     /// What it is sent with, as text: events with different ones never share a batch.
     template: String,
     envelope: String,
@@ -172,8 +180,9 @@ struct Row {
 }
 
 /// Makes every batch due now a callback (sql/render/batch_make.sql); remembers when the first
-/// event left waiting may go (`next_send_by`). Whether any batch made is due now.
-pub fn make_due(client: &mut SpiClient<'_>) -> SpiResult<bool> {
+/// event left waiting may go (`next_send_by`). `more_coming`: more events are being rendered,
+/// which may fill the batches not full yet. Whether any batch made is due now.
+pub fn make_due(client: &mut SpiClient<'_>, more_coming: bool) -> SpiResult<bool> {
     spi::with(&PLANS, client, prepare, |client, plans| {
         let keys: Vec<String> = client
             .select(&plans.due, None, &[])?
@@ -181,7 +190,7 @@ pub fn make_due(client: &mut SpiClient<'_>) -> SpiResult<bool> {
             .collect::<SpiResult<_>>()?;
         let mut due_now = false;
         for key in keys {
-            due_now |= make_batches(client, plans, &key)?;
+            due_now |= make_batches(client, plans, &key, more_coming)?;
         }
         let next = client.select(&plans.next, Some(1), &[])?;
         let next = if next.is_empty() {
@@ -199,8 +208,8 @@ pub fn next_send_by() -> Option<i64> {
     NEXT_SEND_BY.get()
 }
 
-/// The batches of one target, campaign, lane and URL.
-fn make_batches(client: &mut SpiClient<'_>, plans: &BatchPlans, key: &str) -> SpiResult<bool> {
+/// The batches of one target, campaign and URL.
+fn make_batches(client: &mut SpiClient<'_>, plans: &BatchPlans, key: &str, more_coming: bool) -> SpiResult<bool> {
     let table = client.select(&plans.waiting, None, &[key.into()])?;
     let mut rows = Vec::new();
     let mut limits = None;
@@ -213,6 +222,7 @@ fn make_batches(client: &mut SpiClient<'_>, plans: &BatchPlans, key: &str) -> Sp
             event: row.get_by_name("event")?.unwrap_or_default(),
             message_id: row.get_by_name("message_id")?,
             overdue: row.get_by_name("overdue")?.unwrap_or(true),
+            behind: false,
             template: row.get_by_name("template")?.unwrap_or_default(),
             envelope: row.get_by_name("envelope")?.unwrap_or_default(),
             sent_with: sent_with(&row)?,
@@ -221,18 +231,31 @@ fn make_batches(client: &mut SpiClient<'_>, plans: &BatchPlans, key: &str) -> Sp
     let Some((format, batching)) = limits else {
         return Ok(false);
     };
+    let messages: Vec<i64> = rows.iter().filter_map(|r| r.message_id).collect();
+    let behind: HashSet<i64> = client
+        .select(&plans.undone, None, &[key.into(), messages.into()])?
+        .map(|row| row.get::<i64>(1).map(Option::unwrap_or_default))
+        .collect::<SpiResult<_>>()?;
+    for r in &mut rows {
+        r.behind = r.message_id.is_some_and(|m| behind.contains(&m));
+    }
     let waiting: Vec<Waiting<'_>> = rows
         .iter()
         .map(|r| Waiting {
             envelope: &r.envelope,
             template: &r.template,
             overdue: r.overdue,
+            message_id: r.message_id,
+            behind: r.behind,
         })
         .collect();
+    let made = batch::batches(format, &batching, &waiting, more_coming);
+    let mut in_batch = vec![false; rows.len()];
     let mut due_now = false;
-    for made in batch::batches(format, &batching, &waiting) {
-        let events = &rows[made.events.clone()];
-        let first = &events[0];
+    for made in made {
+        let events: Vec<&Row> = made.events.iter().map(|&i| &rows[i]).collect();
+        made.events.iter().for_each(|&i| in_batch[i] = true);
+        let first = events[0];
         let single_message = events.iter().all(|e| e.message_id == first.message_id);
         let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
         let c = &first.sent_with;
@@ -250,13 +273,24 @@ fn make_batches(client: &mut SpiClient<'_>, plans: &BatchPlans, key: &str) -> Sp
             c.auth_header.clone().into(),
             c.signing_secret.clone().into(),
             c.retry_policy.as_str().into(),
-            key.into(),
+            format!("{key} #{}", first.id).into(),
             super::queue::webhook_id().into(),
             (ids.len() as i32).into(),
             ids.into(),
         ];
         let due = client.update(&plans.make, None, &args)?.first().get_one::<bool>()?;
         due_now |= due.unwrap_or(false);
+    }
+    // Those kept out behind an undone batch, already overdue: looked at again later.
+    let kept_out: Vec<i64> = rows
+        .iter()
+        .zip(&in_batch)
+        .filter(|(r, taken)| !**taken && r.overdue && !more_coming)
+        .map(|(r, _)| r.id)
+        .collect();
+    if !kept_out.is_empty() {
+        let account_id = rows[0].sent_with.account_id;
+        client.update(&plans.behind, None, &[account_id.into(), kept_out.into()])?;
     }
     Ok(due_now)
 }
@@ -290,7 +324,6 @@ fn limits_of(row: &SpiHeapTupleData) -> SpiResult<(Format, Batching)> {
         max_count: row.get_by_name::<i32, _>("max_count")?.unwrap_or(1).max(1) as usize,
         max_bytes: row.get_by_name::<i32, _>("max_bytes")?.unwrap_or(1 << 20).max(1) as usize,
         max_wait_ms: 0,
-        parallel: 1,
     };
     Ok((Format::parse(&format).unwrap_or(Format::Json), batching))
 }

@@ -129,7 +129,7 @@ pub fn expand_events(max: i32) -> i32 {
                 rendering.at = at;
                 super::stored(client, plans, cache, &event, &mut rendering)?;
             }
-            super::insert_gathered(client, plans, rendering)
+            super::insert_gathered(client, plans, rendering, taken == max)
         })
     });
     taken

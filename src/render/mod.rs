@@ -217,16 +217,22 @@ fn error_of(e: RenderError) -> CallbackError {
     }
 }
 
-/// Inserts what a worker gathered, and makes the batches now due; wakes the workers at commit
-/// when a callback is due now.
-pub fn insert_gathered(client: &mut SpiClient<'_>, plans: &Plans, rendering: Rendering) -> SpiResult<()> {
+/// Inserts what a worker gathered, and makes the batches now due (`more_coming`: it is
+/// rendering more events, which may fill those not full); wakes the workers at commit when a
+/// callback is due now.
+pub fn insert_gathered(
+    client: &mut SpiClient<'_>,
+    plans: &Plans,
+    rendering: Rendering,
+    more_coming: bool,
+) -> SpiResult<()> {
     let mut due = false;
     if let Some(callbacks) = rendering.gathered {
         due |= queue::insert_all(callbacks, client, plans)?;
     }
     batches::add(client, rendering.batched)?;
     if spi::has_column(c"batch_events", c"callback_id") {
-        due |= batches::make_due(client)?;
+        due |= batches::make_due(client, more_coming)?;
     }
     if due {
         shared::wake_on_commit();

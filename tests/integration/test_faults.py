@@ -355,6 +355,45 @@ def test_crash_between_the_upload_and_campaign_complete(db, receiver, settings):
         storage.down()
 
 
+def test_sigkill_with_batched_reports_in_flight_and_waiting(db, receiver):
+    """Batched reports (events several to a request): workers killed while batches are on the
+    wire and while events wait for their batch. Each event is counted from the bodies."""
+    receiver.respond_all(Behaviour(delay=0.05))
+    make_list(db, receiver.url("/batched"))
+    db.sql("SELECT callback.set_batching('list', 1, 10, max_wait => '300 milliseconds')")
+    ids, in_flight = [], 0
+    for round_ in range(3):
+        ids += [r[0] for r in db.sql("""INSERT INTO callback.messages (campaign_id, channel, destination, status)
+                                        SELECT 1, 'sms', '+1555' || g, 'delivered' FROM generate_series(1, %s) g
+                                        RETURNING id""", [N // 3])]
+        wait_for_some(receiver, 3 + round_ * 10)
+        pids = []
+        while not pids:
+            pids = query(db, "SELECT array_agg(pid) FROM pg_stat_activity WHERE backend_type = 'pg_callback worker'")
+        in_flight += query(db, "SELECT coalesce(sum(batch_size), 0) FROM callback.callbacks_undone WHERE leased_by IS NOT NULL")
+        os.kill(pids[0], signal.SIGKILL)
+        time.sleep(0.5)
+    deadline = time.monotonic() + SETTLE
+    while query(db, "SELECT count(*) FROM callback.history WHERE state = 'delivered' AND http_status = 200") < len(ids):
+        assert time.monotonic() < deadline, "batched events not all delivered"
+        time.sleep(0.2)
+    requests = receiver.received("/batched")
+    got = Counter(e["data"]["message_id"] for r in requests for e in r.json()["results"])
+    accepted = Counter(e["data"]["message_id"] for r in requests if r.answer == 200 for e in r.json()["results"])
+    lost = sorted(set(ids) - set(got))
+    duplicates = sum(accepted[i] - 1 for i in ids if accepted[i] > 1)
+    TALLY.append(("SIGKILL of a worker with batched reports on the wire and waiting, 3 times", len(ids),
+                  sum(got[i] for i in ids), len(lost), duplicates, in_flight))
+    assert not lost, f"{len(lost)} events lost, e.g. {lost[:5]}"
+    # An event seen twice came in the same batch sent again (a crash between its answer and
+    # the result's write), never in two batches.
+    batches_of = {}
+    for r in requests:
+        for e in r.json()["results"]:
+            batches_of.setdefault(e["data"]["message_id"], set()).add(r.headers["webhook-id"])
+    assert all(len(batches) == 1 for batches in batches_of.values())
+
+
 def test_drop_extension_while_delivering(db, receiver):
     receiver.respond_all(Behaviour(delay=0.05))
     record_events(db, receiver)

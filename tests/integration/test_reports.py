@@ -5,6 +5,7 @@ presigned link that downloads the same CSV as callback.campaign_report_csv(). A 
 storage refuses for good sends campaign.complete with report_url null and why."""
 
 import urllib.request
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -101,3 +102,16 @@ def test_the_gate_checks_signatures_as_botocore_makes_them():
     import datetime
     later = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=120)
     assert not sigv4_query_signature_valid("PUT", presign("S3RVER"), "S3RVER", "S3RVER", now=later)
+
+
+def test_credentials_without_a_bucket_are_refused(cluster, settings):
+    auto_conf = Path(cluster.dir) / "data" / "postgresql.auto.conf"
+    before = auto_conf.read_text()
+    for name in ("report_access_key_id", "report_secret_access_key"):
+        with pytest.raises(psycopg.errors.InvalidParameterValue) as refused:
+            cluster.sql(f"ALTER SYSTEM SET pg_callback.{name} = 'AKIAEXAMPLE'", dbname="postgres")
+        assert "report_bucket is not set" in refused.value.diag.message_detail
+    assert auto_conf.read_text() == before
+    # After the bucket (reloaded or not yet, as ALTER SYSTEM is usually run), they are taken.
+    settings(report_bucket="reports", report_access_key_id="AKIAEXAMPLE", report_secret_access_key="secret")
+    assert cluster.one("SELECT current_setting('pg_callback.report_access_key_id')") == "AKIAEXAMPLE"
