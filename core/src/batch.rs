@@ -36,6 +36,12 @@ impl Batching {
             max_wait_ms: wait.max(0),
         })
     }
+
+    /// When the batch of an event that happened `at` (a Postgres `timestamptz`) goes at the
+    /// latest, in Unix seconds.
+    pub fn send_by(&self, at: i64) -> f64 {
+        crate::time::unix_seconds_of_postgres(at) + self.max_wait_ms as f64 / 1000.0
+    }
 }
 
 /// What a batch's events have in common, which names the batch they wait for: the target
@@ -43,6 +49,13 @@ impl Batching {
 pub fn key(kind: &str, subscription_id: Option<i64>, campaign_id: Option<i64>, url: &str) -> String {
     let id = |id: Option<i64>| id.map_or_else(|| "-".to_string(), |id| id.to_string());
     format!("batch {kind} {} {} {url}", id(subscription_id), id(campaign_id))
+}
+
+/// The order key of the batch of `key` whose first event is `first_event`: a batch's own, so
+/// that a target's batches go side by side; sql/render/batch_undone.sql finds a target's
+/// undone batches by the `{key} #` they start with.
+pub fn order_key(key: &str, first_event: i64) -> String {
+    format!("{key} #{first_event}")
 }
 
 /// An event waiting for its batch.
@@ -273,5 +286,7 @@ mod tests {
     fn settings_are_read_as_sql_writes_them() {
         assert_eq!(Batching::parse("100 1048576 1000"), Some(batching(100, 1048576)));
         assert_eq!(Batching::parse("garbage"), None);
+        // 2000-01-01 plus a second's max_wait.
+        assert_eq!(batching(1, 1).send_by(0), 946_684_801.0);
     }
 }

@@ -18,11 +18,17 @@ pub enum Format {
 
 impl Format {
     pub fn parse(name: &str) -> Option<Format> {
-        match name {
-            "json" => Some(Format::Json),
-            "xml" => Some(Format::Xml),
-            "form" => Some(Format::Form),
-            _ => None,
+        [Format::Json, Format::Xml, Format::Form]
+            .into_iter()
+            .find(|f| f.name() == name)
+    }
+
+    /// Its name in SQL (`callback.body_format`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Json => "json",
+            Format::Xml => "xml",
+            Format::Form => "form",
         }
     }
 

@@ -24,6 +24,11 @@ pub fn iso(unix_micros: i64) -> String {
     }
 }
 
+/// A Postgres `timestamptz` (microseconds since 2000-01-01) in seconds since 1970.
+pub fn unix_seconds_of_postgres(at: i64) -> f64 {
+    (at as f64 + POSTGRES_EPOCH_IN_UNIX_MICROS as f64) / 1e6
+}
+
 /// A Postgres `timestamptz` (microseconds since 2000-01-01) as bodies write it; empty for
 /// infinity.
 pub fn iso_of_postgres(at: i64) -> String {

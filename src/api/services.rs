@@ -224,9 +224,9 @@ fn bucket_altered() -> bool {
         return false;
     };
     file.lines()
+        .rev()
         .filter_map(|line| line.split_once('='))
-        .filter(|(name, _)| name.trim() == "pg_callback.report_bucket")
-        .last()
+        .find(|(name, _)| name.trim() == "pg_callback.report_bucket")
         .is_some_and(|(_, value)| !value.trim().trim_matches('\'').trim().is_empty())
 }
 

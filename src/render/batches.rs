@@ -71,31 +71,21 @@ pub struct Item {
     callback: Callback,
     format: Format,
     batching: Batching,
-    /// When it was recorded (Unix seconds): its batch goes max_wait after at the latest.
-    at: f64,
+    /// When its batch goes at the latest (Unix seconds).
+    send_by: f64,
 }
 
 impl Item {
     /// `c` rendered for a target batching as `batching`, from `envelope`, recorded at `at`
-    /// (Postgres microseconds).
+    /// (a Postgres `timestamptz`).
     pub fn new(mut c: Callback, envelope: &Value, format: Format, batching: Batching, at: pg_sys::TimestampTz) -> Item {
         c.body = Some(envelope.to_string());
-        // Postgres epoch (2000-01-01) to Unix.
-        let at = at as f64 / 1e6 + 946_684_800.0;
         Item {
             callback: c,
             format,
             batching,
-            at,
+            send_by: batching.send_by(at),
         }
-    }
-}
-
-fn format_name(format: Format) -> &'static str {
-    match format {
-        Format::Json => "json",
-        Format::Xml => "xml",
-        Format::Form => "form",
     }
 }
 
@@ -106,56 +96,34 @@ pub fn add(client: &mut SpiClient<'_>, items: Vec<Item>) -> SpiResult<()> {
         return Ok(());
     }
     macro_rules! column {
-        ($($field:tt)+) => {
-            items.iter().map(|i| i.$($field)+.clone()).collect::<Vec<_>>()
+        ($value:expr) => {
+            items.iter().map($value).collect::<Vec<_>>().into()
         };
     }
-    let keys: Vec<String> = items
-        .iter()
-        .map(|i| {
-            let c = &i.callback;
-            batch::key(c.kind.as_str(), c.subscription_id, c.campaign_id, &c.url)
-        })
-        .collect();
-    let send_by: Vec<f64> = items
-        .iter()
-        .map(|i| i.at + i.batching.max_wait_ms as f64 / 1000.0)
-        .collect();
     let args = [
-        column!(callback.account_id).into(),
-        keys.into(),
-        column!(callback.event).into(),
-        column!(callback.campaign_id).into(),
-        column!(callback.message_id).into(),
-        send_by.into(),
-        items
-            .iter()
-            .map(|i| i.batching.max_count as i32)
-            .collect::<Vec<_>>()
-            .into(),
-        items
-            .iter()
-            .map(|i| i.batching.max_bytes as i32)
-            .collect::<Vec<_>>()
-            .into(),
-        items
-            .iter()
-            .map(|i| format_name(i.format).to_string())
-            .collect::<Vec<_>>()
-            .into(),
-        items
-            .iter()
-            .map(|i| i.callback.kind.as_str().to_string())
-            .collect::<Vec<_>>()
-            .into(),
-        column!(callback.subscription_id).into(),
-        column!(callback.url).into(),
-        column!(callback.method).into(),
-        column!(callback.headers).into(),
-        column!(callback.body).into(),
-        column!(callback.auth_header).into(),
-        column!(callback.signing_secret).into(),
-        column!(callback.retry_policy).into(),
+        column!(|i: &Item| i.callback.account_id),
+        column!(|i: &Item| batch::key(
+            i.callback.kind.as_str(),
+            i.callback.subscription_id,
+            i.callback.campaign_id,
+            &i.callback.url
+        )),
+        column!(|i: &Item| i.callback.event.clone()),
+        column!(|i: &Item| i.callback.campaign_id),
+        column!(|i: &Item| i.callback.message_id),
+        column!(|i: &Item| i.send_by),
+        column!(|i: &Item| i.batching.max_count as i32),
+        column!(|i: &Item| i.batching.max_bytes as i32),
+        column!(|i: &Item| i.format.name().to_string()),
+        column!(|i: &Item| i.callback.kind.as_str().to_string()),
+        column!(|i: &Item| i.callback.subscription_id),
+        column!(|i: &Item| i.callback.url.clone()),
+        column!(|i: &Item| i.callback.method.clone()),
+        column!(|i: &Item| i.callback.headers.clone()),
+        column!(|i: &Item| i.callback.body.clone()),
+        column!(|i: &Item| i.callback.auth_header.clone()),
+        column!(|i: &Item| i.callback.signing_secret.clone()),
+        column!(|i: &Item| i.callback.retry_policy.clone()),
     ];
     spi::with(&PLANS, client, prepare, |client, plans| {
         client.update(&plans.add, None, &args).map(drop)
@@ -192,12 +160,8 @@ pub fn make_due(client: &mut SpiClient<'_>, more_coming: bool) -> SpiResult<bool
         for key in keys {
             due_now |= make_batches(client, plans, &key, more_coming)?;
         }
-        let next = client.select(&plans.next, Some(1), &[])?;
-        let next = if next.is_empty() {
-            None
-        } else {
-            next.first().get_one::<f64>()?
-        };
+        // An aggregate: one row, NULL when no event waits.
+        let next = client.select(&plans.next, Some(1), &[])?.first().get_one::<f64>()?;
         NEXT_SEND_BY.set(next.map(|ms| ms as i64));
         Ok(due_now)
     })
@@ -273,7 +237,7 @@ fn make_batches(client: &mut SpiClient<'_>, plans: &BatchPlans, key: &str, more_
             c.auth_header.clone().into(),
             c.signing_secret.clone().into(),
             c.retry_policy.as_str().into(),
-            format!("{key} #{}", first.id).into(),
+            batch::order_key(key, first.id).into(),
             super::queue::webhook_id().into(),
             (ids.len() as i32).into(),
             ids.into(),
