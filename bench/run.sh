@@ -2,8 +2,8 @@
 # pg_callback's benchmark (BENCHMARKS.md): installs what is missing (nginx, wrk, pgbench),
 # builds the extension in release mode, starts its own cluster with the worker and a local
 # nginx receiver, runs every measurement of bench/bench.py and prints a table, then stops
-# everything. Traffic goes to loopback only. Arguments are passed to bench.py
-# (e.g. --only drain latency).
+# everything, twice: with durable settings, then fast ones. Traffic goes to loopback only.
+# Arguments are passed to bench.py (e.g. --only drain latency).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,6 +45,9 @@ rm -rf "$dir-s3" && mkdir -p "$dir-s3"
 s3_pid=$!
 trap 'kill $s3_pid 2>/dev/null; nginx -c "$nginx_dir/nginx.conf" -s stop 2>/dev/null || true; cluster_stop "$dir"' EXIT
 
+# Durable first: the server's defaults (fsync and synchronous_commit on; cluster_start's own
+# fsync = off is overridden by the later line). Then the same measurements with both off,
+# labelled "fast". PG_CALLBACK_BENCH_DURABILITY=durable (or fast) runs one pass only.
 cluster_start "$dir" "$port" \
     "shared_preload_libraries = 'pg_callback, pg_stat_statements'" \
     "pg_callback.database = 'postgres'" \
@@ -55,9 +58,21 @@ cluster_start "$dir" "$port" \
     "pg_callback.allowed_destinations = '127.0.0.1'" \
     "pg_callback.ca_bundle = '$nginx_dir/ca.pem'" \
     "max_worker_processes = 16" \
-    "synchronous_commit = off" \
+    "fsync = on" \
+    "synchronous_commit = on" \
     "shared_buffers = '1GB'" \
     "max_wal_size = '4GB'"
 
-python3 bench/bench.py --cluster-dir "$dir" --port "$port" --nginx-dir "$nginx_dir" --nginx-port "$nginx_port" \
-    --nginx-tls-port "$nginx_tls_port" --s3-port "$s3_port" "$@"
+passes=${PG_CALLBACK_BENCH_DURABILITY:-durable fast}
+for pass in $passes; do
+    if [ "$pass" = fast ]; then
+        cluster_psql "$dir" "$port" -c "ALTER SYSTEM SET fsync = off" -c "ALTER SYSTEM SET synchronous_commit = off" \
+            -c "SELECT pg_reload_conf()" >/dev/null
+        settings="fsync = off, synchronous_commit = off"
+    else
+        settings="fsync = on, synchronous_commit = on"
+    fi
+    echo "== $pass: $settings"
+    python3 bench/bench.py --cluster-dir "$dir" --port "$port" --nginx-dir "$nginx_dir" --nginx-port "$nginx_port" \
+        --nginx-tls-port "$nginx_tls_port" --s3-port "$s3_port" --label "$pass" "$@"
+done
