@@ -94,15 +94,16 @@ class Bench:
     def queue_held(self, n, campaign=1, channel="sms"):
         """n delivered messages whose callbacks are recorded but held (callbacks disabled),
         their events rendered by the workers (deferred recording) before this returns. Returns
-        the WAL bytes the messages' INSERT wrote (its triggers' included) and the WAL written
-        from its commit until every event was rendered."""
+        where the WAL stood before the messages' INSERT, after its commit (nothing else writes
+        meanwhile: the workers render what it records once it has committed), and once every
+        event was rendered."""
         self.sql("SELECT callback.disable_campaign_callbacks(%s)", [campaign])
-        insert = f"""INSERT INTO {{}} (campaign_id, channel, destination, status)
-                     SELECT {int(campaign)}, '{channel}', '+1555' || g, 'delivered' FROM generate_series(1, {int(n)}) g"""
-        recorded = self.statement_wal(insert.format("callback.messages"))
-        after_recording = self.lsn()
+        start = self.lsn()
+        self.sql("""INSERT INTO callback.messages (campaign_id, channel, destination, status)
+                    SELECT %s, %s, '+1555' || g, 'delivered' FROM generate_series(1, %s) g""", [campaign, channel, n])
+        recorded = self.lsn()
         self.wait_for(EVENTS_RENDERED, timeout=n / 1000 + 60, every=0.5)
-        return recorded, self.lsn() - after_recording
+        return start, recorded, self.lsn()
 
     def statement_wal(self, statement):
         """Runs `statement`, returning the WAL written from before it to its commit (nothing else
@@ -142,7 +143,7 @@ class Bench:
                                        SELECT 1, 1, 'sms', '+1555' || g, 'delivered' FROM generate_series(1, {int(n)}) g""")
         self.sql("DROP TABLE public.plain_messages")
         rendering = time.monotonic()
-        recorded, rendered = self.queue_held(n)
+        start, recorded, rendered = self.queue_held(n)
         rendering = time.monotonic() - rendering
         queue_bytes = self.sizes("callbacks_undone")
         self.clear_arrivals()
@@ -172,17 +173,23 @@ class Bench:
             self.drain_rate = rate
         if self.args.statements:
             self.print_statements(len(times))
-        delivered_wal = self.lsn() - after_release
+        end = self.lsn()
+        if self.args.wal_stats:
+            for stage, since, until in (("recording", start, recorded), ("rendering", recorded, rendered),
+                                        ("delivery", after_release, end)):
+                self.print_wal(f"{label}, {stage}", since, until, n)
+        delivered_wal = end - after_release
         kept_bytes = self.sizes("callbacks_done", "deliveries")
         self.report(f"drain {label} ({len(times):,} received)",
                     f"{rate:,.0f}/s, {ratio:.2f} of nginx; {wall:.1f} s to all delivered, {released:.1f} s of them releasing the backlog; "
                     f"inserting and rendering the backlog beforehand: {rendering:.1f} s",
                     f">= {target} of nginx", ratio >= target)
         per = lambda b: f"{b / n:,.0f}"
-        recording_wal = recorded - plain
-        wal_total = recording_wal + rendered + delivered_wal
+        recording_wal = recorded - start - plain
+        rendering_wal = rendered - recorded
+        wal_total = recording_wal + rendering_wal + delivered_wal
         self.report(f"bytes per callback, {label}: WAL",
-                    f"{per(wal_total)} (recording {per(recording_wal)}, rendering {per(rendered)}, delivery {per(delivered_wal)}); "
+                    f"{per(wal_total)} (recording {per(recording_wal)}, rendering {per(rendering_wal)}, delivery {per(delivered_wal)}); "
                     f"releasing the held backlog, the bench's own step: {per(after_release - before_release)}",
                     "reference", None)
         self.report(f"bytes per callback, {label}: tables and indexes",
@@ -221,6 +228,22 @@ class Bench:
                     f"{rate:,.0f} events/s ({len(times) / span:,.0f} requests/s){beside}; {wall:.1f} s to all delivered; "
                     f"inserting the backlog and rendering it into batches beforehand: {batching:.1f} s",
                     ">= 100,000 events/s", rate >= 100_000)
+
+    def print_wal(self, what, since, until, n):
+        """What the WAL between two positions holds, by kind of record (pg_waldump), per callback."""
+        lsn = lambda at: f"{at >> 32:X}/{at & 0xFFFFFFFF:X}"
+        out = subprocess.run(["/usr/lib/postgresql/15/bin/pg_waldump", "--stats=record", "-p",
+                              os.path.join(self.args.cluster_dir, "data", "pg_wal"), "-s", lsn(since), "-e", lsn(until)],
+                             capture_output=True, text=True).stdout
+        print(f"  WAL of {what}, per callback (pg_waldump --stats=record):")
+        pct = r"\(\s*[\d.]+\)"
+        row = re.compile(rf"^(\S+)\s+(\d+)\s+{pct}\s+(\d+)\s+{pct}\s+(\d+)\s+{pct}\s+(\d+)\s+{pct}")
+        for line in out.splitlines():
+            # Type, records, record bytes, full-page images' bytes, both; each with its share.
+            m = row.match(line)
+            if m and int(m.group(5)) >= n * 10:
+                kind, records, record_bytes, fpi, combined = m.group(1), *map(int, m.groups()[1:])
+                print(f"    {kind:<28} {records / n:6.2f} records {record_bytes / n:6.0f} + full pages {fpi / n:5.0f} bytes")
 
     def print_statements(self, delivered):
         """The statements that took the most time since the reset, per callback delivered."""
@@ -486,6 +509,8 @@ def main():
     p.add_argument("--seconds", type=int, default=10)
     p.add_argument("--statements", action="store_true",
                    help="after each drain, the statements that took the most time (pg_stat_statements)")
+    p.add_argument("--wal-stats", action="store_true",
+                   help="after each drain, what its WAL holds by kind of record (pg_waldump)")
     p.add_argument("--pgbench-seconds", type=int, default=15)
     p.add_argument("--only", nargs="*", help="run only these measurements")
     args = p.parse_args()
