@@ -125,12 +125,8 @@ fn run() {
     // than holding up a fast shutdown, which waits for the statement.
     // No JIT: the generic plan of a batch's insert looks costly enough to compile, which took
     // most of a second for a few rows.
-    // The workers' own commits do not wait for their WAL to reach the disk: a crash can lose
-    // only the last fraction of a second of them (claims, results, rendering), which puts the
-    // callbacks concerned back as they were, to be sent (again): at least once, as ever,
-    // never lost, since the events themselves were committed by the application, durably.
     let planner = "SET enable_bitmapscan = off; SET enable_sort = off; SET plan_cache_mode = force_custom_plan; \
-                   SET statement_timeout = '2min'; SET jit = off; SET synchronous_commit = off";
+                   SET statement_timeout = '2min'; SET jit = off";
     BackgroundWorker::transaction(|| Spi::run(planner))
         .unwrap_or_else(|e| warning!("pg_callback worker: setting the planner: {e}"));
     shared::events_may_be_left();
