@@ -66,16 +66,9 @@ CREATE FUNCTION callback.set_batching(target text, target_id bigint, max_count i
 RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
-    owner_account bigint;
+    owner_account bigint := callback._target_owner(target, target_id, '{account, list, campaign, subscription}');
     kept bigint;
 BEGIN
-    owner_account := callback._target_account(target, target_id);
-    IF target IS NULL OR target NOT IN ('account', 'list', 'campaign', 'subscription') THEN
-        RAISE EXCEPTION 'target must be account, list, campaign or subscription, not %', coalesce(target, 'NULL')
-            USING ERRCODE = 'invalid_parameter_value';
-    ELSIF owner_account IS NULL THEN
-        RAISE EXCEPTION '% % does not exist', target, coalesce(target_id::text, 'NULL') USING ERRCODE = 'undefined_object';
-    END IF;
     INSERT INTO callback.batching AS b (account_id, target, target_id, max_count, max_bytes, max_wait)
     VALUES (owner_account, target, target_id, max_count, max_bytes, max_wait)
     ON CONFLICT ON CONSTRAINT batching_account_id_target_target_id_key DO UPDATE

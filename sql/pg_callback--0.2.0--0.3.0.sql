@@ -372,6 +372,23 @@ LANGUAGE sql STABLE AS $$
     END
 $$;
 
+-- The account of a target of one of `kinds` (a set_* function's), for the caller: 22023 for
+-- another kind of target, 42704 when there is none such or the caller may not see it.
+CREATE FUNCTION callback._target_owner(target text, target_id bigint, kinds text[]) RETURNS bigint
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    owner_account bigint := callback._target_account(target, target_id);
+BEGIN
+    IF target IS NULL OR NOT target = ANY (kinds) THEN
+        RAISE EXCEPTION 'target must be % or %, not %', array_to_string(kinds[:cardinality(kinds) - 1], ', '),
+            kinds[cardinality(kinds)], coalesce(target, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    ELSIF owner_account IS NULL THEN
+        RAISE EXCEPTION '% % does not exist', target, coalesce(target_id::text, 'NULL') USING ERRCODE = 'undefined_object';
+    END IF;
+    RETURN owner_account;
+END $$;
+
 -- Raises 42704 when the target is not one of the account's.
 CREATE FUNCTION callback._check_target(account_id bigint, target text, target_id bigint) RETURNS void
 LANGUAGE plpgsql STABLE AS $$
@@ -433,16 +450,9 @@ CREATE FUNCTION callback.set_client_certificate(target text, target_id bigint, c
 RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
-    owner_account bigint;
+    owner_account bigint := callback._target_owner(target, target_id, '{account, list, campaign}');
     kept bigint;
 BEGIN
-    owner_account := callback._target_account(target, target_id);
-    IF target IS NULL OR target NOT IN ('account', 'list', 'campaign') THEN
-        RAISE EXCEPTION 'target must be account, list or campaign, not %', coalesce(target, 'NULL')
-            USING ERRCODE = 'invalid_parameter_value';
-    ELSIF owner_account IS NULL THEN
-        RAISE EXCEPTION '% % does not exist', target, coalesce(target_id::text, 'NULL') USING ERRCODE = 'undefined_object';
-    END IF;
     UPDATE callback.client_certificates k
     SET certificate = set_client_certificate.certificate, private_key = set_client_certificate.private_key
     WHERE k.account_id = owner_account AND k.target = set_client_certificate.target
@@ -466,12 +476,12 @@ GRANT USAGE ON SEQUENCE callback.client_certificates_id_seq TO callback_tenant;
 GRANT INSERT, UPDATE, DELETE ON callback.client_certificates TO callback_tenant;
 GRANT SELECT (account_id, id, target, target_id, certificate, updated_at) ON callback.client_certificates TO callback_tenant;
 REVOKE ALL ON FUNCTION callback._check_client_certificate(text, text), callback._check_client_certificate(),
-    callback._target_account(text, bigint), callback._check_target(bigint, text, bigint), callback._drop_target_rows(),
-    callback._client_certificate(bigint, bigint, callback.target_kind),
+    callback._target_account(text, bigint), callback._target_owner(text, bigint, text[]), callback._check_target(bigint, text, bigint),
+    callback._drop_target_rows(), callback._client_certificate(bigint, bigint, callback.target_kind),
     callback.set_client_certificate(text, bigint, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION callback._check_client_certificate(text, text), callback._check_client_certificate(),
-    callback._target_account(text, bigint), callback._check_target(bigint, text, bigint), callback._drop_target_rows(),
-    callback._client_certificate(bigint, bigint, callback.target_kind),
+    callback._target_account(text, bigint), callback._target_owner(text, bigint, text[]), callback._check_target(bigint, text, bigint),
+    callback._drop_target_rows(), callback._client_certificate(bigint, bigint, callback.target_kind),
     callback.set_client_certificate(text, bigint, text, text) TO callback_admin, callback_tenant;
 
 -- Endpoint health, sql/health.sql; the endpoints' view shows it.
@@ -804,16 +814,9 @@ CREATE FUNCTION callback.set_batching(target text, target_id bigint, max_count i
 RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
-    owner_account bigint;
+    owner_account bigint := callback._target_owner(target, target_id, '{account, list, campaign, subscription}');
     kept bigint;
 BEGIN
-    owner_account := callback._target_account(target, target_id);
-    IF target IS NULL OR target NOT IN ('account', 'list', 'campaign', 'subscription') THEN
-        RAISE EXCEPTION 'target must be account, list, campaign or subscription, not %', coalesce(target, 'NULL')
-            USING ERRCODE = 'invalid_parameter_value';
-    ELSIF owner_account IS NULL THEN
-        RAISE EXCEPTION '% % does not exist', target, coalesce(target_id::text, 'NULL') USING ERRCODE = 'undefined_object';
-    END IF;
     INSERT INTO callback.batching AS b (account_id, target, target_id, max_count, max_bytes, max_wait)
     VALUES (owner_account, target, target_id, max_count, max_bytes, max_wait)
     ON CONFLICT ON CONSTRAINT batching_account_id_target_target_id_key DO UPDATE
