@@ -953,6 +953,23 @@ GRANT SELECT (account_id, id, callback_id, event, campaign_id, message_id, recor
               max_count, max_bytes, format, target, subscription_id, url, method, headers, envelope, retry_policy)
     ON callback.batch_events TO callback_tenant;
 GRANT SELECT (batch_size) ON callback.callbacks TO callback_tenant;
+-- The events a campaign's callbacks carry (sql/views.sql).
+CREATE OR REPLACE VIEW callback.campaign_summary WITH (security_invoker = true) AS
+SELECT c.id AS campaign_id, c.account_id, c.name, c.status, c.callbacks_enabled,
+       count(cb.id) AS callbacks,
+       count(cb.id) FILTER (WHERE cb.state = 'delivered') AS delivered,
+       count(cb.id) FILTER (WHERE cb.state = 'failed') AS failed,
+       count(cb.id) FILTER (WHERE cb.state IN ('waiting', 'pending')) AS to_send,
+       count(cb.id) FILTER (WHERE cb.state = 'held') AS held,
+       coalesce(sum(cb.attempts), 0) AS attempts,
+       max(cb.finished_at) FILTER (WHERE cb.state = 'delivered') AS last_delivered_at,
+       (SELECT count(*) FROM callback.alerts a WHERE a.campaign_id = c.id) AS alerts,
+       coalesce(sum(coalesce(cb.batch_size, 1)) FILTER (WHERE cb.id IS NOT NULL), 0) AS events,
+       coalesce(sum(coalesce(cb.batch_size, 1)) FILTER (WHERE cb.state = 'delivered'), 0) AS events_delivered
+FROM callback.campaigns c
+LEFT JOIN callback.callbacks cb ON cb.campaign_id = c.id
+GROUP BY c.id;
+COMMENT ON VIEW callback.campaign_summary IS 'Each campaign''s callbacks: how many, delivered, failed, still to send, held; attempts made, the last delivery, alerts raised; the events they carry (a batch carries several), and those delivered.';
 REVOKE ALL ON FUNCTION callback._check_batching(), callback._batching(bigint, text, bigint),
     callback.set_batching(text, bigint, int, int, interval) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION callback._check_batching(), callback._batching(bigint, text, bigint),

@@ -65,11 +65,13 @@ SELECT c.id AS campaign_id, c.account_id, c.name, c.status, c.callbacks_enabled,
        count(cb.id) FILTER (WHERE cb.state = 'held') AS held,
        coalesce(sum(cb.attempts), 0) AS attempts,
        max(cb.finished_at) FILTER (WHERE cb.state = 'delivered') AS last_delivered_at,
-       (SELECT count(*) FROM callback.alerts a WHERE a.campaign_id = c.id) AS alerts
+       (SELECT count(*) FROM callback.alerts a WHERE a.campaign_id = c.id) AS alerts,
+       coalesce(sum(coalesce(cb.batch_size, 1)) FILTER (WHERE cb.id IS NOT NULL), 0) AS events,
+       coalesce(sum(coalesce(cb.batch_size, 1)) FILTER (WHERE cb.state = 'delivered'), 0) AS events_delivered
 FROM callback.campaigns c
 LEFT JOIN callback.callbacks cb ON cb.campaign_id = c.id
 GROUP BY c.id;
-COMMENT ON VIEW callback.campaign_summary IS 'Each campaign''s callbacks: how many, delivered, failed, still to send, held; attempts made, the last delivery, alerts raised.';
+COMMENT ON VIEW callback.campaign_summary IS 'Each campaign''s callbacks: how many, delivered, failed, still to send, held; attempts made, the last delivery, alerts raised; the events they carry (a batch carries several), and those delivered.';
 
 -- Run as the extension's owner for the accounts the caller acts for (sql/delivery.sql says why).
 CREATE FUNCTION callback._retry_now(callback_id bigint, acting name) RETURNS timestamptz
