@@ -232,6 +232,9 @@ impl Worker {
         if self.more && self.work.queued_unpaced() < limits().in_flight && !self.claim() {
             return Next::Exit;
         }
+        // A reload that came while claiming applies to what was just claimed: the callbacks of
+        // an event committed after a reload are sent with the settings it brought.
+        self.reload();
         for c in self.work.to_send(limits(), Instant::now()) {
             self.pool.submit(send::request(c));
         }
