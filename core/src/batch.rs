@@ -135,13 +135,6 @@ pub fn batches(format: Format, batching: &Batching, waiting: &[Waiting<'_>], mor
     made
 }
 
-/// The body of a batch of these envelopes (JSON text each).
-pub fn body(format: Format, envelopes: &[&str]) -> String {
-    let (open, separator, close) = frame(format);
-    let parts: Vec<String> = envelopes.iter().enumerate().map(|(i, e)| part(format, i, e)).collect();
-    format!("{open}{}{close}", parts.join(separator))
-}
-
 /// What goes before, between and after the events' parts.
 fn frame(format: Format) -> (&'static str, &'static str, &'static str) {
     match format {
@@ -271,13 +264,17 @@ mod tests {
     #[test]
     fn xml_and_form_carry_each_event_under_results() {
         let envelopes: Vec<String> = (0..2).map(envelope).collect();
-        let refs: Vec<&str> = envelopes.iter().map(String::as_str).collect();
-        let xml = body(Format::Xml, &refs);
+        let body = |format| {
+            batches(format, &batching(2, 1 << 20), &waiting(&envelopes, false), false)
+                .remove(0)
+                .body
+        };
+        let xml = body(Format::Xml);
         assert!(xml.starts_with(
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?><results><callback><data><message_id>0</message_id>"
         ));
         assert!(xml.ends_with("<type>message.status</type></callback></results>"));
-        let form = body(Format::Form, &refs);
+        let form = body(Format::Form);
         assert!(form.starts_with("results%5B0%5D%5Bdata%5D%5Bmessage_id%5D=0&"));
         assert!(form.contains("&results%5B1%5D%5Btype%5D=message.status"));
     }

@@ -7,7 +7,6 @@
 //! makes the bodies), each batch's events linked to its callback.
 //! SQL: sql/render/batch_*.sql.
 
-use crate::pg::shared;
 use crate::pg::spi::{self, types, Kept};
 use pg_callback_core::batch::{self, Batching, Waiting};
 use pg_callback_core::body::Format;
@@ -89,8 +88,12 @@ impl Item {
     }
 }
 
-/// Adds the items to `callback.batch_events`, in their order, with one statement; a worker
-/// makes their batches after commit (the events flag tells it to look).
+/// Whether the schema has batching: not before 0.3.0, until `ALTER EXTENSION pg_callback UPDATE`.
+pub fn in_schema() -> bool {
+    spi::has_column(c"batch_events", c"callback_id")
+}
+
+/// Adds the items to `callback.batch_events`, in their order, with one statement.
 pub fn add(client: &mut SpiClient<'_>, items: Vec<Item>) -> SpiResult<()> {
     if items.is_empty() {
         return Ok(());
@@ -127,9 +130,7 @@ pub fn add(client: &mut SpiClient<'_>, items: Vec<Item>) -> SpiResult<()> {
     ];
     spi::with(&PLANS, client, prepare, |client, plans| {
         client.update(&plans.add, None, &args).map(drop)
-    })?;
-    shared::events_on_commit();
-    Ok(())
+    })
 }
 
 /// An event waiting, as batch_waiting.sql returns it.

@@ -25,7 +25,7 @@ mod queue;
 mod targets;
 
 use crate::api::error::CallbackError;
-use crate::pg::{shared, spi};
+use crate::pg::shared;
 use pg_callback_core::body::Format;
 use pg_callback_core::callback::{self, Callback, RenderError};
 use pg_callback_core::event::{self, json_object, Message, Other, Scope, StatusChange, MESSAGE_FINAL};
@@ -33,6 +33,7 @@ use pgrx::prelude::*;
 use pgrx::spi::{SpiClient, SpiResult};
 use serde_json::{json, Map, Value};
 
+pub use batches::next_send_by;
 pub use cache::{cached, Cache};
 pub use plans::Plans;
 
@@ -186,16 +187,18 @@ fn render_event(
             &envelope,
         );
         let batching = target.batch.filter(|_| target.method == "POST");
-        match (rendered, &mut rendering.gathered) {
-            (Ok(c), _) if batching.is_some() => {
+        match (rendered, batching, &mut rendering.gathered) {
+            (Ok(c), Some(batching), _) => {
+                // POST bodies are rendered only in a format that parses.
                 let format = Format::parse(&target.format).unwrap_or(Format::Json);
-                let item = batches::Item::new(c, &envelope, format, batching.unwrap_or_default(), rendering.at);
-                rendering.batched.push(item);
+                rendering
+                    .batched
+                    .push(batches::Item::new(c, &envelope, format, batching, rendering.at));
             }
-            (Ok(c), Some(gathered)) => gathered.push(c),
-            (Ok(c), None) => due |= queue::insert(c, client, plans)?,
-            (Err(e), None) => error_of(e).raise(),
-            (Err(e), Some(_)) => {
+            (Ok(c), None, Some(gathered)) => gathered.push(c),
+            (Ok(c), None, None) => due |= queue::insert(c, client, plans)?,
+            (Err(e), _, None) => error_of(e).raise(),
+            (Err(e), _, Some(_)) => {
                 let chosen = (kind.as_str(), subscription_id, &target);
                 queue::unsendable(client, name, scope, chosen, error_of(e).text())?
             }
@@ -204,8 +207,11 @@ fn render_event(
     if due {
         shared::wake_on_commit();
     }
-    if rendering.gathered.is_none() {
+    // In the event's transaction, its batched events are added now, and a worker makes their
+    // batches once it commits.
+    if rendering.gathered.is_none() && !rendering.batched.is_empty() {
         batches::add(client, std::mem::take(&mut rendering.batched))?;
+        shared::events_on_commit();
     }
     Ok(())
 }
@@ -231,7 +237,7 @@ pub fn insert_gathered(
         due |= queue::insert_all(callbacks, client, plans)?;
     }
     batches::add(client, rendering.batched)?;
-    if spi::has_column(c"batch_events", c"callback_id") {
+    if batches::in_schema() {
         due |= batches::make_due(client, more_coming)?;
     }
     if due {
@@ -239,8 +245,6 @@ pub fn insert_gathered(
     }
     Ok(())
 }
-
-pub use batches::next_send_by;
 
 /// An event as stored, rendered.
 pub fn stored(

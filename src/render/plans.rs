@@ -48,7 +48,7 @@ pub fn with<R>(client: &mut SpiClient<'_>, f: impl FnOnce(&mut SpiClient<'_>, &P
 /// subscriptions.sql; for a schema before 0.3.0, until `ALTER EXTENSION pg_callback UPDATE`,
 /// without batching.
 fn subscriptions_sql() -> String {
-    match spi::has_column(c"batch_events", c"callback_id") {
+    match super::batches::in_schema() {
         true => SUBSCRIPTIONS.to_string(),
         false => SUBSCRIPTIONS.replace("callback._batching(s.account_id, 'subscription', s.id)", "NULL::text"),
     }
