@@ -5,19 +5,19 @@
 //! blocked (threads.rs), so SIGTERM and SIGHUP reach the worker's main thread, and they
 //! exchange only owned data with it over channels.
 
+mod agents;
+
 use crate::destinations::Destinations;
-use crate::names::KeptNames;
 use crate::retry::parse_retry_after;
 use crate::threads;
 use crate::tls::{self, Trust};
-use std::collections::HashMap;
+use agents::Agents;
 use std::io::Read;
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
-use ureq::tls::{Certificate, ClientCert, RootCerts, TlsConfig};
-use ureq::unversioned::transport::DefaultConnector;
+use ureq::tls::{Certificate, ClientCert};
 
 /// One request to make.
 #[derive(Debug, Clone)]
@@ -78,85 +78,6 @@ pub struct Pool {
     threads: Vec<JoinHandle<()>>,
 }
 
-/// The agents the threads share, one per timeout and client certificate. A timeout set on
-/// each request instead would make every request's configuration its own, and ureq then
-/// builds a new TLS configuration (the roots parsed again, no session to resume) for each new
-/// connection; an agent's own is built once and keeps the sessions it can resume.
-struct Agents {
-    threads: usize,
-    roots: RwLock<Vec<Certificate<'static>>>,
-    allowed: Arc<RwLock<Destinations>>,
-    by_kind: RwLock<HashMap<AgentKey, ureq::Agent>>,
-}
-
-/// What requests sharing an agent have in common: the timeout, the client certificate's id
-/// and version.
-type AgentKey = (Duration, Option<(i64, u64)>);
-
-impl Agents {
-    /// The agent for requests with this timeout and client certificate, made on first use;
-    /// making one for a new version of a certificate drops those for its older versions.
-    fn get(&self, timeout: Duration, identity: Option<&Identity>) -> ureq::Agent {
-        let key = (timeout, identity.map(|i| (i.id, i.version)));
-        if let Some(agent) = self.by_kind.read().ok().and_then(|agents| agents.get(&key).cloned()) {
-            return agent;
-        }
-        let certificate = identity.map(|i| i.certificate.clone());
-        let roots = self
-            .roots
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone();
-        let made = agent(self.threads, &roots, certificate, timeout, Arc::clone(&self.allowed));
-        match self.by_kind.write() {
-            Ok(mut agents) => {
-                if let Some((id, version)) = key.1 {
-                    agents.retain(|(_, other), _| !matches!(other, Some((i, v)) if *i == id && *v != version));
-                }
-                agents.entry(key).or_insert(made).clone()
-            }
-            Err(_) => made,
-        }
-    }
-
-    /// Trusts `roots` from the next request on: the agents trusting the old ones are dropped
-    /// (requests on the wire keep theirs until they end).
-    fn retrust(&self, roots: &[Certificate<'static>]) {
-        let mut agents = self.by_kind.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-        *self.roots.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = roots.to_vec();
-        agents.clear();
-    }
-}
-
-/// An agent: kept-alive connections (and TLS sessions, resumed by the one rustls
-/// configuration it keeps), no redirects, every status an answer, no proxy (the guard checks
-/// the addresses connected to), only the destinations allowed, only the `roots` trusted,
-/// `certificate` presented when asked for, `timeout` for a whole request.
-fn agent(
-    threads: usize,
-    roots: &[Certificate<'static>],
-    certificate: Option<ClientCert>,
-    timeout: Duration,
-    allowed: Arc<RwLock<Destinations>>,
-) -> ureq::Agent {
-    let tls = TlsConfig::builder()
-        .root_certs(RootCerts::new_with_certs(roots))
-        .client_cert(certificate)
-        .build();
-    let config = ureq::Agent::config_builder()
-        .tls_config(tls)
-        .timeout_global(Some(timeout))
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .proxy(None)
-        .max_idle_connections(threads.max(1) * 4)
-        .max_idle_connections_per_host(threads.max(1))
-        .user_agent(concat!("pg_callback/", env!("CARGO_PKG_VERSION")))
-        .build();
-    let names = KeptNames::new(allowed);
-    ureq::Agent::with_parts(config, DefaultConnector::default(), names)
-}
-
 impl Pool {
     /// A pool that sends only to the destinations `allowed` (and to public addresses),
     /// trusting the certificates `roots` (tls::roots); an error when a thread cannot be started.
@@ -165,12 +86,7 @@ impl Pool {
         let (result_tx, results) = channel::<Response>();
         let job_rx = Arc::new(Mutex::new(job_rx));
         let allowed = Arc::new(RwLock::new(allowed));
-        let agents = Arc::new(Agents {
-            threads: config.threads,
-            roots: RwLock::new(roots.to_vec()),
-            allowed: Arc::clone(&allowed),
-            by_kind: RwLock::default(),
-        });
+        let agents = Arc::new(Agents::new(config.threads, roots, Arc::clone(&allowed)));
         let threads = (0..config.threads.max(1))
             .map(|i| {
                 let job_rx = Arc::clone(&job_rx);
