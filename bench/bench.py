@@ -5,6 +5,7 @@ sets both up and tears them down. All traffic goes to loopback."""
 import argparse
 import os
 import re
+import signal
 import statistics
 import subprocess
 import tempfile
@@ -151,6 +152,7 @@ class Bench:
             self.sql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
             self.sql("SELECT pg_stat_statements_reset()")
         before_release = self.lsn()
+        profile = self.start_profile() if self.args.profile else None
         started = time.monotonic()
         self.sql("SELECT callback.enable_campaign_callbacks(1)")
         released = time.monotonic() - started
@@ -165,6 +167,8 @@ class Bench:
         stop.set()
         sampler.join()
         wall = time.monotonic() - started
+        if profile:
+            self.print_profile(profile, label)
         times = sorted(self.arrivals().values())
         span = times[-1] - times[0]
         rate = (len(times) - 1) / span if span > 0 else float("nan")
@@ -244,6 +248,25 @@ class Bench:
             if m and int(m.group(5)) >= n * 10:
                 kind, records, record_bytes, fpi, combined = m.group(1), *map(int, m.groups()[1:])
                 print(f"    {kind:<28} {records / n:6.2f} records {record_bytes / n:6.0f} + full pages {fpi / n:5.0f} bytes")
+
+    def start_profile(self):
+        """perf sampling every CPU (a software clock: this machine has no hardware counters)."""
+        path = os.path.join(self.args.cluster_dir, "..", "drain.perf")
+        return path, subprocess.Popen(["perf", "record", "-a", "-F", "999", "-o", path, "-q"],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def print_profile(self, profile, label):
+        """Where the machine's time went during the drain: by thread name and library, then the
+        functions with the most samples."""
+        path, perf = profile
+        perf.send_signal(signal.SIGINT)
+        perf.wait()
+        for sort, lines in (("comm,dso", 16), ("comm,sym", 40)):
+            out = subprocess.run(["perf", "report", "-i", path, "--sort", sort, "--stdio", "-q", "--percent-limit", "0.4"],
+                                 capture_output=True, text=True).stdout
+            print(f"  where the time went, drain {label} (perf, by {sort}):")
+            for line in [l for l in out.splitlines() if l.strip()][:lines]:
+                print("    " + line.strip())
 
     def print_statements(self, delivered):
         """The statements that took the most time since the reset, per callback delivered."""
@@ -512,6 +535,8 @@ def main():
                    help="after each drain, the statements that took the most time (pg_stat_statements)")
     p.add_argument("--wal-stats", action="store_true",
                    help="after each drain, what its WAL holds by kind of record (pg_waldump)")
+    p.add_argument("--profile", action="store_true",
+                   help="during each drain, where the machine's time went (perf record -a)")
     p.add_argument("--pgbench-seconds", type=int, default=15)
     p.add_argument("--only", nargs="*", help="run only these measurements")
     args = p.parse_args()

@@ -9,7 +9,8 @@
 -- endpoint health (callback.endpoints, callback.reset_endpoint); alert emails
 -- (callback.alert_emails, callback.alert_summary); campaign reports uploaded to object storage
 -- before campaign.complete (callback.campaign_reports); batched reports (callback.batching,
--- callback.batch_events, callbacks.batch_size).
+-- callback.batch_events, callbacks.batch_size); webhook-ids derived from the event when a
+-- worker renders it (the column's comment says so).
 -- Frozen with the release: the files it was made from (sql/queue.sql, events.sql, views.sql,
 -- model.sql, delivery.sql, tenants.sql, secrets.sql, limits.sql, certificates.sql, health.sql,
 -- emails.sql, reports.sql, batching.sql) go on changing for later versions. tests/integration/test_upgrade.py checks that
@@ -759,6 +760,7 @@ GRANT EXECUTE ON FUNCTION callback._report_storage(), callback._campaign_report_
 -- (sql/queue.sql), whose history each of them shows (sql/delivery.sql); targets' batching
 -- comes with their settings (sql/events.sql).
 ALTER TABLE callback.callbacks ADD COLUMN batch_size int;
+COMMENT ON COLUMN callback.callbacks.webhook_id IS 'Sent as the webhook-id header; the same on every retry, so receivers can drop duplicates. Unique without an index to maintain: for an event rendered by a worker, derived from the installation, the event and the target (a version 8 UUID), so that rendering it again after a crash undid the first gives the same; otherwise random.';
 COMMENT ON COLUMN callback.callbacks.batch_size IS 'A batch of events of one target ({"results": [...]}, sql/batching.sql): how many it carries, each a row of callback.batch_events; NULL for a callback of one event.';
 
 CREATE TABLE callback.batching (

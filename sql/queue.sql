@@ -76,7 +76,7 @@ COMMENT ON TABLE callback.callbacks_undone IS 'The partition of callbacks not ye
 COMMENT ON TABLE callback.callbacks_done IS 'The partition of delivered and failed callbacks: history, kept for pg_callback.retention (delivered) or until replayed or purged (failed).';
 
 COMMENT ON TABLE callback.callbacks IS 'Every callback recorded: its resolved URL, method, headers and body, fixed when its event happened, and its delivery state.';
-COMMENT ON COLUMN callback.callbacks.webhook_id IS 'Sent as the webhook-id header; the same on every retry, so receivers can drop duplicates. A random UUID: unique without an index to maintain.';
+COMMENT ON COLUMN callback.callbacks.webhook_id IS 'Sent as the webhook-id header; the same on every retry, so receivers can drop duplicates. Unique without an index to maintain: for an event rendered by a worker, derived from the installation, the event and the target (a version 8 UUID), so that rendering it again after a crash undid the first gives the same; otherwise random.';
 COMMENT ON COLUMN callback.callbacks.retry_policy IS 'A row of retry_policies, which cannot be deleted while callbacks name it (no foreign key: it would cost a lookup on every insert).';
 COMMENT ON COLUMN callback.callbacks.headers IS 'Content-Type and the target''s custom headers.';
 COMMENT ON COLUMN callback.callbacks.body IS 'The rendered body; NULL for GET, whose data is in the URL.';

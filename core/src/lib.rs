@@ -14,6 +14,7 @@ pub mod batch;
 pub mod body;
 pub mod template;
 pub mod time;
+pub mod webhook_id;
 // Checks of what users write: URLs, headers, credentials, secrets, environments.
 pub mod settings;
 // Delivery: which callback to send next, the HTTP pool, what TLS trusts, where requests may

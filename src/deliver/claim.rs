@@ -8,7 +8,7 @@
 use super::{health, identities, same_extension};
 use crate::api::settings as guc;
 use crate::pg::spi::{self, types, Kept};
-use crate::render::expand;
+use crate::render::{self, expand};
 use pg_callback_core::callback;
 use pg_callback_core::dispatch::Pace;
 use pg_callback_core::http::Identity;
@@ -149,6 +149,12 @@ pub fn claim(extension: pg_sys::Oid, wanted: Wanted) -> Option<(Vec<Claimed>, Le
         Some(-1) => Left::OtherRenderer,
         _ => Left::Nothing,
     };
+    // A batch's webhook-id is random, and which events it takes depends on when it is made: a
+    // crash must not undo it once its request may have gone out (the worker's other commits
+    // wait for no disk: src/deliver/worker.rs).
+    if render::batches_made() {
+        spi::commit_durably();
+    }
     let claimed = Spi::connect_mut(|client| {
         spi::with(&CLAIM_PLAN, client, prepare, |client, plan| {
             claimed_rows(client, plan, &args, extension, default_timeout)

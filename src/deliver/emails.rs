@@ -87,6 +87,8 @@ impl Emails {
             if !super::same_extension(extension) || !spi::has_column(c"alert_emails", c"address") {
                 return (Vec::new(), 0);
             }
+            // An email sent is not sent again because a crash undid its record.
+            spi::commit_durably();
             let done = Spi::connect_mut(|client| {
                 let claimed = if look { claim(client)? } else { Vec::new() };
                 if let Some(error) = &not_sent {

@@ -77,6 +77,8 @@ impl Reports {
             if !super::same_extension(extension) {
                 return;
             }
+            // campaign.complete is recorded once, with its link.
+            spi::commit_durably();
             let written = Spi::connect_mut(|client| upload_and_record(client, &report));
             if let Err(e) = written {
                 warning!(

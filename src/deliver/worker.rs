@@ -116,6 +116,7 @@ fn run() {
         return;
     };
     housekeeping::recover();
+    render::derive_webhook_ids(extension);
     // The claim must walk the due index in order and stop after a batch. On a queue filled a
     // moment ago the statistics are stale, and the planner would rather read every due row
     // and sort them (7x the cost, for a backlog of 100,000). And the worker's statements are
@@ -125,8 +126,14 @@ fn run() {
     // than holding up a fast shutdown, which waits for the statement.
     // No JIT: the generic plan of a batch's insert looks costly enough to compile, which took
     // most of a second for a few rows.
+    // Commits wait for no disk, so that the application's commits and the worker's do not
+    // queue for the same flushes. A crash may undo the worker's last commits after their
+    // requests went out: the callbacks are then sent again with the same webhook-ids, those of
+    // rendered events included (derived from the events: src/render/queue.rs), which receivers
+    // drop as they drop retries. What must not be sent twice under two ids commits durably:
+    // a batch made (src/deliver/claim.rs), alert emails, campaign reports.
     let planner = "SET enable_bitmapscan = off; SET enable_sort = off; SET plan_cache_mode = force_custom_plan; \
-                   SET statement_timeout = '2min'; SET jit = off";
+                   SET statement_timeout = '2min'; SET jit = off; SET synchronous_commit = off";
     BackgroundWorker::transaction(|| Spi::run(planner))
         .unwrap_or_else(|e| warning!("pg_callback worker: setting the planner: {e}"));
     shared::events_may_be_left();

@@ -127,6 +127,28 @@ pub fn with_settings<R>(settings: &[(&CStr, &CStr)], f: impl FnOnce() -> R) -> R
     }
 }
 
+/// This transaction's commit waits for its WAL to reach the disk as the server's settings say
+/// (`synchronous_commit` as RESET gives it, until the transaction ends), in a session that
+/// set it off (the workers: src/deliver/worker.rs). A commit that does not wait may be undone
+/// by a crash (the server's, or any backend's) in the moment after it; what other sessions saw
+/// of it reaches the disk in commit order, with the next commit that waits.
+pub fn commit_durably() {
+    // SAFETY: a setting made for the current transaction, as SET LOCAL makes it; no value is
+    // the value RESET gives.
+    unsafe {
+        pg_sys::set_config_option(
+            c"synchronous_commit".as_ptr(),
+            std::ptr::null(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_LOCAL,
+            true,
+            0,
+            false,
+        );
+    }
+}
+
 /// Runs `f` with `plan_cache_mode = force_generic_plan` and no sequential scans: for
 /// statements whose kept plan must hold whatever the statistics said when it was made (a queue
 /// that looked empty then may hold a million rows now). Rendering and the claim run so.

@@ -41,6 +41,8 @@ thread_local! {
     static PLANS: Kept<BatchPlans> = const { RefCell::new(None) };
     /// When the first event left waiting by this backend's last batching may go (Unix ms).
     static NEXT_SEND_BY: Cell<Option<i64>> = const { Cell::new(None) };
+    /// Whether batches were made since `batches_made` was last asked.
+    static MADE: Cell<bool> = const { Cell::new(false) };
 }
 
 const ADD_ARGS: [&str; 18] = [
@@ -168,6 +170,11 @@ pub fn make_due(client: &mut SpiClient<'_>, more_coming: bool) -> SpiResult<bool
     })
 }
 
+/// Whether batches were made since the last call.
+pub fn batches_made() -> bool {
+    MADE.replace(false)
+}
+
 /// When the first event left waiting by the last `make_due` of this backend may go (Unix ms).
 pub fn next_send_by() -> Option<i64> {
     NEXT_SEND_BY.get()
@@ -245,6 +252,7 @@ fn make_batches(client: &mut SpiClient<'_>, plans: &BatchPlans, key: &str, more_
         ];
         let due = client.update(&plans.make, None, &args)?.first().get_one::<bool>()?;
         due_now |= due.unwrap_or(false);
+        MADE.set(true);
     }
     // Those kept out behind an undone batch, already overdue: looked at again later.
     let kept_out: Vec<i64> = rows

@@ -125,8 +125,9 @@ pub fn expand_events(max: i32) -> i32 {
             };
             taken = events.len() as i32;
             let mut rendering = Rendering::gathered();
-            for (_, at, event) in events {
+            for (id, at, event) in events {
                 rendering.at = at;
+                rendering.stored = Some(id);
                 super::stored(client, plans, cache, &event, &mut rendering)?;
             }
             super::insert_gathered(client, plans, rendering, taken == max)

@@ -33,8 +33,9 @@ use pgrx::prelude::*;
 use pgrx::spi::{SpiClient, SpiResult};
 use serde_json::{json, Map, Value};
 
-pub use batches::next_send_by;
+pub use batches::{batches_made, next_send_by};
 pub use cache::{cached, Cache};
+pub use queue::derive_webhook_ids;
 pub use plans::Plans;
 
 /// Runs `f` connected to SPI, with this backend's plans and the cache made valid; an error is
@@ -55,11 +56,14 @@ pub fn connected(
 pub struct Rendering {
     /// When the event happened (Postgres microseconds): the envelope's timestamp.
     pub at: pg_sys::TimestampTz,
+    /// The id of the stored event rendered (deferred recording), from which its callbacks'
+    /// webhook-ids are derived in a worker (queue::derive_webhook_ids).
+    pub stored: Option<i64>,
     /// None: in the event's transaction, each callback inserted at once; a URL that cannot be
     /// filled refuses the change. Some: by a worker after the event committed, gathered for
     /// one insert per batch of events; a URL that cannot be filled is recorded as a failed
     /// callback, as the change it reports can no longer be refused.
-    gathered: Option<Vec<Callback>>,
+    gathered: Option<Vec<(Callback, pgrx::Uuid)>>,
     /// Events of batching targets, to wait for their batch (gathered by a worker; added at
     /// once in the event's transaction).
     batched: Vec<batches::Item>,
@@ -71,6 +75,7 @@ impl Rendering {
         Rendering {
             // SAFETY: reads the current transaction's start time (now()).
             at: unsafe { pg_sys::GetCurrentTransactionStartTimestamp() },
+            stored: None,
             gathered: None,
             batched: Vec::new(),
         }
@@ -80,6 +85,7 @@ impl Rendering {
     pub fn gathered() -> Rendering {
         Rendering {
             at: 0,
+            stored: None,
             gathered: Some(Vec::new()),
             batched: Vec::new(),
         }
@@ -195,12 +201,15 @@ fn render_event(
                     .batched
                     .push(batches::Item::new(c, &envelope, format, batching, rendering.at));
             }
-            (Ok(c), None, Some(gathered)) => gathered.push(c),
+            (Ok(c), None, Some(gathered)) => {
+                let id = queue::webhook_id_of(rendering.stored, name, kind.as_str(), subscription_id);
+                gathered.push((c, id))
+            }
             (Ok(c), None, None) => due |= queue::insert(c, client, plans)?,
             (Err(e), _, None) => error_of(e).raise(),
             (Err(e), _, Some(_)) => {
                 let chosen = (kind.as_str(), subscription_id, &target);
-                queue::unsendable(client, name, scope, chosen, error_of(e).text())?
+                queue::unsendable(client, rendering.stored, name, scope, chosen, error_of(e).text())?
             }
         }
     }

@@ -9,11 +9,12 @@ use super::plans::Plans;
 use pg_callback_core::callback::{order_key, Callback};
 use pg_callback_core::event::Scope;
 use pg_callback_core::target::Target;
+use pg_callback_core::webhook_id::{self, Installation};
 use pgrx::prelude::*;
 use pgrx::spi::{SpiClient, SpiResult};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
 
 const UNSENDABLE: &str = include_str!("../../sql/render/unsendable.sql");
@@ -21,6 +22,34 @@ const UNSENDABLE: &str = include_str!("../../sql/render/unsendable.sql");
 thread_local! {
     /// This backend's random generator, with the process it was seeded in.
     static RANDOM: RefCell<Option<(i32, StdRng)>> = const { RefCell::new(None) };
+    /// Set in a worker: the callbacks of stored events get ids derived from them.
+    static INSTALLATION: Cell<Option<Installation>> = const { Cell::new(None) };
+}
+
+/// From now on in this backend, the callbacks of stored events get webhook-ids derived from
+/// the event and target (pg_callback_core::webhook_id), so that rendering an event again
+/// after a crash undid its first rendering sends what receivers already have under the same
+/// ids. Workers call it, whose commits wait for no disk (src/deliver/worker.rs).
+pub fn derive_webhook_ids(extension: pg_sys::Oid) {
+    // SAFETY: reads the cluster's identifier from the control file's copy in memory, and this
+    // backend's database.
+    let (system_identifier, database) = unsafe { (pg_sys::GetSystemIdentifier(), pg_sys::MyDatabaseId) };
+    INSTALLATION.set(Some(Installation {
+        system_identifier,
+        database: database.to_u32(),
+        extension: extension.to_u32(),
+    }));
+}
+
+/// The webhook-id of the callback of `event` for the target of `kind` and `subscription`:
+/// derived when the event was stored (its id) and this backend derives them, else random.
+pub(super) fn webhook_id_of(stored: Option<i64>, event: &str, kind: &str, subscription: Option<i64>) -> pgrx::Uuid {
+    match (stored, INSTALLATION.get()) {
+        (Some(event_id), Some(installation)) => {
+            pgrx::Uuid::from_bytes(webhook_id::derived(&installation, event_id, event, kind, subscription))
+        }
+        _ => webhook_id(),
+    }
 }
 
 /// A new random (version 4) UUID, a callback's webhook-id. `gen_random_uuid()` asks OpenSSL
@@ -67,12 +96,13 @@ pub fn insert(c: Callback, client: &mut SpiClient<'_>, plans: &Plans) -> SpiResu
     Ok(due.unwrap_or(false))
 }
 
-/// Inserts them all, in their order, with one statement (insert_batch.sql); whether any is
-/// due now.
-pub fn insert_all(all: Vec<Callback>, client: &mut SpiClient<'_>, plans: &Plans) -> SpiResult<bool> {
+/// Inserts them all with their webhook-ids, in their order, with one statement
+/// (insert_batch.sql); whether any is due now.
+pub fn insert_all(all: Vec<(Callback, pgrx::Uuid)>, client: &mut SpiClient<'_>, plans: &Plans) -> SpiResult<bool> {
     if all.is_empty() {
         return Ok(false);
     }
+    let (all, ids): (Vec<Callback>, Vec<pgrx::Uuid>) = all.into_iter().unzip();
     macro_rules! column {
         ($field:ident) => {
             all.iter().map(|c| c.$field.clone()).collect::<Vec<_>>()
@@ -100,7 +130,7 @@ pub fn insert_all(all: Vec<Callback>, client: &mut SpiClient<'_>, plans: &Plans)
         column!(retry_policy).into(),
         column!(order_key).into(),
         column!(held).into(),
-        all.iter().map(|_| webhook_id()).collect::<Vec<_>>().into(),
+        ids.into(),
         behind.into(),
     ];
     let due = client
@@ -113,6 +143,7 @@ pub fn insert_all(all: Vec<Callback>, client: &mut SpiClient<'_>, plans: &Plans)
 /// Records a callback of `event` for `target` that could not be rendered, failed with `error`.
 pub fn unsendable(
     client: &mut SpiClient<'_>,
+    stored: Option<i64>,
     event: &str,
     scope: &Scope,
     chosen: (&str, Option<i64>, &Target),
@@ -131,7 +162,7 @@ pub fn unsendable(
         target.retry_policy.as_str().into(),
         order_key(scope, &target.url).into(),
         error.into(),
-        webhook_id().into(),
+        webhook_id_of(stored, event, kind, subscription_id).into(),
     ];
     client.update(UNSENDABLE, None, &args)?;
     Ok(())

@@ -1,8 +1,10 @@
 """The fault suite (RELIABILITY.md): each test records N events (PG_CALLBACK_FAULT_EVENTS, 300 by
 default), injects one fault while they are being delivered, and checks that every event's
-callback reached the receiver at least once; duplicates are counted and bounded by what was
-claimed when the fault struck. A duplicate is an event the receiver accepted (answered 2xx)
-twice. The tally of every test is printed at the end of the run.
+callback reached the receiver at least once, and that every duplicate came with the webhook-id
+of its first copy (receivers drop such as retries); duplicates are counted and, but for
+crashes (which may undo the workers' last commits), bounded by what was claimed when the
+fault struck. A duplicate is an event the receiver accepted (answered 2xx) twice. The tally
+of every test is printed at the end of the run.
 
 URLs carry the message id (/f/<id>), so the receiver's log says which events arrived. Run alone:
 python3 -m pytest -q -s tests/integration/test_faults.py (after tests/run.sh has installed it)."""
@@ -23,7 +25,8 @@ from helpers import make_list
 N = int(os.environ.get("PG_CALLBACK_FAULT_EVENTS", "300"))
 SETTLE = 60.0
 
-# One row per test: (fault, events, received, lost, duplicates, in flight when it struck).
+# One row per test: (fault, events, received, lost, duplicates, duplicates under another
+# webhook-id, in flight when it struck).
 TALLY = []
 
 
@@ -64,11 +67,17 @@ def tally(fault, ids, receiver, in_flight=0, duplicates_at_most=None, path="/f")
     accepted (answered 2xx). No event may be lost; a duplicate is an event accepted twice."""
     mine = [r for r in receiver.received() if r.path.startswith(path + "/")]
     got = Counter(int(r.path.rsplit("/", 1)[1]) for r in mine)
-    accepted = Counter(int(r.path.rsplit("/", 1)[1]) for r in mine if r.answer and 200 <= r.answer < 300)
+    accepted = [r for r in mine if r.answer and 200 <= r.answer < 300]
+    accepted_ids = {}
+    for r in accepted:
+        accepted_ids.setdefault(int(r.path.rsplit("/", 1)[1]), []).append(r.headers["webhook-id"])
     lost = sorted(set(ids) - set(got))
-    duplicates = sum(accepted[i] - 1 for i in ids if accepted[i] > 1)
-    TALLY.append((fault, len(ids), sum(got[i] for i in ids), len(lost), duplicates, in_flight))
+    duplicates = sum(len(accepted_ids.get(i, [])) - 1 for i in ids if len(accepted_ids.get(i, [])) > 1)
+    unrecognised = sum(len(set(accepted_ids.get(i, []))) - 1 for i in ids if accepted_ids.get(i))
+    TALLY.append((fault, len(ids), sum(got[i] for i in ids), len(lost), duplicates, unrecognised, in_flight))
     assert not lost, f"{len(lost)} events lost, e.g. {lost[:5]}"
+    assert unrecognised == 0, f"{unrecognised} events accepted again under another webhook-id"
+    return duplicates
     if duplicates_at_most is not None:
         assert duplicates <= duplicates_at_most, f"{duplicates} duplicates, more than the {duplicates_at_most} explained"
 
@@ -95,7 +104,9 @@ def test_sigkill_of_a_worker_mid_batch_repeatedly(db, receiver):
         os.kill(pids[0], signal.SIGKILL)
         time.sleep(0.5)
     settle(db, ids)
-    tally("SIGKILL of a worker mid-batch, 3 times", ids, receiver, in_flight, duplicates_at_most=in_flight)
+    # The crash may undo the workers' last commits, results written included: duplicates are
+    # not bounded by what was claimed, but each carries its first copy's webhook-id.
+    tally("SIGKILL of a worker mid-batch, 3 times", ids, receiver, in_flight)
 
 
 def test_immediate_shutdown_mid_batch_and_restart(db, receiver, cluster):
@@ -106,7 +117,33 @@ def test_immediate_shutdown_mid_batch_and_restart(db, receiver, cluster):
     cluster.stop("immediate")
     cluster.restart_after_crash()
     settle(db, ids)
-    tally("immediate shutdown mid-batch, then start", ids, receiver, in_flight, duplicates_at_most=in_flight)
+    tally("immediate shutdown mid-batch, then start", ids, receiver, in_flight)
+
+
+def test_a_crash_undoing_the_workers_last_commits(db, receiver):
+    """The workers' commits wait for no disk: a crash may undo those of the moment before it,
+    after their requests went out. Here the WAL writer is stopped (SIGSTOP) before the events
+    are recorded, so that none of the workers' commits (rendering, claims, results) reaches the
+    disk while every event is delivered once; then it is killed. The server restarts from what
+    was on disk, the events' own commit: they are rendered and sent again, and each must come
+    again under the webhook-id it came with first."""
+    receiver.respond_all(Behaviour())
+    # An autovacuum's ANALYZE commits durably, and would take the workers' commits with it.
+    db.sql("ALTER SYSTEM SET autovacuum = off")
+    db.sql("SELECT pg_reload_conf()")
+    walwriter = query(db, "SELECT pid FROM pg_stat_activity WHERE backend_type = 'walwriter'")
+    os.kill(walwriter, signal.SIGSTOP)
+    try:
+        ids = record_events(db, receiver)
+        receiver.wait_for(len(ids), timeout=SETTLE)
+        time.sleep(0.3)  # their results written, as far as the workers know
+    finally:
+        os.kill(walwriter, signal.SIGKILL)
+        query(db, "ALTER SYSTEM RESET autovacuum")
+        query(db, "SELECT pg_reload_conf()")
+    settle(db, ids)
+    duplicates = tally("crash undoing the workers' last commits (WAL writer stopped, then killed)", ids, receiver)
+    assert duplicates > 0, "the crash undid none of the workers' commits: nothing was sent twice"
 
 
 def test_receiver_down_then_back(db, receiver):
@@ -219,7 +256,7 @@ def test_a_name_that_does_not_resolve(db, receiver):
     time.sleep(1)
     attempts_since = query(db, "SELECT count(*) FROM callback.deliveries") - attempts
     kept = query(db, "SELECT count(*) FROM callback.callbacks WHERE message_id = ANY(%s) AND state = 'pending'", [ids])
-    TALLY.append(("host name that does not resolve (kept, endpoint down, probed)", N, 0, N - kept, 0, 0))
+    TALLY.append(("host name that does not resolve (kept, endpoint down, probed)", N, 0, N - kept, 0, 0, 0))
     assert kept == N
     assert attempts_since <= 10, f"{attempts_since} attempts in the second after it went down: not probes alone"
 
@@ -284,7 +321,7 @@ def test_smtp_relay_down_then_back(db, receiver, settings):
         lost = [p for p in people if got[p] == 0]
         twice = sum(n - 1 for n in got.values() if n > 1)
         TALLY.append(("SMTP relay refusing connections, then back (10 alert emails)", 10, sum(got.values()),
-                      len(lost), twice, 0))
+                      len(lost), twice, 0, 0))
         assert not lost and twice == 0
         assert query(db, "SELECT count(*) FROM callback.alert_emails WHERE state = 'sent'") == 10
     finally:
@@ -307,7 +344,7 @@ def report_arrived(db, receiver, fault):
     link = completes[0].json()["data"]["report_url"]
     same = link is not None and urllib.request.urlopen(link).read().decode() == db.one(
         "SELECT callback.campaign_report_csv(1)")
-    TALLY.append((fault, 1, len(completes), 0 if same else 1, len(completes) - 1, 0))
+    TALLY.append((fault, 1, len(completes), 0 if same else 1, len(completes) - 1, 0, 0))
     assert same, f"the report behind {link} is not the campaign's"
     assert len(completes) == 1
 
@@ -355,24 +392,23 @@ def test_crash_between_the_upload_and_campaign_complete(db, receiver, settings):
         storage.down()
 
 
-def test_sigkill_with_batched_reports_in_flight_and_waiting(db, receiver):
-    """Batched reports (events several to a request): workers killed while batches are on the
-    wire and while events wait for their batch. Each event is counted from the bodies."""
+def batched(db, receiver):
+    """A list batching 10 events to a request (max_wait 300 ms), the receiver answering after 50 ms."""
     receiver.respond_all(Behaviour(delay=0.05))
     make_list(db, receiver.url("/batched"))
     db.sql("SELECT callback.set_batching('list', 1, 10, max_wait => '300 milliseconds')")
-    ids, in_flight = [], 0
-    for round_ in range(3):
-        ids += [r[0] for r in db.sql("""INSERT INTO callback.messages (campaign_id, channel, destination, status)
-                                        SELECT 1, 'sms', '+1555' || g, 'delivered' FROM generate_series(1, %s) g
-                                        RETURNING id""", [N // 3])]
-        wait_for_some(receiver, 3 + round_ * 10)
-        pids = []
-        while not pids:
-            pids = query(db, "SELECT array_agg(pid) FROM pg_stat_activity WHERE backend_type = 'pg_callback worker'")
-        in_flight += query(db, "SELECT coalesce(sum(batch_size), 0) FROM callback.callbacks_undone WHERE leased_by IS NOT NULL")
-        os.kill(pids[0], signal.SIGKILL)
-        time.sleep(0.5)
+
+
+def record_batched(db, n):
+    return [r[0] for r in db.sql("""INSERT INTO callback.messages (campaign_id, channel, destination, status)
+                                    SELECT 1, 'sms', '+1555' || g, 'delivered' FROM generate_series(1, %s) g
+                                    RETURNING id""", [n])]
+
+
+def tally_batched(fault, db, ids, receiver, in_flight):
+    """Counts each event from the batches' bodies; none may be lost, and an event seen twice
+    must have come in the same batch sent again (a crash between its answer and the result's
+    write, or one that undid the result), never in two batches."""
     deadline = time.monotonic() + SETTLE
     while query(db, "SELECT count(*) FROM callback.history WHERE state = 'delivered' AND http_status = 200") < len(ids):
         assert time.monotonic() < deadline, "batched events not all delivered"
@@ -383,16 +419,54 @@ def test_sigkill_with_batched_reports_in_flight_and_waiting(db, receiver):
     accepted = Counter(e["data"]["message_id"] for r in requests if r.answer == 200 for e in r.json()["results"])
     lost = sorted(set(ids) - set(got))
     duplicates = sum(accepted[i] - 1 for i in ids if accepted[i] > 1)
-    TALLY.append(("SIGKILL of a worker with batched reports on the wire and waiting, 3 times", len(ids),
-                  sum(got[i] for i in ids), len(lost), duplicates, in_flight))
-    assert not lost, f"{len(lost)} events lost, e.g. {lost[:5]}"
-    # An event seen twice came in the same batch sent again (a crash between its answer and
-    # the result's write), never in two batches.
     batches_of = {}
     for r in requests:
         for e in r.json()["results"]:
             batches_of.setdefault(e["data"]["message_id"], set()).add(r.headers["webhook-id"])
-    assert all(len(batches) == 1 for batches in batches_of.values())
+    in_two = sum(len(batches) - 1 for batches in batches_of.values())
+    TALLY.append((fault, len(ids), sum(got[i] for i in ids), len(lost), duplicates, in_two, in_flight))
+    assert not lost, f"{len(lost)} events lost, e.g. {lost[:5]}"
+    assert in_two == 0, f"{in_two} events came in two batches"
+
+
+def test_sigkill_with_batched_reports_in_flight_and_waiting(db, receiver):
+    """Batched reports (events several to a request): workers killed while batches are on the
+    wire and while events wait for their batch."""
+    batched(db, receiver)
+    ids, in_flight = [], 0
+    for round_ in range(3):
+        ids += record_batched(db, N // 3)
+        wait_for_some(receiver, 3 + round_ * 10)
+        pids = []
+        while not pids:
+            pids = query(db, "SELECT array_agg(pid) FROM pg_stat_activity WHERE backend_type = 'pg_callback worker'")
+        in_flight += query(db, "SELECT coalesce(sum(batch_size), 0) FROM callback.callbacks_undone WHERE leased_by IS NOT NULL")
+        os.kill(pids[0], signal.SIGKILL)
+        time.sleep(0.5)
+    tally_batched("SIGKILL of a worker with batched reports on the wire and waiting, 3 times", db, ids, receiver, in_flight)
+
+
+def test_a_crash_undoing_the_workers_last_commits_with_batched_reports(db, receiver):
+    """As test_a_crash_undoing_the_workers_last_commits, for batches: a batch is made durably
+    (its webhook-id is random, and which events it takes depends on when), so what a crash
+    undoes after it is its claims and results, and the batch goes again whole."""
+    batched(db, receiver)
+    db.sql("ALTER SYSTEM SET autovacuum = off")
+    db.sql("SELECT pg_reload_conf()")
+    walwriter = query(db, "SELECT pid FROM pg_stat_activity WHERE backend_type = 'walwriter'")
+    os.kill(walwriter, signal.SIGSTOP)
+    try:
+        ids = record_batched(db, N)
+        deadline = time.monotonic() + SETTLE
+        while sum(len(r.json()["results"]) for r in receiver.received("/batched")) < len(ids):
+            assert time.monotonic() < deadline, "batched events not all sent"
+            time.sleep(0.05)
+        time.sleep(0.3)
+    finally:
+        os.kill(walwriter, signal.SIGKILL)
+        query(db, "ALTER SYSTEM RESET autovacuum")
+        query(db, "SELECT pg_reload_conf()")
+    tally_batched("crash undoing the workers' last commits, batched reports", db, ids, receiver, 0)
 
 
 def test_drop_extension_while_delivering(db, receiver):
@@ -415,9 +489,9 @@ def test_drop_extension_while_delivering(db, receiver):
 @pytest.fixture(scope="module", autouse=True)
 def report():
     yield
-    lines = ["| fault | events | requests received | lost | accepted twice | claimed when it struck |",
-             "|---|---|---|---|---|---|"]
-    lines += [f"| {f} | {n} | {r} | {lost} | {d} | {c} |" for f, n, r, lost, d, c in TALLY]
+    lines = ["| fault | events | requests received | lost | accepted twice | twice under another webhook-id | claimed when it struck |",
+             "|---|---|---|---|---|---|---|"]
+    lines += [f"| {f} | {n} | {r} | {lost} | {d} | {u} | {c} |" for f, n, r, lost, d, u, c in TALLY]
     text = "\n".join(lines) + "\n"
     pathlib.Path(os.environ.get("PG_CALLBACK_FAULT_REPORT", "/tmp/pg_callback_faults.md")).write_text(text)
     print("\n" + text)
