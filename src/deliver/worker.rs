@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 /// How long the main thread waits for an answer before it looks for new callbacks, results
 /// to write and SIGTERM.
-const TICK: Duration = Duration::from_millis(2);
+const TICK: Duration = Duration::from_millis(1);
 /// Woken this recently, a worker is in a stream of commits: it looks for new callbacks every
 /// TICK by itself instead of sleeping until woken. Each wake-up of a process asleep costs the
 /// committing transaction a signal; polling costs none, and renders and claims what a few
@@ -212,7 +212,7 @@ impl Worker {
         }
     }
 
-    /// One turn of the loop: settings, answers, results, a claim, requests, then waiting.
+    /// One turn of the loop: settings, answers, a claim, requests, results, then waiting.
     fn turn(&mut self) -> Next {
         self.reload();
         if stopping() {
@@ -227,9 +227,6 @@ impl Worker {
             self.woken_at = Some(Instant::now());
         }
         self.collect_answers();
-        self.write_when_due();
-        self.emails.turn(self.extension, false);
-        self.reports.turn(self.extension, false);
         // Another worker was rendering: look again a tick later, not at once (the two would
         // take turns claiming nothing).
         if self.other_renderer.is_some_and(|at| at.elapsed() >= TICK) {
@@ -245,6 +242,11 @@ impl Worker {
         for c in self.work.to_send(limits(), Instant::now()) {
             self.pool.submit(send::request(c));
         }
+        // Results, emails and reports after the new callbacks are on their way: an event
+        // committed meanwhile does not wait for them.
+        self.write_when_due();
+        self.emails.turn(self.extension, false);
+        self.reports.turn(self.extension, false);
         if !self.work.is_empty() || !self.answered.is_empty() {
             self.busy();
             return Next::Again;
