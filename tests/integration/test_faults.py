@@ -9,6 +9,7 @@ of every test is printed at the end of the run.
 URLs carry the message id (/f/<id>), so the receiver's log says which events arrived. Run alone:
 python3 -m pytest -q -s tests/integration/test_faults.py (after tests/run.sh has installed it)."""
 
+import contextlib
 import os
 import pathlib
 import signal
@@ -120,6 +121,23 @@ def test_immediate_shutdown_mid_batch_and_restart(db, receiver, cluster):
     tally("immediate shutdown mid-batch, then start", ids, receiver, in_flight)
 
 
+@contextlib.contextmanager
+def wal_writer_stopped_then_killed(db):
+    """While inside, the WAL writer is stopped (SIGSTOP): commits that wait for no disk stay
+    in shared memory. At the end it is killed, a crash: the server restarts from the disk."""
+    # An autovacuum's ANALYZE commits durably, and would take the workers' commits with it.
+    db.sql("ALTER SYSTEM SET autovacuum = off")
+    db.sql("SELECT pg_reload_conf()")
+    walwriter = query(db, "SELECT pid FROM pg_stat_activity WHERE backend_type = 'walwriter'")
+    os.kill(walwriter, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(walwriter, signal.SIGKILL)
+        query(db, "ALTER SYSTEM RESET autovacuum")
+        query(db, "SELECT pg_reload_conf()")
+
+
 def test_a_crash_undoing_the_workers_last_commits(db, receiver):
     """The workers' commits wait for no disk: a crash may undo those of the moment before it,
     after their requests went out. Here the WAL writer is stopped (SIGSTOP) before the events
@@ -128,19 +146,10 @@ def test_a_crash_undoing_the_workers_last_commits(db, receiver):
     was on disk, the events' own commit: they are rendered and sent again, and each must come
     again under the webhook-id it came with first."""
     receiver.respond_all(Behaviour())
-    # An autovacuum's ANALYZE commits durably, and would take the workers' commits with it.
-    db.sql("ALTER SYSTEM SET autovacuum = off")
-    db.sql("SELECT pg_reload_conf()")
-    walwriter = query(db, "SELECT pid FROM pg_stat_activity WHERE backend_type = 'walwriter'")
-    os.kill(walwriter, signal.SIGSTOP)
-    try:
+    with wal_writer_stopped_then_killed(db):
         ids = record_events(db, receiver)
         receiver.wait_for(len(ids), timeout=SETTLE)
         time.sleep(0.3)  # their results written, as far as the workers know
-    finally:
-        os.kill(walwriter, signal.SIGKILL)
-        query(db, "ALTER SYSTEM RESET autovacuum")
-        query(db, "SELECT pg_reload_conf()")
     settle(db, ids)
     duplicates = tally("crash undoing the workers' last commits (WAL writer stopped, then killed)", ids, receiver)
     assert duplicates > 0, "the crash undid none of the workers' commits: nothing was sent twice"
@@ -451,21 +460,13 @@ def test_a_crash_undoing_the_workers_last_commits_with_batched_reports(db, recei
     (its webhook-id is random, and which events it takes depends on when), so what a crash
     undoes after it is its claims and results, and the batch goes again whole."""
     batched(db, receiver)
-    db.sql("ALTER SYSTEM SET autovacuum = off")
-    db.sql("SELECT pg_reload_conf()")
-    walwriter = query(db, "SELECT pid FROM pg_stat_activity WHERE backend_type = 'walwriter'")
-    os.kill(walwriter, signal.SIGSTOP)
-    try:
+    with wal_writer_stopped_then_killed(db):
         ids = record_batched(db, N)
         deadline = time.monotonic() + SETTLE
         while sum(len(r.json()["results"]) for r in receiver.received("/batched")) < len(ids):
             assert time.monotonic() < deadline, "batched events not all sent"
             time.sleep(0.05)
         time.sleep(0.3)
-    finally:
-        os.kill(walwriter, signal.SIGKILL)
-        query(db, "ALTER SYSTEM RESET autovacuum")
-        query(db, "SELECT pg_reload_conf()")
     tally_batched("crash undoing the workers' last commits, batched reports", db, ids, receiver, 0)
 
 
