@@ -2,12 +2,12 @@
 //! emails go through (sql/emails.sql) and the object storage campaign reports go to
 //! (sql/reports.sql). Part of the settings (settings.rs defines the rest); all reloaded on SIGHUP.
 
-use super::settings::{check_hook, text, DEFAULT_TIMEOUT_MS};
+use super::settings::{check_hook, text, text_setting, DEFAULT_TIMEOUT_MS};
 use pg_callback_core::mail::{self, Relay, Security};
 use pg_callback_core::report::{self, Storage};
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 use pgrx::PostgresGucEnum;
-use std::ffi::{CStr, CString};
+use std::ffi::CString;
 
 pub static REPORT_BUCKET: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
 pub static REPORT_ENDPOINT: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
@@ -34,17 +34,6 @@ pub enum SmtpSecurity {
     Off,
 }
 
-/// A text setting reloaded on SIGHUP, without a check hook.
-fn text_setting(
-    name: &'static CStr,
-    short: &'static CStr,
-    long: &'static CStr,
-    setting: &'static GucSetting<Option<CString>>,
-    flags: GucFlags,
-) {
-    GucRegistry::define_string_guc(name, short, long, setting, GucContext::Sighup, flags)
-}
-
 /// Defines them; called by settings::define.
 pub fn define() {
     define_mail_settings();
@@ -59,6 +48,7 @@ fn define_mail_settings() {
         c"Empty (the default): no emails are sent; each alert says so in callback.alert_summary.",
         &SMTP_HOST,
         GucFlags::default(),
+        None,
     );
     GucRegistry::define_int_guc(
         c"pg_callback.smtp_port",
@@ -84,6 +74,7 @@ fn define_mail_settings() {
         c"Empty: no login.",
         &SMTP_USER,
         GucFlags::default(),
+        None,
     );
     text_setting(
         c"pg_callback.smtp_password",
@@ -91,45 +82,35 @@ fn define_mail_settings() {
         c"Shown to superusers only.",
         &SMTP_PASSWORD,
         GucFlags::SUPERUSER_ONLY,
+        None,
     );
-    // SAFETY: the hook only reads the new value and sets the error detail.
-    unsafe {
-        GucRegistry::define_string_guc_with_hooks(
-            c"pg_callback.smtp_from",
-            c"The From address of alert emails.",
-            c"For example 'Callbacks <callbacks@example.com>'. Required when pg_callback.smtp_host is set.",
-            &SMTP_FROM,
-            GucContext::Sighup,
-            GucFlags::default(),
-            Some(check_smtp_from),
-            None,
-            None,
-        );
-    }
+    text_setting(
+        c"pg_callback.smtp_from",
+        c"The From address of alert emails.",
+        c"For example 'Callbacks <callbacks@example.com>'. Required when pg_callback.smtp_host is set.",
+        &SMTP_FROM,
+        GucFlags::default(),
+        Some(check_smtp_from),
+    );
 }
 
 /// The object storage campaign reports go to (sql/reports.sql); reloaded on SIGHUP.
 fn define_report_settings() {
-    // SAFETY: the hook only reads the new value and sets the error detail.
-    unsafe {
-        GucRegistry::define_string_guc_with_hooks(
-            c"pg_callback.report_bucket",
-            c"The S3 bucket campaign reports are uploaded to.",
-            c"Empty (the default): campaign.complete goes when a campaign ends, without report_url. Set: it waits for the report's upload and carries a link to it.",
-            &REPORT_BUCKET,
-            GucContext::Sighup,
-            GucFlags::default(),
-            Some(check_report_bucket),
-            None,
-            None,
-        );
-    }
+    text_setting(
+        c"pg_callback.report_bucket",
+        c"The S3 bucket campaign reports are uploaded to.",
+        c"Empty (the default): campaign.complete goes when a campaign ends, without report_url. Set: it waits for the report's upload and carries a link to it.",
+        &REPORT_BUCKET,
+        GucFlags::default(),
+        Some(check_report_bucket),
+    );
     text_setting(
         c"pg_callback.report_endpoint",
         c"The URL of an S3-compatible service for campaign reports.",
         c"Empty (the default): AWS S3 in pg_callback.report_region. Set (e.g. MinIO's URL): path-style requests to it.",
         &REPORT_ENDPOINT,
         GucFlags::default(),
+        None,
     );
     text_setting(
         c"pg_callback.report_region",
@@ -137,6 +118,7 @@ fn define_report_settings() {
         c"Signed into every request (SigV4).",
         &REPORT_REGION,
         GucFlags::default(),
+        None,
     );
     text_setting(
         c"pg_callback.report_prefix",
@@ -144,35 +126,24 @@ fn define_report_settings() {
         c"A report is written to <prefix>account-<id>/campaign-<id>.csv.",
         &REPORT_PREFIX,
         GucFlags::default(),
+        None,
     );
-    // SAFETY: the hook only reads the new value and pg_callback.report_bucket.
-    unsafe {
-        GucRegistry::define_string_guc_with_hooks(
-            c"pg_callback.report_access_key_id",
-            c"The access key id reports are uploaded with.",
-            c"With pg_callback.report_secret_access_key.",
-            &REPORT_ACCESS_KEY_ID,
-            GucContext::Sighup,
-            GucFlags::default(),
-            Some(check_report_credentials),
-            None,
-            None,
-        );
-    }
-    // SAFETY: the hook only reads the new value and pg_callback.report_bucket.
-    unsafe {
-        GucRegistry::define_string_guc_with_hooks(
-            c"pg_callback.report_secret_access_key",
-            c"The secret access key reports are uploaded with.",
-            c"Shown to superusers only.",
-            &REPORT_SECRET_ACCESS_KEY,
-            GucContext::Sighup,
-            GucFlags::SUPERUSER_ONLY,
-            Some(check_report_credentials),
-            None,
-            None,
-        );
-    }
+    text_setting(
+        c"pg_callback.report_access_key_id",
+        c"The access key id reports are uploaded with.",
+        c"With pg_callback.report_secret_access_key.",
+        &REPORT_ACCESS_KEY_ID,
+        GucFlags::default(),
+        Some(check_report_credentials),
+    );
+    text_setting(
+        c"pg_callback.report_secret_access_key",
+        c"The secret access key reports are uploaded with.",
+        c"Shown to superusers only.",
+        &REPORT_SECRET_ACCESS_KEY,
+        GucFlags::SUPERUSER_ONLY,
+        Some(check_report_credentials),
+    );
     GucRegistry::define_int_guc(
         c"pg_callback.report_link_ttl",
         c"How long a report's download link stays valid.",

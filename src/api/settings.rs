@@ -4,7 +4,8 @@ use pg_callback_core::destinations::Destinations;
 use pg_callback_core::tls::{self, Trust};
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 use pgrx::PostgresGucEnum;
-use std::ffi::CString;
+use pgrx::pg_sys;
+use std::ffi::{CStr, CString};
 
 pub static DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"postgres"));
 pub static WORKERS: GucSetting<i32> = GucSetting::<i32>::new(1);
@@ -213,30 +214,38 @@ fn define_housekeeping_settings() {
         GucContext::Userset,
         GucFlags::UNIT_S,
     );
-    // SAFETY: the hook only reads the new value and sets the error detail.
+    text_setting(
+        c"pg_callback.allowed_destinations",
+        c"Host names and address ranges callbacks may be sent to although they are loopback, private, link-local or metadata addresses.",
+        c"Separated by commas, e.g. 'localhost, 10.1.0.0/16, hooks.internal'. Empty (the default) refuses every such address; '0.0.0.0/0, ::/0' allows all.",
+        &ALLOWED_DESTINATIONS,
+        GucFlags::default(),
+        Some(check_allowed_destinations),
+    );
+    text_setting(
+        c"pg_callback.ca_bundle",
+        c"A PEM file of certificate authorities trusted for HTTPS besides the system's.",
+        c"For receivers whose certificates a private CA issued. Read by the workers when they start and on reload (a changed file is read again); the system's store (ca-certificates) is always trusted, and hostname and expiry are always checked. Empty (the default): the system's store only.",
+        &CA_BUNDLE,
+        GucFlags::default(),
+        Some(check_ca_bundle),
+    );
+}
+
+/// A text setting reloaded on SIGHUP; `check`, a hook made by `check_hook!`, refuses the new
+/// values it finds wrong (None: every value is taken).
+pub(super) fn text_setting(
+    name: &'static CStr,
+    short: &'static CStr,
+    long: &'static CStr,
+    setting: &'static GucSetting<Option<CString>>,
+    flags: GucFlags,
+    check: pg_sys::GucStringCheckHook,
+) {
+    // SAFETY: the hooks check_hook! makes only read (the new value, other settings, a file)
+    // and set the error's detail.
     unsafe {
-        GucRegistry::define_string_guc_with_hooks(
-            c"pg_callback.allowed_destinations",
-            c"Host names and address ranges callbacks may be sent to although they are loopback, private, link-local or metadata addresses.",
-            c"Separated by commas, e.g. 'localhost, 10.1.0.0/16, hooks.internal'. Empty (the default) refuses every such address; '0.0.0.0/0, ::/0' allows all.",
-            &ALLOWED_DESTINATIONS,
-            GucContext::Sighup,
-            GucFlags::default(),
-            Some(check_allowed_destinations),
-            None,
-            None,
-        );
-        GucRegistry::define_string_guc_with_hooks(
-            c"pg_callback.ca_bundle",
-            c"A PEM file of certificate authorities trusted for HTTPS besides the system's.",
-            c"For receivers whose certificates a private CA issued. Read by the workers when they start and on reload (a changed file is read again); the system's store (ca-certificates) is always trusted, and hostname and expiry are always checked. Empty (the default): the system's store only.",
-            &CA_BUNDLE,
-            GucContext::Sighup,
-            GucFlags::default(),
-            Some(check_ca_bundle),
-            None,
-            None,
-        );
+        GucRegistry::define_string_guc_with_hooks(name, short, long, setting, GucContext::Sighup, flags, check, None, None)
     }
 }
 

@@ -132,10 +132,10 @@ fn run() {
     // rendered events included (derived from the events: src/render/queue.rs), which receivers
     // drop as they drop retries. What must not be sent twice under two ids commits durably:
     // a batch made (src/deliver/claim.rs), alert emails, campaign reports.
-    let planner = "SET enable_bitmapscan = off; SET enable_sort = off; SET plan_cache_mode = force_custom_plan; \
+    let session = "SET enable_bitmapscan = off; SET enable_sort = off; SET plan_cache_mode = force_custom_plan; \
                    SET statement_timeout = '2min'; SET jit = off; SET synchronous_commit = off";
-    BackgroundWorker::transaction(|| Spi::run(planner))
-        .unwrap_or_else(|e| warning!("pg_callback worker: setting the planner: {e}"));
+    BackgroundWorker::transaction(|| Spi::run(session))
+        .unwrap_or_else(|e| warning!("pg_callback worker: setting up its session: {e}"));
     shared::events_may_be_left();
     let mut worker = Worker::new(extension);
     while worker.turn() == Next::Again {}
