@@ -149,8 +149,7 @@ class Bench:
         queue_bytes = self.sizes("callbacks_undone")
         self.clear_arrivals()
         if self.args.statements:
-            self.sql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-            self.sql("SELECT pg_stat_statements_reset()")
+            self.reset_statements()
         before_release = self.lsn()
         profile = self.start_profile() if self.args.profile else None
         started = time.monotonic()
@@ -268,11 +267,15 @@ class Bench:
             for line in [l for l in out.splitlines() if l.strip()][:lines]:
                 print("    " + line.strip())
 
-    def print_statements(self, delivered):
+    def reset_statements(self):
+        self.sql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        self.sql("SELECT pg_stat_statements_reset()")
+
+    def print_statements(self, delivered, top=6):
         """The statements that took the most time since the reset, per callback delivered."""
         rows = self.sql("""SELECT calls, total_exec_time, rows, left(regexp_replace(query, '\\s+', ' ', 'g'), 70)
-                           FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat_statements%'
-                           ORDER BY total_exec_time DESC LIMIT 6""")
+                           FROM pg_stat_statements WHERE query NOT LIKE '%%pg_stat_statements%%'
+                           ORDER BY total_exec_time DESC LIMIT %s""", [top])
         for calls, total_ms, nrows, query in rows:
             print(f"    {total_ms * 1000 / max(delivered, 1):7.1f} us per callback, {calls:7,} calls, "
                   f"{nrows:9,} rows: {query}", flush=True)
@@ -291,6 +294,25 @@ class Bench:
         if plain:
             ratio = https_rate / plain
             self.report("HTTPS drain against HTTP drain", f"{ratio:.2f}", ">= 0.8", ratio >= 0.8)
+
+    @staticmethod
+    def machine_busy():
+        """CPU seconds the whole machine has spent busy (not idle, not waiting for I/O)."""
+        with open("/proc/stat") as f:
+            user, nice, system, idle, iowait, irq, softirq, steal = map(int, f.readline().split()[1:9])
+        return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+    def workers_cpu(self):
+        """CPU seconds each running worker has used, by pid."""
+        used = {}
+        for pid in self.worker_pids():
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                used[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            except OSError:
+                pass
+        return used
 
     def sample_workers(self, samples, stop):
         while not stop.wait(1.0):
@@ -354,6 +376,9 @@ class Bench:
         # checkpoint fall in this one's seconds: done now, so each run measures the same thing.
         self.sql("CHECKPOINT")
         self.clear_arrivals()
+        if self.args.statements:
+            self.reset_statements()
+        busy, workers, wal = self.machine_busy(), self.workers_cpu(), self.lsn()
         with tempfile.TemporaryDirectory() as logs:
             script = os.path.join(logs, "update.sql")
             with open(script, "w") as f:
@@ -376,6 +401,10 @@ class Bench:
         wall_start = min(committed.values())
         offered = n / (max(committed.values()) - wall_start)
         self.wait_for(DRAINED, timeout=60)
+        busy, wal = self.machine_busy() - busy, self.lsn() - wal
+        workers = sum(used - workers.get(pid, 0) for pid, used in self.workers_cpu().items())
+        if self.args.statements:
+            self.print_statements(n, top=12)
         arrived = self.arrivals()
         # The workers are not running when the first event commits (idle workers exit): the
         # first second includes starting them, and is reported apart from the steady state.
@@ -388,6 +417,10 @@ class Bench:
         limit = 5 if rate <= 1000 else 20
         self.report(f"latency at {offered:,.0f} events/s offered: p50", f"{p50:.1f} ms", "reference", None)
         self.report(f"latency at {offered:,.0f} events/s offered: p99", f"{p99:.1f} ms", f"< {limit} ms", p99 < limit)
+        self.report(f"CPU per event at {offered:,.0f} events/s: the machine (pgbench and nginx included) / the workers",
+                    f"{busy * 1e6 / n:.0f} / {workers * 1e6 / n:.0f} us", "reference", None)
+        self.report(f"WAL per event at {offered:,.0f} events/s, from the status UPDATE to the callback delivered",
+                    f"{wal / n:,.0f} B", "reference", None)
         self.report("latency of the first event, workers started by it", f"{(arrived[first] - committed[first]) * 1000:.1f} ms",
                     "reference", None)
 
@@ -545,7 +578,7 @@ def main():
     p.add_argument("--label", default="", help="what the run's rows are labelled with (bench/run.sh: the durability settings)")
     p.add_argument("--seconds", type=int, default=10)
     p.add_argument("--statements", action="store_true",
-                   help="after each drain, the statements that took the most time (pg_stat_statements)")
+                   help="after each drain and latency measurement, the statements that took the most time (pg_stat_statements)")
     p.add_argument("--wal-stats", action="store_true",
                    help="after each drain, what its WAL holds by kind of record (pg_waldump)")
     p.add_argument("--profile", action="store_true",
