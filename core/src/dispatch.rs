@@ -185,6 +185,18 @@ impl<T> Dispatcher<T> {
         gone
     }
 
+    /// The queued callbacks of `endpoint` (not those in flight), taken out: it went down, and
+    /// they wait for its probe instead.
+    pub fn take_queued(&mut self, endpoint: &str) -> Vec<T> {
+        let (taken, kept): (VecDeque<_>, VecDeque<_>) = self.queue.drain(..).partition(|q| q.endpoint == endpoint);
+        self.queue = kept;
+        if let Some(load) = self.endpoints.get_mut(endpoint) {
+            load.queued = 0;
+        }
+        self.unpaced -= taken.iter().filter(|q| q.paces.is_empty()).count();
+        taken.into_iter().map(|q| q.item).collect()
+    }
+
     /// Everything claimed and not answered, taken out: the worker is stopping.
     pub fn take_all(&mut self) -> Vec<T> {
         self.endpoints
@@ -272,6 +284,26 @@ mod tests {
         all.sort();
         assert_eq!(all, vec![2, 3, 4]);
         assert!(d.is_empty());
+    }
+
+    #[test]
+    fn the_queued_callbacks_of_an_endpoint_that_went_down_are_taken_out() {
+        let mut d = Dispatcher::default();
+        for key in 1..=4 {
+            d.add(key, if key % 2 == 0 { "http://down" } else { "http://up" }, later(), vec![], key);
+        }
+        let limits = Limits {
+            in_flight: 16,
+            per_endpoint: 1,
+        };
+        assert_eq!(d.to_send(limits, Instant::now()), vec![&1, &2]);
+        d.add(6, "http://down", later(), vec![], 6);
+        assert_eq!(d.take_queued("http://down"), vec![4, 6]);
+        assert_eq!((d.queued(), d.queued_unpaced(), d.in_flight()), (1, 1, 2));
+        assert_eq!(d.answered(2, Duration::from_millis(1)), Some(2));
+        assert_eq!(d.to_send(limits, Instant::now()), Vec::<&i64>::new());
+        d.answered(1, Duration::from_millis(1));
+        assert_eq!(d.to_send(limits, Instant::now()), vec![&3]);
     }
 
     #[test]

@@ -101,9 +101,11 @@ pub fn keep_sendable(client: &mut SpiClient<'_>, claimed: Vec<Claimed>) -> SpiRe
 
 /// Counts the answers of a batch against their endpoints: those failing now, and those known
 /// to be down or failing (src/deliver/write.rs runs it in the transaction writing them).
-pub fn record(client: &mut SpiClient<'_>, answered: &[(&Claimed, &Response)]) -> SpiResult<()> {
+/// Returns the endpoints that went down or whose probe failed: their callbacks wait for the
+/// next probe.
+pub fn record(client: &mut SpiClient<'_>, answered: &[(&Claimed, &Response)]) -> SpiResult<Vec<String>> {
     if !followed() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let mut outcomes: HashMap<&str, Vec<(Outcome, Option<String>)>> = HashMap::new();
     KNOWN.with_borrow(|known| {
@@ -121,7 +123,7 @@ pub fn record(client: &mut SpiClient<'_>, answered: &[(&Claimed, &Response)]) ->
         }
     });
     if outcomes.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let endpoints: Vec<String> = outcomes.keys().map(|e| e.to_string()).collect();
     client.update(ADD, None, &[endpoints.clone().into()])?;
@@ -192,8 +194,9 @@ impl Update {
     }
 
     /// Lets the callbacks of endpoints back up go (before their next probe time is cleared),
-    /// writes the states, then parks the callbacks of those down until their next probe.
-    fn write(self, client: &mut SpiClient<'_>) -> SpiResult<()> {
+    /// writes the states, then parks the callbacks of those down until their next probe;
+    /// returns those.
+    fn write(self, client: &mut SpiClient<'_>) -> SpiResult<Vec<String>> {
         for endpoint in &self.up {
             client.update("SELECT callback._unpark($1)", None, &[endpoint.as_str().into()])?;
             log!("pg_callback worker: endpoint {endpoint} answers again; its callbacks go");
@@ -209,8 +212,8 @@ impl Update {
         ];
         client.update(UPDATE, None, &args)?;
         if !self.parked.is_empty() {
-            client.update(PARK, None, &[self.parked.into()])?;
+            client.update(PARK, None, &[self.parked.clone().into()])?;
         }
-        Ok(())
+        Ok(self.parked)
     }
 }

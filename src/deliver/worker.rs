@@ -294,7 +294,12 @@ impl Worker {
         let write_after = if self.work.is_empty() { WRITE_SOON } else { WRITE_EVERY };
         let full = self.answered.len() >= batch_size();
         if !self.answered.is_empty() && (full || self.last_write.elapsed() >= write_after) {
-            finish(std::mem::take(&mut self.answered));
+            // What this worker holds for an endpoint that went down waits for its probe, given
+            // back with the next write, rather than going out after it.
+            for endpoint in finish(std::mem::take(&mut self.answered)) {
+                let unsent = self.work.take_queued(&endpoint).into_iter().map(|c| (c, None));
+                self.answered.extend(unsent);
+            }
             self.last_write = Instant::now();
             self.more = true;
             // A batch done may let events kept out behind it go (src/render/batches.rs).

@@ -115,16 +115,17 @@ impl Results {
 }
 
 /// Writes results in one transaction: history, new states, campaigns to disable. A callback
-/// with no answer is released unsent.
-pub fn finish(done: Vec<(Claimed, Option<Response>)>) {
+/// with no answer is released unsent. Returns the endpoints that went down (or whose probe
+/// failed) with these answers.
+pub fn finish(done: Vec<(Claimed, Option<Response>)>) -> Vec<String> {
     if done.is_empty() {
-        return;
+        return Vec::new();
     }
     let unsent = done.iter().any(|(_, answer)| answer.is_none());
     report(true, "writing delivery results");
-    let verdicts = BackgroundWorker::transaction(move || {
+    let (verdicts, down) = BackgroundWorker::transaction(move || {
         if !extension_installed() {
-            return Vec::new();
+            return (Vec::new(), Vec::new());
         }
         let extension = installed_extension();
         let ours: Vec<_> = done.iter().filter(|(c, _)| c.extension == extension).collect();
@@ -133,7 +134,7 @@ pub fn finish(done: Vec<(Claimed, Option<Response>)>) {
             results.push(c, answer.as_ref());
         }
         if results.ids.is_empty() {
-            return Vec::new();
+            return (Vec::new(), Vec::new());
         }
         let verdicts = results.verdict.clone();
         let args = [
@@ -171,10 +172,10 @@ pub fn finish(done: Vec<(Claimed, Option<Response>)>) {
                 health::record(client, &answered)
             })
         });
-        if let Err(e) = written {
-            error!("pg_callback worker: writing delivery results failed: {e}");
+        match written {
+            Ok(down) => (verdicts, down),
+            Err(e) => error!("pg_callback worker: writing delivery results failed: {e}"),
         }
-        verdicts
     });
     let count = |verdict: &str| verdicts.iter().filter(|v| **v == verdict).count() as u64;
     shared::worker_wrote(count("delivered"), count("retry"), count("failed"));
@@ -185,4 +186,5 @@ pub fn finish(done: Vec<(Claimed, Option<Response>)>) {
         // start a worker for them.
         shared::set_next_due_ms(shared::now_ms());
     }
+    down
 }
