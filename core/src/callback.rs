@@ -82,6 +82,34 @@ pub fn order_key(scope: &Scope, url: &str) -> String {
     format!("{} {url}", order_scope(scope))
 }
 
+/// Where a batch of callbacks a worker rendered goes, each in the batch's order.
+#[derive(Debug, PartialEq)]
+pub struct Placed {
+    /// Behind an earlier callback of its order key in the batch: it waits for that one.
+    pub behind: Vec<bool>,
+    /// Leased to the worker at once, to be sent without being claimed after: due now (not
+    /// held, not behind), of an endpoint not in `full`, `count` at most.
+    pub leased: Vec<bool>,
+}
+
+/// Places `callbacks` rendered by a worker that can take `count` more, and has as many of the
+/// endpoints in `full` as it can send soon.
+pub fn place(callbacks: &[Callback], count: usize, full: &[String]) -> Placed {
+    let mut keys = std::collections::HashSet::new();
+    let behind: Vec<bool> = callbacks.iter().map(|c| !keys.insert(c.order_key.as_str())).collect();
+    let mut room = count;
+    let leased = callbacks
+        .iter()
+        .zip(&behind)
+        .map(|(c, &behind)| {
+            let lease = room > 0 && !c.held && !behind && (full.is_empty() || !full.contains(&endpoint(&c.url)));
+            room -= usize::from(lease);
+            lease
+        })
+        .collect();
+    Placed { behind, leased }
+}
+
 /// The Authorization header a target's credentials make (basic auth wins over a token).
 fn auth_header(target: &Target) -> Option<String> {
     match (&target.basic_auth, &target.bearer_token) {
@@ -252,5 +280,37 @@ mod tests {
             ..campaign
         };
         assert_eq!(order_key(&account, "u"), " u");
+    }
+
+    fn rendered(url: &str, order_key: &str, held: bool) -> Callback {
+        Callback {
+            url: url.into(),
+            order_key: order_key.into(),
+            held,
+            ..render("message.status", &scope(), Kind::List, None, Target::plain("http://x", "json"), false, &vars(), &json!({}))
+                .unwrap()
+        }
+    }
+
+    #[test]
+    fn a_worker_leases_what_it_renders_due_now_as_far_as_it_has_room() {
+        let callbacks = [
+            rendered("http://a/1", "m:1 a", false),
+            rendered("http://a/2", "m:1 a", false), // behind the first
+            rendered("http://a/3", "m:3 a", true),  // held
+            rendered("http://b/4", "m:4 b", false),
+            rendered("http://a/5", "m:5 a", false), // no room left
+        ];
+        let placed = place(&callbacks, 2, &[]);
+        assert_eq!(placed.behind, [false, true, false, false, false]);
+        assert_eq!(placed.leased, [true, false, false, true, false]);
+        assert_eq!(place(&callbacks, 0, &[]).leased, [false; 5]);
+    }
+
+    #[test]
+    fn a_worker_leases_none_of_an_endpoint_it_has_enough_of() {
+        let callbacks = [rendered("http://a/1", "m:1 a", false), rendered("http://B:80/2", "m:2 b", false)];
+        let placed = place(&callbacks, 10, &["http://b".to_string()]);
+        assert_eq!(placed.leased, [true, false]);
     }
 }

@@ -13,6 +13,9 @@
 -- claimed rows by id: the worker keeps its plan (src/deliver/claim.rs), and joining the claimed rows
 -- back was planned as a scan of every pending row per claimed one when the statistics said the
 -- queue was empty (28 s for a batch of a backlog of 570,000).
+--
+-- The callbacks $8 were leased to this worker as it rendered them, earlier in this
+-- transaction (sql/render/insert_batch.sql): returned with those claimed, not written again.
 WITH due AS (
     SELECT c.id
     FROM callback.callbacks_undone c
@@ -25,35 +28,44 @@ WITH due AS (
     LIMIT $1
     FOR UPDATE OF c SKIP LOCKED
 ), lease AS (
+    -- sql/render/insert_batch.sql leases for as long.
     SELECT $3 * (SELECT greatest(max(timeout), make_interval(secs => $4)) FROM callback.retry_policies)
            + interval '60 seconds' AS length
+), claimed AS (
+    UPDATE callback.callbacks_undone c
+    SET leased_until = now() + (SELECT length FROM lease),
+        leased_by = $2,
+        attempts = c.attempts + 1
+    WHERE c.id = ANY (ARRAY(SELECT id FROM due))
+    RETURNING c.*
+), leased AS (
+    SELECT *, false AS rendered FROM claimed
+    UNION ALL
+    SELECT *, true FROM callback.callbacks_undone c WHERE c.id = ANY ($8::bigint[])
 )
-UPDATE callback.callbacks_undone c
-SET leased_until = now() + (SELECT length FROM lease),
-    leased_by = $2,
-    attempts = c.attempts + 1
-WHERE c.id = ANY (ARRAY(SELECT id FROM due))
-RETURNING c.id,
-          c.account_id,
-          c.webhook_id::text AS webhook_id,
-          c.method = 'POST' AS post,
-          c.url,
-          c.endpoint,
-          c.headers::text AS headers,
-          c.body,
-          c.auth_header,
-          c.signing_secret,
-          -- The secrets in their rotation overlap with it (sql/secrets.sql): signed with them too.
-          CASE WHEN c.signing_secret IS NOT NULL THEN
-              (SELECT array_agg(o.other ORDER BY o.until DESC) FROM callback.signing_secret_overlaps o
-               WHERE o.account_id = c.account_id AND o.secret = c.signing_secret AND o.until > now())
-          END AS other_secrets,
-          -- The client certificate it presents and its version (sql/certificates.sql), looked
-          -- for only when any is set.
-          CASE WHEN (SELECT true FROM callback.client_certificates LIMIT 1) THEN
-              callback._client_certificate(c.account_id, c.campaign_id, c.target)
-          END AS client_certificate,
-          c.attempts,
-          c.retry_policy,
-          extract(epoch FROM (SELECT length FROM lease))::float8 AS lease_seconds,
-          extract(epoch FROM c.due_at)::float8 AS due
+SELECT c.id,
+       c.account_id,
+       c.webhook_id::text AS webhook_id,
+       c.method = 'POST' AS post,
+       c.url,
+       c.endpoint,
+       c.headers::text AS headers,
+       c.body,
+       c.auth_header,
+       c.signing_secret,
+       -- The secrets in their rotation overlap with it (sql/secrets.sql): signed with them too.
+       CASE WHEN c.signing_secret IS NOT NULL THEN
+           (SELECT array_agg(o.other ORDER BY o.until DESC) FROM callback.signing_secret_overlaps o
+            WHERE o.account_id = c.account_id AND o.secret = c.signing_secret AND o.until > now())
+       END AS other_secrets,
+       -- The client certificate it presents and its version (sql/certificates.sql), looked
+       -- for only when any is set.
+       CASE WHEN (SELECT true FROM callback.client_certificates LIMIT 1) THEN
+           callback._client_certificate(c.account_id, c.campaign_id, c.target)
+       END AS client_certificate,
+       c.attempts,
+       c.retry_policy,
+       extract(epoch FROM c.leased_until - now())::float8 AS lease_seconds,
+       extract(epoch FROM c.due_at)::float8 AS due,
+       c.rendered
+FROM leased c

@@ -1,8 +1,10 @@
 //! Claiming: due callbacks leased to this worker a batch at a time, in one short transaction
-//! that first renders events recorded for later (src/render/expand.rs).
+//! that first renders events recorded for later (src/render/expand.rs), leasing to itself
+//! those it has room for as it inserts them (the claim statement then only reads them).
 //!
 //! In: how many are wanted, the endpoints this worker has enough of, where the last claim ended.
-//! Out: `Claimed` callbacks with their retry policy; what events may be left to render.
+//! Out: `Claimed` callbacks with their retry policy; what events may be left to render; where
+//! the next claim starts.
 //! SQL: sql/worker/claim.sql, sql/worker/policies.sql.
 
 use super::{health, identities, same_extension};
@@ -30,14 +32,23 @@ const LIMITS: &str = include_str!("../../sql/worker/limits.sql");
 /// in the same transaction.
 const EXPAND_BATCH: i32 = 1000;
 
-thread_local! {
-    /// The claim runs thousands of times a second, parsed once (src/pg/spi.rs).
-    static CLAIM_PLAN: Kept<OwnedPreparedStatement> = const { RefCell::new(None) };
+/// The claim runs thousands of times a second, parsed once (src/pg/spi.rs), and the retry
+/// policies are read after each that took callbacks.
+struct Plans {
+    claim: OwnedPreparedStatement,
+    policies: OwnedPreparedStatement,
 }
 
-fn prepare(client: &mut SpiClient<'_>) -> SpiResult<OwnedPreparedStatement> {
-    let args = ["int", "int", "int", "float8", "text[]", "float8", "bigint"];
-    Ok(client.prepare_mut(&claim_sql(), &types(&args))?.keep())
+thread_local! {
+    static PLANS: Kept<Plans> = const { RefCell::new(None) };
+}
+
+fn prepare(client: &mut SpiClient<'_>) -> SpiResult<Plans> {
+    let args = ["int", "int", "int", "float8", "text[]", "float8", "bigint", "bigint[]"];
+    Ok(Plans {
+        claim: client.prepare_mut(&claim_sql(), &types(&args))?.keep(),
+        policies: client.prepare(POLICIES, &types(&["float8"]))?.keep(),
+    })
 }
 
 /// claim.sql; for a schema of 0.2.0 or older, until `ALTER EXTENSION pg_callback UPDATE` adds
@@ -121,10 +132,23 @@ pub struct Wanted {
     pub after: Option<(f64, i64)>,
 }
 
-/// Renders recorded events (if asked), then claims what is wanted. None when installation
+/// What a claim took.
+pub struct Claim {
+    /// The callbacks the claim statement took, then those rendered and leased in it.
+    pub claimed: Vec<Claimed>,
+    pub left: Left,
+    /// The claim statement took as many as it was asked for: more may be due after them.
+    pub full: bool,
+    /// The due time and id of the last callback the claim statement took: where the next
+    /// one starts.
+    pub last: Option<(f64, i64)>,
+}
+
+/// Renders recorded events (if asked), leasing to this worker those of them it has room for,
+/// then claims due callbacks for the rest of what is wanted. None when installation
 /// `extension` is gone (even if created again since). A failing statement raises an error, which
 /// ends the worker with its cause logged; its claimed callbacks are released by the next one.
-pub fn claim(extension: pg_sys::Oid, wanted: Wanted) -> Option<(Vec<Claimed>, Left)> {
+pub fn claim(extension: pg_sys::Oid, wanted: Wanted) -> Option<Claim> {
     if !same_extension(extension) {
         return None;
     }
@@ -133,21 +157,20 @@ pub fn claim(extension: pg_sys::Oid, wanted: Wanted) -> Option<(Vec<Claimed>, Le
     // The lease covers two batches' rounds of requests: one to wait for a free thread, one to send.
     let rounds = 2 * ((batch + in_flight - 1) / in_flight);
     let default_timeout = f64::from(guc::DEFAULT_TIMEOUT_MS.get()) / 1000.0;
-    let args = [
-        (wanted.count as i32).into(),
-        super::my_pid().into(),
-        rounds.into(),
-        default_timeout.into(),
-        wanted.full_endpoints.into(),
-        wanted.after.map_or(0.0, |(due, _)| due).into(),
-        wanted.after.map_or(0, |(_, id)| id).into(),
-    ];
     // What callback._expand_events() runs, called directly (a schema of 0.1.0 has no events).
+    let lease = render::Lease {
+        worker: super::my_pid(),
+        rounds,
+        default_timeout,
+        count: wanted.count,
+        full_endpoints: wanted.full_endpoints.clone(),
+    };
     let render = wanted.render && spi::events_table() != pg_sys::InvalidOid;
-    let left = match render.then(|| expand::expand_events(EXPAND_BATCH)) {
-        Some(EXPAND_BATCH) => Left::More,
-        Some(-1) => Left::OtherRenderer,
-        _ => Left::Nothing,
+    let (left, leased) = match render.then(|| expand::render_events(EXPAND_BATCH, Some(&lease))) {
+        Some((EXPAND_BATCH, leased)) => (Left::More, leased),
+        Some((-1, _)) => (Left::OtherRenderer, Vec::new()),
+        Some((_, leased)) => (Left::Nothing, leased),
+        None => (Left::Nothing, Vec::new()),
     };
     // A batch's webhook-id is random, and which events it takes depends on when it is made: a
     // crash must not undo it once its request may have gone out (the worker's other commits
@@ -155,37 +178,55 @@ pub fn claim(extension: pg_sys::Oid, wanted: Wanted) -> Option<(Vec<Claimed>, Le
     if render::batches_made() {
         spi::commit_durably();
     }
+    let count = wanted.count.saturating_sub(leased.len());
+    let args = [
+        (count as i32).into(),
+        super::my_pid().into(),
+        rounds.into(),
+        default_timeout.into(),
+        wanted.full_endpoints.into(),
+        wanted.after.map_or(0.0, |(due, _)| due).into(),
+        wanted.after.map_or(0, |(_, id)| id).into(),
+        leased.into(),
+    ];
     let claimed = Spi::connect_mut(|client| {
-        spi::with(&CLAIM_PLAN, client, prepare, |client, plan| {
-            claimed_rows(client, plan, &args, extension, default_timeout)
+        spi::with(&PLANS, client, prepare, |client, plans| {
+            claimed_rows(client, plans, &args, extension, default_timeout)
         })
     });
     match claimed {
-        Ok(claimed) => Some((claimed, left)),
+        Ok((claimed, taken, last)) => Some(Claim {
+            claimed,
+            left,
+            full: taken == count,
+            last,
+        }),
         Err(e) => error!("pg_callback worker: claiming callbacks failed: {e}"),
     }
 }
 
-/// Runs the claim and reads what it returned.
+/// Runs the claim and reads what it returned: the callbacks to send, how many the claim
+/// statement took, and the due time and id of its last.
 fn claimed_rows(
     client: &mut SpiClient<'_>,
-    plan: &OwnedPreparedStatement,
+    plans: &Plans,
     args: &[DatumWithOid<'_>],
     extension: pg_sys::Oid,
     default_timeout: f64,
-) -> SpiResult<Vec<Claimed>> {
+) -> SpiResult<(Vec<Claimed>, usize, Option<(f64, i64)>)> {
     // Its plan is kept, unlike the worker's other statements (src/deliver/worker.rs): planning
     // it cost more than running it, a claim per few events under a stream of single commits.
     // Its shape holds whatever the statistics say: the due index walked in order (sorts are
     // off), the claimed rows found by id (sequential scans off, for a queue that looked empty
     // when it was planned).
-    let rows = spi::with_generic_plans(|| client.update(plan, None, args))?;
+    let rows = spi::with_generic_plans(|| client.update(&plans.claim, None, args))?;
     if rows.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), 0, None));
     }
-    let policies = policies(client, default_timeout)?;
+    let policies = policies(client, &plans.policies, default_timeout)?;
     let mut claimed = Vec::with_capacity(rows.len());
     let mut certificates = Vec::with_capacity(rows.len());
+    let (mut taken, mut last) = (0, None::<(f64, i64)>);
     for row in rows {
         certificates.push(row.get_by_name::<Vec<i64>, _>("client_certificate")?);
         let name: String = row.get_by_name("retry_policy")?.unwrap_or_default();
@@ -194,7 +235,7 @@ fn claimed_rows(
             .get(&name)
             .cloned()
             .unwrap_or_else(|| (Rc::new(fallback_policy()), Duration::from_secs(30)));
-        claimed.push(Claimed {
+        let c = Claimed {
             id: row.get_by_name("id")?.unwrap_or_default(),
             account_id: row.get_by_name("account_id")?.unwrap_or_default(),
             paces: Vec::new(),
@@ -217,11 +258,20 @@ fn claimed_rows(
             extension,
             due: row.get_by_name("due")?.unwrap_or(0.0),
             lease: Duration::from_secs_f64(row.get_by_name::<f64, _>("lease_seconds")?.unwrap_or(60.0).max(0.0)),
-        });
+        };
+        if !row.get_by_name::<bool, _>("rendered")?.unwrap_or(false) {
+            taken += 1;
+            // The latest by due time and id (rows come back in no particular order).
+            let at = (c.due, c.id);
+            if last.is_none_or(|(due, id)| due.total_cmp(&at.0).then(id.cmp(&at.1)).is_lt()) {
+                last = Some(at);
+            }
+        }
+        claimed.push(c);
     }
     pace(client, &mut claimed)?;
     identities::attach(client, &mut claimed, &certificates)?;
-    health::keep_sendable(client, claimed)
+    Ok((health::keep_sendable(client, claimed)?, taken, last))
 }
 
 /// The limits of requests per second on one endpoint, as this worker's paces: the
@@ -290,11 +340,16 @@ fn pace(client: &mut SpiClient<'_>, claimed: &mut [Claimed]) -> SpiResult<()> {
     Ok(())
 }
 
-/// Every retry policy by name, with its HTTP timeout.
-fn policies(client: &mut SpiClient<'_>, default_timeout: f64) -> SpiResult<HashMap<String, (Rc<Policy>, Duration)>> {
+/// Every retry policy by name, with its HTTP timeout (`plan`: policies.sql).
+fn policies(
+    client: &mut SpiClient<'_>,
+    plan: &OwnedPreparedStatement,
+    default_timeout: f64,
+) -> SpiResult<HashMap<String, (Rc<Policy>, Duration)>> {
     let seconds = |s: Option<f64>| Duration::from_secs_f64(s.unwrap_or(0.0).max(0.0));
     let mut policies = HashMap::new();
-    for row in client.select(POLICIES, None, &[default_timeout.into()])? {
+    let rows = spi::with_kept_plans(|| client.select(plan, None, &[default_timeout.into()]))?;
+    for row in rows {
         let kind: String = row.get_by_name("kind")?.unwrap_or_default();
         let policy = Policy {
             // The column is an enum of exactly these kinds.

@@ -7,11 +7,11 @@
 
 use super::claim::Claimed;
 use crate::api::settings as guc;
-use crate::pg::spi;
+use crate::pg::spi::{self, Kept};
 use pg_callback_core::health::{self, Change, Outcome, Rules, State};
 use pg_callback_core::http::Response;
 use pgrx::prelude::*;
-use pgrx::spi::{SpiClient, SpiResult};
+use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiResult};
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -28,6 +28,8 @@ thread_local! {
     /// The endpoints down or failing, as read at the last claim: the only ones, besides
     /// those failing now, whose results are counted (an answer resets their failures).
     static KNOWN: RefCell<HashSet<String>> = RefCell::new(HashSet::new());
+    /// endpoints.sql, read at each claim that took callbacks: parsed and planned once.
+    static ENDPOINTS_PLAN: Kept<OwnedPreparedStatement> = const { RefCell::new(None) };
 }
 
 /// Whether this schema follows endpoints' health (0.3.0 and later).
@@ -54,16 +56,20 @@ pub fn keep_sendable(client: &mut SpiClient<'_>, claimed: Vec<Claimed>) -> SpiRe
     }
     let mut down = HashMap::new();
     let mut known = HashSet::new();
-    for row in client.select(ENDPOINTS, None, &[])? {
-        let endpoint: String = row.get_by_name("endpoint")?.unwrap_or_default();
-        if row.get_by_name("down")?.unwrap_or(false) {
-            down.insert(
-                endpoint.clone(),
-                row.get_by_name::<f64, _>("next_probe")?.unwrap_or(0.0),
-            );
+    let make = |client: &mut SpiClient<'_>| Ok(client.prepare(ENDPOINTS, &[])?.keep());
+    spi::with(&ENDPOINTS_PLAN, client, make, |client, plan| {
+        for row in spi::with_kept_plans(|| client.select(plan, None, &[]))? {
+            let endpoint: String = row.get_by_name("endpoint")?.unwrap_or_default();
+            if row.get_by_name("down")?.unwrap_or(false) {
+                down.insert(
+                    endpoint.clone(),
+                    row.get_by_name::<f64, _>("next_probe")?.unwrap_or(0.0),
+                );
+            }
+            known.insert(endpoint);
         }
-        known.insert(endpoint);
-    }
+        Ok(())
+    })?;
     KNOWN.set(known);
     if down.is_empty() {
         return Ok(claimed);

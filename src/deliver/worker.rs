@@ -319,8 +319,8 @@ impl Worker {
             full_endpoints: self.work.full_endpoints(limits()),
             after: self.cursor,
         };
-        let (count, extension, rendering) = (wanted.count, self.extension, wanted.render);
-        let Some((claimed, left)) = BackgroundWorker::transaction(move || claim(extension, wanted)) else {
+        let (extension, rendering) = (self.extension, wanted.render);
+        let Some(claim) = BackgroundWorker::transaction(move || claim(extension, wanted)) else {
             finish(std::mem::take(&mut self.answered));
             log!("pg_callback worker: extension pg_callback was dropped; exiting");
             // It may have been created again already, and this worker may have taken the
@@ -328,21 +328,16 @@ impl Worker {
             shared::set_next_due_ms(shared::now_ms());
             return false;
         };
+        let (claimed, left) = (claim.claimed, claim.left);
         shared::worker_claimed(claimed.len());
         self.events_left = left != Left::Nothing;
         self.other_renderer = (left == Left::OtherRenderer).then(Instant::now);
         if rendering && left != Left::OtherRenderer {
             self.batches_at = render::next_send_by().unwrap_or(i64::MAX);
         }
-        self.more = claimed.len() == count || left == Left::More;
+        self.more = claim.full || left == Left::More;
         // A short claim may have passed over callbacks given back since: start over next time.
-        self.cursor = match self.more {
-            true => claimed
-                .iter()
-                .map(|c| (c.due, c.id))
-                .max_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1))),
-            false => None,
-        };
+        self.cursor = claim.last.filter(|_| claim.full);
         let now = Instant::now();
         for c in claimed {
             let release_at = now + c.lease.mul_f64(0.5);

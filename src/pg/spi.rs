@@ -159,6 +159,12 @@ pub fn with_generic_plans<R>(f: impl FnOnce() -> R) -> R {
     )
 }
 
+/// Runs `f` with `plan_cache_mode = force_generic_plan`: for statements that read the whole
+/// of a small table (settings), whose plan holds whatever its size.
+pub fn with_kept_plans<R>(f: impl FnOnce() -> R) -> R {
+    with_settings(&[(c"plan_cache_mode", c"force_generic_plan")], f)
+}
+
 /// Runs `f` as the owner of `function`, with search_path = pg_catalog, pg_temp: what SECURITY
 /// DEFINER and that SET clause would do for the whole function. An error leaves the undoing
 /// to the (sub)transaction's abort, as it does for them.

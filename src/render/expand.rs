@@ -1,11 +1,11 @@
 //! Rendering events recorded for later (`pg_callback.recording = deferred`): a worker takes the
 //! oldest from `callback.events`, renders their callbacks and deletes them, in one transaction
-//! with its claim.
+//! with its claim, leasing to itself those it can send soon (they need no claim then).
 //!
 //! In: rows of `callback.events` (sql/render/take.sql, under take_lock.sql). Out: callbacks,
-//! one insert per batch; how many events were taken.
+//! one insert per batch; how many events were taken, and which callbacks were leased.
 
-use super::{Plans, Rendering};
+use super::{Lease, Plans, Rendering};
 use crate::pg::spi::{self, types, Kept};
 use pg_callback_core::event::{Event, Message, Other};
 use pgrx::prelude::*;
@@ -116,7 +116,13 @@ fn take(client: &mut SpiClient<'_>, max: i32) -> SpiResult<Option<Vec<(i64, pg_s
 /// cannot be filled makes a failed callback saying why.
 #[pg_extern(volatile, parallel_unsafe, name = "_expand_events")]
 pub fn expand_events(max: i32) -> i32 {
-    let mut taken = 0;
+    render_events(max, None).0
+}
+
+/// expand_events for a worker, which leases what `lease` allows of the callbacks it renders
+/// (src/render/queue.rs); also returns the ids of those leased.
+pub fn render_events(max: i32, lease: Option<&Lease>) -> (i32, Vec<i64>) {
+    let (mut taken, mut leased) = (0, Vec::new());
     super::connected("rendering recorded events", |client, plans: &Plans, cache| {
         spi::with_generic_plans(|| {
             let Some(events) = take(client, max)? else {
@@ -130,8 +136,9 @@ pub fn expand_events(max: i32) -> i32 {
                 rendering.stored = Some(id);
                 super::stored(client, plans, cache, &event, &mut rendering)?;
             }
-            super::insert_gathered(client, plans, rendering, taken == max)
+            leased = super::insert_gathered(client, plans, rendering, lease, taken == max)?;
+            Ok(())
         })
     });
-    taken
+    (taken, leased)
 }

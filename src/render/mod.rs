@@ -35,7 +35,7 @@ use serde_json::{json, Map, Value};
 
 pub use batches::{batches_made, next_send_by};
 pub use cache::{cached, Cache};
-pub use queue::derive_webhook_ids;
+pub use queue::{derive_webhook_ids, Lease};
 pub use plans::Plans;
 
 /// Runs `f` connected to SPI, with this backend's plans and the cache made valid; an error is
@@ -232,19 +232,21 @@ fn error_of(e: RenderError) -> CallbackError {
     }
 }
 
-/// Inserts what a worker gathered, and makes the batches now due (`more_coming`: it is
-/// rendering more events, which may fill those not full); wakes the workers at commit when a
-/// callback is due now.
+/// Inserts what a worker gathered, those `lease` allows leased to it, and makes the batches
+/// now due (`more_coming`: it is rendering more events, which may fill those not full); wakes
+/// the workers at commit when a callback is due now for whoever claims it. Returns the ids of
+/// those leased.
 pub fn insert_gathered(
     client: &mut SpiClient<'_>,
     plans: &Plans,
     rendering: Rendering,
+    lease: Option<&Lease>,
     more_coming: bool,
-) -> SpiResult<()> {
-    let mut due = false;
-    if let Some(callbacks) = rendering.gathered {
-        due |= queue::insert_all(callbacks, client, plans)?;
-    }
+) -> SpiResult<Vec<i64>> {
+    let (mut due, leased) = match rendering.gathered {
+        Some(callbacks) => queue::insert_all(callbacks, lease, client, plans)?,
+        None => (false, Vec::new()),
+    };
     batches::add(client, rendering.batched)?;
     if batches::in_schema() {
         due |= batches::make_due(client, more_coming)?;
@@ -252,7 +254,7 @@ pub fn insert_gathered(
     if due {
         shared::wake_on_commit();
     }
-    Ok(())
+    Ok(leased)
 }
 
 /// An event as stored, rendered.

@@ -16,14 +16,15 @@ const STATUSES: &str = include_str!("../../sql/render/statuses.sql");
 const INSERT: &str = include_str!("../../sql/render/insert.sql");
 const INSERT_BATCH: &str = include_str!("../../sql/render/insert_batch.sql");
 
-/// The parameters of insert.sql; insert_batch.sql takes an array of each, and `behind`.
+/// The parameters of insert.sql; insert_batch.sql takes an array of each, `behind`, and what
+/// its worker leases.
 const INSERT_ARGS: [&str; 16] = [
     "text", "bigint", "bigint", "bigint", "text", "bigint", "text", "text", "text", "text", "text", "text", "text",
     "text", "bool", "uuid",
 ];
-const INSERT_BATCH_ARGS: [&str; 17] = [
+const INSERT_BATCH_ARGS: [&str; 21] = [
     "text[]", "bigint[]", "bigint[]", "bigint[]", "text[]", "bigint[]", "text[]", "text[]", "text[]", "text[]",
-    "text[]", "text[]", "text[]", "text[]", "bool[]", "uuid[]", "bool[]",
+    "text[]", "text[]", "text[]", "text[]", "bool[]", "uuid[]", "bool[]", "bool[]", "int", "int", "float8",
 ];
 
 pub struct Plans {

@@ -6,7 +6,7 @@
 //! whether any is due now (the workers are then woken at commit).
 
 use super::plans::Plans;
-use pg_callback_core::callback::{order_key, Callback};
+use pg_callback_core::callback::{self, order_key, Callback};
 use pg_callback_core::event::Scope;
 use pg_callback_core::target::Target;
 use pg_callback_core::webhook_id::{self, Installation};
@@ -15,7 +15,6 @@ use pgrx::spi::{SpiClient, SpiResult};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::cell::{Cell, RefCell};
-use std::collections::HashSet;
 
 const UNSENDABLE: &str = include_str!("../../sql/render/unsendable.sql");
 
@@ -96,11 +95,31 @@ pub fn insert(c: Callback, client: &mut SpiClient<'_>, plans: &Plans) -> SpiResu
     Ok(due.unwrap_or(false))
 }
 
+/// A worker rendering callbacks leases those it can send soon as it inserts them, so that it
+/// sends them without claiming them after (src/deliver/claim.rs).
+pub struct Lease {
+    /// The worker's pid.
+    pub worker: i32,
+    /// How long the lease lasts, as the claim reckons it: this many rounds of the longest
+    /// timeout (`default_timeout`, in seconds, for policies that set none), plus a minute.
+    pub rounds: i32,
+    pub default_timeout: f64,
+    /// How many it can take, and the endpoints it has as many of as it can send soon.
+    pub count: usize,
+    pub full_endpoints: Vec<String>,
+}
+
 /// Inserts them all with their webhook-ids, in their order, with one statement
-/// (insert_batch.sql); whether any is due now.
-pub fn insert_all(all: Vec<(Callback, pgrx::Uuid)>, client: &mut SpiClient<'_>, plans: &Plans) -> SpiResult<bool> {
+/// (insert_batch.sql), those `lease` says leased to its worker; whether any is due now for
+/// whoever claims it, and the ids of those leased.
+pub fn insert_all(
+    all: Vec<(Callback, pgrx::Uuid)>,
+    lease: Option<&Lease>,
+    client: &mut SpiClient<'_>,
+    plans: &Plans,
+) -> SpiResult<(bool, Vec<i64>)> {
     if all.is_empty() {
-        return Ok(false);
+        return Ok((false, Vec::new()));
     }
     let (all, ids): (Vec<Callback>, Vec<pgrx::Uuid>) = all.into_iter().unzip();
     macro_rules! column {
@@ -108,9 +127,10 @@ pub fn insert_all(all: Vec<(Callback, pgrx::Uuid)>, client: &mut SpiClient<'_>, 
             all.iter().map(|c| c.$field.clone()).collect::<Vec<_>>()
         };
     }
-    // Behind an earlier callback of its order key in the batch: it waits for that one.
-    let mut keys = HashSet::new();
-    let behind: Vec<bool> = all.iter().map(|c| !keys.insert(c.order_key.as_str())).collect();
+    let placed = match lease {
+        Some(lease) => callback::place(&all, lease.count, &lease.full_endpoints),
+        None => callback::place(&all, 0, &[]),
+    };
     let args = [
         column!(event).into(),
         column!(account_id).into(),
@@ -131,13 +151,16 @@ pub fn insert_all(all: Vec<(Callback, pgrx::Uuid)>, client: &mut SpiClient<'_>, 
         column!(order_key).into(),
         column!(held).into(),
         ids.into(),
-        behind.into(),
+        placed.behind.into(),
+        placed.leased.into(),
+        lease.map(|l| l.worker).into(),
+        lease.map_or(0, |l| l.rounds).into(),
+        lease.map_or(0.0, |l| l.default_timeout).into(),
     ];
-    let due = client
-        .update(&plans.insert_batch, None, &args)?
-        .first()
-        .get_one::<bool>()?;
-    Ok(due.unwrap_or(false))
+    let row = client.update(&plans.insert_batch, None, &args)?.first();
+    let due = row.get::<bool>(1)?.unwrap_or(false);
+    let leased = row.get::<Vec<i64>>(2)?.unwrap_or_default();
+    Ok((due, leased))
 }
 
 /// Records a callback of `event` for `target` that could not be rendered, failed with `error`.
