@@ -24,7 +24,7 @@ mod reports;
 mod send;
 mod write;
 
-use crate::pg::spi::installed_extension;
+use crate::pg::spi::{hold_extension, installed_extension};
 use pg_callback_core::retry::{Kind, Policy};
 use pgrx::prelude::*;
 use std::time::Duration;
@@ -95,7 +95,12 @@ fn extension_installed() -> bool {
     }
     // Dropped while this waited for the lock? (Taking it read what others committed.)
     // SAFETY: as above.
-    unsafe { pg_sys::get_extension_oid(c"pg_callback".as_ptr(), true) != pg_sys::InvalidOid }
+    let extension = unsafe { pg_sys::get_extension_oid(c"pg_callback".as_ptr(), true) };
+    if extension == pg_sys::InvalidOid {
+        return false;
+    }
+    hold_extension(extension);
+    true
 }
 
 /// Whether installation `extension` (spi::installed_extension) is still the one installed (it

@@ -6,6 +6,7 @@
 //! no worker runs, and each worker asleep (not one that looks at the flag by itself every few
 //! milliseconds, under a stream of events).
 
+use super::spi::local_xid;
 use pgrx::callbacks::{register_xact_callback, PgXactCallbackEvent};
 use pgrx::prelude::*;
 use pgrx::{pg_shmem_init, PGRXSharedMemory, PgAtomic};
@@ -287,10 +288,6 @@ fn bump_settings_version() {
     SETTINGS_VERSION.get().fetch_add(1, Ordering::SeqCst);
 }
 
-fn local_xid() -> u32 {
-    // SAFETY: MyProc is valid in every backend.
-    unsafe { (*pg_sys::MyProc).lxid }
-}
 
 thread_local! {
     /// The local transaction id whose commit hook `wake` is armed already.

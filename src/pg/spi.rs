@@ -10,7 +10,7 @@
 use pgrx::pg_sys::{self, PgOid};
 use pgrx::prelude::*;
 use pgrx::spi::{SpiClient, SpiResult};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ffi::CStr;
 use std::rc::Rc;
 use std::thread::LocalKey;
@@ -23,12 +23,35 @@ pub fn callback_schema() -> pg_sys::Oid {
     unsafe { pg_sys::get_namespace_oid(c"callback".as_ptr(), true) }
 }
 
+thread_local! {
+    /// The installation this backend's transaction (its local id) holds locked: a worker's
+    /// (`hold_extension`).
+    static HELD: Cell<Option<(u32, pg_sys::Oid)>> = const { Cell::new(None) };
+}
+
+/// This backend's local transaction id (0 outside a transaction).
+pub fn local_xid() -> u32 {
+    // SAFETY: MyProc is valid in every backend.
+    unsafe { (*pg_sys::MyProc).lxid }
+}
+
 /// The installed pg_callback's oid (InvalidOid when it is not installed): a new one after DROP
 /// and CREATE EXTENSION, whatever version is created. Plans, caches and claimed callbacks
 /// belong to the installation they were made for.
 pub fn installed_extension() -> pg_sys::Oid {
-    // SAFETY: a syscache lookup by name; missing_ok returns InvalidOid.
-    unsafe { pg_sys::get_extension_oid(c"pg_callback".as_ptr(), true) }
+    match HELD.get() {
+        Some((xid, extension)) if xid == local_xid() && xid != 0 => extension,
+        // SAFETY: a lookup by name in pg_extension; missing_ok returns InvalidOid.
+        _ => unsafe { pg_sys::get_extension_oid(c"pg_callback".as_ptr(), true) },
+    }
+}
+
+/// This transaction holds installation `extension` locked until it ends (a worker's, which
+/// runs no DDL: src/deliver/mod.rs): DROP EXTENSION waits for it, so `installed_extension`
+/// answers from memory until then instead of reading pg_extension at each use (a dozen times
+/// in each of a worker's claims).
+pub fn hold_extension(extension: pg_sys::Oid) {
+    HELD.set(Some((local_xid(), extension)));
 }
 
 /// The oid of `callback.events` (InvalidOid when the installed schema has none: 0.1.0).
