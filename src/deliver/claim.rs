@@ -157,7 +157,6 @@ pub fn claim(extension: pg_sys::Oid, wanted: Wanted) -> Option<Claim> {
     // The lease covers two batches' rounds of requests: one to wait for a free thread, one to send.
     let rounds = 2 * ((batch + in_flight - 1) / in_flight);
     let default_timeout = f64::from(guc::DEFAULT_TIMEOUT_MS.get()) / 1000.0;
-    // What callback._expand_events() runs, called directly (a schema of 0.1.0 has no events).
     let lease = render::Lease {
         worker: super::my_pid(),
         rounds,
@@ -165,6 +164,7 @@ pub fn claim(extension: pg_sys::Oid, wanted: Wanted) -> Option<Claim> {
         count: wanted.count,
         full_endpoints: wanted.full_endpoints.clone(),
     };
+    // What callback._expand_events() runs, called directly (a schema of 0.1.0 has no events).
     let render = wanted.render && spi::events_table() != pg_sys::InvalidOid;
     let (left, leased) = match render.then(|| expand::render_events(EXPAND_BATCH, Some(&lease))) {
         Some((EXPAND_BATCH, leased)) => (Left::More, leased),
