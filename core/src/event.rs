@@ -37,6 +37,9 @@ pub struct Message {
     pub intermediate: bool,
     /// Whether its attempts are in `callback.attempts` (not for attached tables).
     pub has_attempts: bool,
+    /// Its attempts' ids, in order, when they were read with the event (a worker taking
+    /// stored events); None: read when message.final needs them.
+    pub attempt_ids: Option<Vec<i64>>,
 }
 
 /// Any event but a message's status change (attempts, campaigns, alerts), with the template

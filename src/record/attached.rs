@@ -93,6 +93,7 @@ fn _attached_events<'a>(
             status_at: Some(unsafe { pg_sys::GetCurrentTransactionStartTimestamp() }),
             intermediate: false,
             has_attempts: false,
+            attempt_ids: None,
         };
         super::message_changed(client, plans, cache, message, change)
     });

@@ -113,6 +113,7 @@ fn message(row: &Row, c: &Columns, status: String, previous: Option<String>, int
         status_at: row.timestamp(c.updated_at),
         intermediate,
         has_attempts: true,
+        attempt_ids: None,
     }
 }
 

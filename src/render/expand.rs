@@ -43,6 +43,7 @@ enum Taken {
     Id = 1, RecordedAt, Event, AccountId, CampaignId, MessageId, ListId, MemberId, BatchId,
     Channel, Destination, Status, PreviousStatus, ErrorCode, ErrorMessage, CallbackData,
     NotifyUrl, NotifyFormat, CreatedAt, StatusAt, IntermediateReports, HasAttempts, Vars, Data,
+    AttemptIds,
 }
 
 /// An event read from a row of take.sql, with its id and when it was recorded.
@@ -77,6 +78,7 @@ fn taken(row: &SpiHeapTupleData) -> SpiResult<(i64, pg_sys::TimestampTz, Event)>
             status_at: time(T::StatusAt)?,
             intermediate: flag(T::IntermediateReports)?.unwrap_or(false),
             has_attempts: flag(T::HasAttempts)?.unwrap_or(false),
+            attempt_ids: row.get::<Vec<i64>>(T::AttemptIds as usize)?,
         }),
         Some(event) => Event::Other(Other {
             event,

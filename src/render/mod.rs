@@ -123,13 +123,14 @@ pub fn message(
     let scope = m.scope();
     for name in change.events(m.intermediate) {
         if name == MESSAGE_FINAL {
-            let ids = match m.has_attempts {
-                true => client
+            let ids = match (&m.attempt_ids, m.has_attempts) {
+                (Some(ids), _) => ids.clone(),
+                (None, true) => client
                     .select(&plans.attempt_ids, Some(1), &[m.id.into()])?
                     .first()
                     .get_one::<Vec<i64>>()?
                     .unwrap_or_default(),
-                false => Vec::new(),
+                (None, false) => Vec::new(),
             };
             data["attempt_ids"] = json!(ids);
         }
