@@ -1,9 +1,11 @@
 //! Rendered callbacks into the queue (`callback.callbacks_undone`): one at a time in the
-//! event's transaction (immediate recording), a batch per statement from a worker (deferred),
-//! or, when one could not be rendered after commit, a failed callback saying why.
+//! event's transaction (immediate recording), a batch per statement from a worker (deferred,
+//! leasing to itself those it can send soon), or, when one could not be rendered after commit,
+//! a failed callback saying why.
 //!
 //! In: core `Callback`s. Out: rows of sql/render/insert.sql, insert_batch.sql, unsendable.sql;
-//! whether any is due now (the workers are then woken at commit).
+//! whether any is due now for whoever claims it (the workers are then woken at commit), and
+//! which the worker leased.
 
 use super::plans::Plans;
 use pg_callback_core::callback::{self, order_key, Callback};
