@@ -69,6 +69,12 @@ FROM pg_temp.alike(1) a;
 SELECT bool_and((c.body::jsonb ->> 'timestamp')::timestamptz IN (SELECT recorded_at FROM stored)) AS at_event_time
 FROM callback.callbacks c WHERE c.message_id = 1;
 
+-- message.final lists the message's attempts, taken with its stored event.
+SELECT c.body::jsonb -> 'data' -> 'attempt_ids' = (SELECT jsonb_agg(a.id ORDER BY a.attempt_no)
+                                                   FROM callback.attempts a WHERE a.message_id = 1)
+       AS lists_its_attempts
+FROM callback.callbacks c WHERE c.message_id = 1 AND c.event = 'message.final';
+
 -- Nothing recorded while notify is off, or for an intermediate status not reported.
 SET pg_callback.recording = deferred;
 INSERT INTO callback.messages (campaign_id, member_id, channel, destination, notify)
