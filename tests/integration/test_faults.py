@@ -78,9 +78,9 @@ def tally(fault, ids, receiver, in_flight=0, duplicates_at_most=None, path="/f")
     TALLY.append((fault, len(ids), sum(got[i] for i in ids), len(lost), duplicates, unrecognised, in_flight))
     assert not lost, f"{len(lost)} events lost, e.g. {lost[:5]}"
     assert unrecognised == 0, f"{unrecognised} events accepted again under another webhook-id"
-    return duplicates
     if duplicates_at_most is not None:
         assert duplicates <= duplicates_at_most, f"{duplicates} duplicates, more than the {duplicates_at_most} explained"
+    return duplicates
 
 
 def leased(db):
