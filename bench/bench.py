@@ -360,9 +360,9 @@ class Bench:
         that each commit's wait for the disk does not cap it; client c's k-th transaction
         updates the (c + clients * k)-th message, so its per-transaction log (`-l`: when each
         transaction completed, the commit included) says when each event committed (nginx logs
-        arrivals with the same clock). pgbench,
-        in C, leaves the cores to the database and the workers, as an application on another
-        machine would; a Python client took a sixth of them at 5,000 statements a second."""
+        arrivals with the same clock). pgbench, in C, leaves the cores to the database and the
+        workers, as an application on another machine would; a Python client took a sixth of
+        them at 5,000 statements a second."""
         seconds = self.args.seconds
         clients = max(8, rate // 200)
         per_client = rate * seconds // clients

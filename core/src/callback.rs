@@ -287,8 +287,17 @@ mod tests {
             url: url.into(),
             order_key: order_key.into(),
             held,
-            ..render("message.status", &scope(), Kind::List, None, Target::plain("http://x", "json"), false, &vars(), &json!({}))
-                .unwrap()
+            ..render(
+                "message.status",
+                &scope(),
+                Kind::List,
+                None,
+                Target::plain("http://x", "json"),
+                false,
+                &vars(),
+                &json!({}),
+            )
+            .unwrap()
         }
     }
 
@@ -309,7 +318,10 @@ mod tests {
 
     #[test]
     fn a_worker_leases_none_of_an_endpoint_it_has_enough_of() {
-        let callbacks = [rendered("http://a/1", "m:1 a", false), rendered("http://B:80/2", "m:2 b", false)];
+        let callbacks = [
+            rendered("http://a/1", "m:1 a", false),
+            rendered("http://B:80/2", "m:2 b", false),
+        ];
         let placed = place(&callbacks, 10, &["http://b".to_string()]);
         assert_eq!(placed.leased, [true, false]);
     }

@@ -290,7 +290,13 @@ mod tests {
     fn the_queued_callbacks_of_an_endpoint_that_went_down_are_taken_out() {
         let mut d = Dispatcher::default();
         for key in 1..=4 {
-            d.add(key, if key % 2 == 0 { "http://down" } else { "http://up" }, later(), vec![], key);
+            d.add(
+                key,
+                if key % 2 == 0 { "http://down" } else { "http://up" },
+                later(),
+                vec![],
+                key,
+            );
         }
         let limits = Limits {
             in_flight: 16,

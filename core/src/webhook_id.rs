@@ -20,7 +20,13 @@ pub struct Installation {
 
 /// The webhook-id of the callback of stored event `event_id` (whose type is `event`, one of
 /// the several a status change may make) for the target of `kind` (and `subscription`).
-pub fn derived(installation: &Installation, event_id: i64, event: &str, kind: &str, subscription: Option<i64>) -> [u8; 16] {
+pub fn derived(
+    installation: &Installation,
+    event_id: i64,
+    event: &str,
+    kind: &str,
+    subscription: Option<i64>,
+) -> [u8; 16] {
     let mut hash = Sha256::new();
     hash.update(b"pg_callback webhook-id\0");
     hash.update(installation.system_identifier.to_be_bytes());
@@ -72,9 +78,15 @@ mod tests {
         assert_ne!(id(42, "subscription", Some(3)), id(42, "subscription", Some(4)));
         assert_ne!(id(42, "subscription", Some(0)), id(42, "subscription", None));
         for other in [
-            Installation { system_identifier: 1, ..HERE },
+            Installation {
+                system_identifier: 1,
+                ..HERE
+            },
             Installation { database: 5, ..HERE },
-            Installation { extension: 16_401, ..HERE },
+            Installation {
+                extension: 16_401,
+                ..HERE
+            },
         ] {
             assert_ne!(one, derived(&other, 42, "message.delivered", "list", None));
         }

@@ -3,8 +3,8 @@
 use pg_callback_core::destinations::Destinations;
 use pg_callback_core::tls::{self, Trust};
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
-use pgrx::PostgresGucEnum;
 use pgrx::pg_sys;
+use pgrx::PostgresGucEnum;
 use std::ffi::{CStr, CString};
 
 pub static DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"postgres"));
@@ -245,7 +245,17 @@ pub(super) fn text_setting(
     // SAFETY: the hooks check_hook! makes only read (the new value, other settings, a file)
     // and set the error's detail.
     unsafe {
-        GucRegistry::define_string_guc_with_hooks(name, short, long, setting, GucContext::Sighup, flags, check, None, None)
+        GucRegistry::define_string_guc_with_hooks(
+            name,
+            short,
+            long,
+            setting,
+            GucContext::Sighup,
+            flags,
+            check,
+            None,
+            None,
+        )
     }
 }
 

@@ -120,6 +120,9 @@ pub enum Left {
     OtherRenderer,
 }
 
+/// A place in the due index: a callback's due time (Unix seconds) and id.
+pub type Position = (f64, i64);
+
 /// What a claim asks for.
 pub struct Wanted {
     /// Render recorded events first, and make the batches due (src/render/batches.rs).
@@ -129,7 +132,7 @@ pub struct Wanted {
     /// Skip these endpoints: this worker has as many of their callbacks as it can send soon.
     pub full_endpoints: Vec<String>,
     /// Start after this due time and id, those of the last callback claimed.
-    pub after: Option<(f64, i64)>,
+    pub after: Option<Position>,
 }
 
 /// What a claim took.
@@ -141,7 +144,7 @@ pub struct Claim {
     pub full: bool,
     /// The due time and id of the last callback the claim statement took: where the next
     /// one starts.
-    pub last: Option<(f64, i64)>,
+    pub last: Option<Position>,
 }
 
 /// Renders recorded events (if asked), leasing to this worker those of them it has room for,
@@ -162,7 +165,7 @@ pub fn claim(extension: pg_sys::Oid, wanted: Wanted) -> Option<Claim> {
         rounds,
         default_timeout,
         count: wanted.count,
-        full_endpoints: wanted.full_endpoints.clone(),
+        full_endpoints: &wanted.full_endpoints,
     };
     // What callback._expand_events() runs, called directly (a schema of 0.1.0 has no events).
     let render = wanted.render && spi::events_table() != pg_sys::InvalidOid;
@@ -213,8 +216,8 @@ fn claimed_rows(
     args: &[DatumWithOid<'_>],
     extension: pg_sys::Oid,
     default_timeout: f64,
-) -> SpiResult<(Vec<Claimed>, usize, Option<(f64, i64)>)> {
-    // Its plan is kept, unlike the worker's other statements (src/deliver/worker.rs): planning
+) -> SpiResult<(Vec<Claimed>, usize, Option<Position>)> {
+    // Its plan is kept, unlike most of the worker's statements (src/deliver/worker.rs): planning
     // it cost more than running it, a claim per few events under a stream of single commits.
     // Its shape holds whatever the statistics say: the due index walked in order (sorts are
     // off), the claimed rows found by id (sequential scans off, for a queue that looked empty
@@ -226,7 +229,7 @@ fn claimed_rows(
     let policies = policies(client, &plans.policies, default_timeout)?;
     let mut claimed = Vec::with_capacity(rows.len());
     let mut certificates = Vec::with_capacity(rows.len());
-    let (mut taken, mut last) = (0, None::<(f64, i64)>);
+    let (mut taken, mut last) = (0, None::<Position>);
     for row in rows {
         certificates.push(row.get_by_name::<Vec<i64>, _>("client_certificate")?);
         let name: String = row.get_by_name("retry_policy")?.unwrap_or_default();

@@ -5,7 +5,7 @@
 //!
 //! All SPI happens on this, the main thread; the HTTP threads see only owned data.
 
-use super::claim::{claim, Claimed, Left, Wanted};
+use super::claim::{claim, Claimed, Left, Position, Wanted};
 use super::emails::Emails;
 use super::housekeeping::{self, due, PURGE_EVERY, SWEEP_EVERY};
 use super::reports::Reports;
@@ -174,7 +174,7 @@ struct Worker {
     /// When a commit last woke this worker: within STREAM, it polls.
     woken_at: Option<Instant>,
     /// Where the next claim starts: after the last callback claimed (None: from the start).
-    cursor: Option<(f64, i64)>,
+    cursor: Option<Position>,
     /// Whether the last claim left events to render.
     events_left: bool,
     /// When the last claim found another worker rendering them.

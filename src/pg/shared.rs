@@ -288,7 +288,6 @@ fn bump_settings_version() {
     SETTINGS_VERSION.get().fetch_add(1, Ordering::SeqCst);
 }
 
-
 thread_local! {
     /// The local transaction id whose commit hook `wake` is armed already.
     static ARMED: Cell<u32> = const { Cell::new(0) };

@@ -123,7 +123,7 @@ pub fn expand_events(max: i32) -> i32 {
 
 /// expand_events for a worker, which leases what `lease` allows of the callbacks it renders
 /// (src/render/queue.rs); also returns the ids of those leased.
-pub fn render_events(max: i32, lease: Option<&Lease>) -> (i32, Vec<i64>) {
+pub fn render_events(max: i32, lease: Option<&Lease<'_>>) -> (i32, Vec<i64>) {
     let (mut taken, mut leased) = (0, Vec::new());
     super::connected("rendering recorded events", |client, plans: &Plans, cache| {
         spi::with_generic_plans(|| {

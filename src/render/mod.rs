@@ -35,8 +35,8 @@ use serde_json::{json, Map, Value};
 
 pub use batches::{batches_made, next_send_by};
 pub use cache::{cached, Cache};
-pub use queue::{derive_webhook_ids, Lease};
 pub use plans::Plans;
+pub use queue::{derive_webhook_ids, Lease};
 
 /// Runs `f` connected to SPI, with this backend's plans and the cache made valid; an error is
 /// raised as `{what}: {error}`.
@@ -241,7 +241,7 @@ pub fn insert_gathered(
     client: &mut SpiClient<'_>,
     plans: &Plans,
     rendering: Rendering,
-    lease: Option<&Lease>,
+    lease: Option<&Lease<'_>>,
     more_coming: bool,
 ) -> SpiResult<Vec<i64>> {
     let (mut due, leased) = match rendering.gathered {

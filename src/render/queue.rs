@@ -99,7 +99,7 @@ pub fn insert(c: Callback, client: &mut SpiClient<'_>, plans: &Plans) -> SpiResu
 
 /// A worker rendering callbacks leases those it can send soon as it inserts them, so that it
 /// sends them without claiming them after (src/deliver/claim.rs).
-pub struct Lease {
+pub struct Lease<'a> {
     /// The worker's pid.
     pub worker: i32,
     /// How long the lease lasts, as the claim reckons it: this many rounds of the longest
@@ -108,7 +108,7 @@ pub struct Lease {
     pub default_timeout: f64,
     /// How many it can take, and the endpoints it has as many of as it can send soon.
     pub count: usize,
-    pub full_endpoints: Vec<String>,
+    pub full_endpoints: &'a [String],
 }
 
 /// Inserts them all with their webhook-ids, in their order, with one statement
@@ -116,7 +116,7 @@ pub struct Lease {
 /// whoever claims it, and the ids of those leased.
 pub fn insert_all(
     all: Vec<(Callback, pgrx::Uuid)>,
-    lease: Option<&Lease>,
+    lease: Option<&Lease<'_>>,
     client: &mut SpiClient<'_>,
     plans: &Plans,
 ) -> SpiResult<(bool, Vec<i64>)> {
@@ -130,7 +130,7 @@ pub fn insert_all(
         };
     }
     let placed = match lease {
-        Some(lease) => callback::place(&all, lease.count, &lease.full_endpoints),
+        Some(lease) => callback::place(&all, lease.count, lease.full_endpoints),
         None => callback::place(&all, 0, &[]),
     };
     let args = [
