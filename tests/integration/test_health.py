@@ -69,6 +69,25 @@ def test_a_down_endpoint_is_probed_one_request_at_a_time_then_its_callbacks_flow
         other.close()
 
 
+def test_what_a_worker_holds_for_an_endpoint_that_goes_down_waits_for_its_probe(db, receiver, health):
+    """A worker holding many callbacks of one endpoint, sending them one at a time, stops once
+    its own results take the endpoint down: the rest are given back to wait for the probe
+    (an hour away here), not sent after it."""
+    health(max_in_flight_per_host=1, endpoint_probe_interval="1000h", endpoint_probe_max="1000h")
+    receiver.respond_all(Behaviour(status=503, delay=0.1))
+    make_list(db, receiver.url("/dlr/${id}"))
+    endpoint = receiver.url("").rstrip("/")
+    messages(db, 30)
+    db.wait_for("SELECT state = 'down' FROM callback.endpoints WHERE endpoint = %s", [endpoint],
+                what="the endpoint down")
+    time.sleep(2)
+    # Three failures took it down; the request on the wire then, and one a write's wait later,
+    # at most. Sent one at a time, every callback held would have taken 3 s.
+    sent = len(receiver.received())
+    assert 3 <= sent <= 6, sent
+    assert db.one("SELECT count(*) FROM callback.callbacks WHERE state = 'pending' AND leased_by IS NULL") == 30
+
+
 def test_an_administrator_resets_an_endpoint_and_its_callbacks_go_at_once(db, receiver, health):
     health(endpoint_probe_interval="1000h")
     receiver.down()
