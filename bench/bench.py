@@ -146,7 +146,7 @@ class Bench:
         rendering = time.monotonic()
         start, recorded, rendered = self.queue_held(n)
         rendering = time.monotonic() - rendering
-        queue_bytes = self.sizes("callbacks_undone")
+        queue_bytes = self.sizes("requests", "callbacks_undone")
         self.clear_arrivals()
         if self.args.statements:
             self.reset_statements()
@@ -182,7 +182,7 @@ class Bench:
                                         ("delivery", after_release, end)):
                 self.print_wal(f"{label}, {stage}", since, until, n)
         delivered_wal = end - after_release
-        kept_bytes = self.sizes("callbacks_done", "deliveries")
+        kept_bytes = self.sizes("requests", "callbacks_done", "deliveries")
         self.report(f"drain {label} ({len(times):,} received)",
                     f"{rate:,.0f}/s, {ratio:.2f} of nginx; {wall:.1f} s to all delivered, {released:.1f} s of them releasing the backlog; "
                     f"inserting and rendering the backlog beforehand: {rendering:.1f} s",
@@ -196,7 +196,7 @@ class Bench:
                     f"releasing the held backlog, the bench's own step: {per(after_release - before_release)}",
                     "reference", None)
         self.report(f"bytes per callback, {label}: tables and indexes",
-                    f"the queue after rendering {per(queue_bytes)}; kept after delivery (done and history) {per(kept_bytes)}",
+                    f"after rendering (requests and queue) {per(queue_bytes)}; kept after delivery (requests, done and history) {per(kept_bytes)}",
                     "reference", None)
         if receiver is None:
             self.drains[n] = rate
@@ -342,9 +342,10 @@ class Bench:
         peak = max(samples) / 1024 if samples else float("nan")
         self.report("backlog: worker memory (RssAnon), peak", f"{peak:.0f} MB", "< 100 MB", peak < 100)
         sizes = self.sql("""SELECT pg_size_pretty(pg_total_relation_size('callback.callbacks_undone')),
+                                   pg_size_pretty(pg_total_relation_size('callback.requests')),
                                    pg_size_pretty(pg_total_relation_size('callback.callbacks_done')),
                                    pg_size_pretty(pg_total_relation_size('callback.deliveries'))""")[0]
-        self.report("backlog: table sizes after (queue / done / history), indexes included",
+        self.report("backlog: table sizes after (queue / requests / done / history), indexes included",
                     " / ".join(sizes), "queue as small as the backlog", None)
         base = self.drains.get(self.args.backlog)
         if base:

@@ -14,7 +14,9 @@ CREATE TABLE callback.alerts (
 COMMENT ON TABLE callback.alerts IS 'One row each time repeated failure disabled a campaign''s callbacks: who to tell and why. Each is also sent as NOTIFY pg_callback_alerts and as a campaign.callbacks_disabled callback to the campaign''s alert_url.';
 
 -- Disabling holds the campaign's pending callbacks (those its own settings direct); enabling
--- releases every held one, due at once.
+-- releases every held one, due at once. Both read the whole queue, which keeps no index by
+-- campaign (an index entry less for every callback rendered): they are rare, and a campaign's
+-- callbacks may be most of the queue.
 -- Hash joins, whatever the statistics say: a queue table filled moments ago looks empty to
 -- the planner, and a nested loop over a million held callbacks would take hours.
 CREATE FUNCTION callback._campaign_callbacks_switched() RETURNS trigger
@@ -25,14 +27,14 @@ BEGIN
         -- still in flight or waiting); the rest wait their turn. Joins, not a subquery per row:
         -- a campaign may hold a million callbacks.
         WITH held AS (
-            SELECT order_key, min(id) AS first FROM callback.callbacks
+            SELECT order_key, min(id) AS first FROM callback.callbacks_undone
             WHERE campaign_id = NEW.id AND state = 'held'
             GROUP BY order_key
         ), busy AS (
-            SELECT DISTINCT o.order_key FROM callback.callbacks o JOIN held USING (order_key)
+            SELECT DISTINCT o.order_key FROM callback.callbacks_undone o JOIN held USING (order_key)
             WHERE o.state IN ('waiting', 'pending')
         )
-        UPDATE callback.callbacks c
+        UPDATE callback.callbacks_undone c
         SET state = CASE WHEN c.id = held.first AND busy.order_key IS NULL THEN 'pending' ELSE 'waiting' END
                         ::callback.callback_state,
             due_at = now()
@@ -41,7 +43,7 @@ BEGIN
         PERFORM callback._wake_on_commit();
     ELSE
         -- Not those on the wire (leased): their worker writes how they went.
-        UPDATE callback.callbacks SET state = 'held'
+        UPDATE callback.callbacks_undone SET state = 'held'
         WHERE campaign_id = NEW.id AND state = 'pending' AND target IN ('campaign_event', 'campaign', 'list')
           AND (leased_until IS NULL OR leased_until < now());
     END IF;
@@ -138,12 +140,14 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     accounts bigint[] := callback._accounts_of(acting);
 BEGIN
-    UPDATE callback.callbacks c
-    SET state = 'pending', due_at = now(), attempts = 0, finished_at = NULL, leased_until = NULL, leased_by = NULL
-    WHERE c.id = _replay.callback_id AND c.state IN ('failed', 'delivered')
-      AND (accounts IS NULL OR c.account_id = ANY (accounts))
-    RETURNING c.id, c.webhook_id, c.state, c.attempts, c.due_at, c.finished_at
-    INTO id, webhook_id, state, attempts, due_at, finished_at;
+    WITH gone AS (
+        DELETE FROM callback.callbacks_done d
+        WHERE d.id = _replay.callback_id AND (accounts IS NULL OR d.account_id = ANY (accounts))
+        RETURNING d.id
+    )
+    INSERT INTO callback.callbacks_undone (id, account_id, campaign_id, target, state, endpoint, order_key)
+    SELECT r.id, r.account_id, r.campaign_id, r.target, 'pending', r.endpoint, r.order_key
+    FROM gone JOIN callback.requests r ON r.id = gone.id;
     IF NOT FOUND THEN
         PERFORM FROM callback.callbacks c
         WHERE c.id = _replay.callback_id AND (accounts IS NULL OR c.account_id = ANY (accounts));
@@ -154,6 +158,9 @@ BEGIN
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'Only failed or delivered callbacks can be replayed.';
     END IF;
+    SELECT c.id, c.webhook_id, c.state, c.attempts, c.due_at, c.finished_at
+    INTO id, webhook_id, state, attempts, due_at, finished_at
+    FROM callback.callbacks c WHERE c.id = _replay.callback_id;
     PERFORM callback._wake_on_commit();
     RETURN NEXT;
 END $$;
@@ -256,12 +263,14 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     WITH gone AS (
-        DELETE FROM callback.callbacks c
-        WHERE c.id IN (SELECT o.id FROM callback.callbacks o
+        DELETE FROM callback.callbacks_done c
+        WHERE c.id IN (SELECT o.id FROM callback.callbacks_done o
                        WHERE o.state = 'delivered' AND o.finished_at < now() - older_than
                        ORDER BY o.id
                        LIMIT max_rows)
         RETURNING c.id
+    ), requests AS (
+        DELETE FROM callback.requests r USING gone WHERE r.id = gone.id
     ), history AS (
         DELETE FROM callback.deliveries d USING gone WHERE d.callback_id = gone.id
     ), batched AS (

@@ -1,7 +1,8 @@
 -- What pg_dump keeps: every row users wrote (accounts, lists, campaigns, members, messages,
 -- attempts, subscriptions, delivery-status webhooks, alerts), the retry policies and statuses
 -- they added (not the built-in ones, which CREATE EXTENSION makes), events not rendered yet,
--- the queue (callbacks not yet done), the callbacks done and their history, and where every identity sequence stands.
+-- the callbacks' requests, the queue (callbacks not yet done), the callbacks done and their
+-- history, and where every identity sequence stands.
 -- account_roles is marked in sql/tenants.sql, where it is created.
 --
 -- Restore with triggers off (PGOPTIONS='-c session_replication_role=replica' psql -f dump.sql,
@@ -13,12 +14,13 @@ DECLARE
     t text;
 BEGIN
     FOREACH t IN ARRAY ARRAY['accounts', 'lists', 'campaigns', 'members', 'messages', 'attempts', 'subscriptions',
-                             'delivery_webhooks', 'alerts', 'events', 'callbacks_undone', 'callbacks_done', 'deliveries'] LOOP
+                             'delivery_webhooks', 'alerts', 'events', 'requests', 'callbacks_undone', 'callbacks_done',
+                             'deliveries'] LOOP
         PERFORM pg_catalog.pg_extension_config_dump(format('callback.%I', t)::regclass, '');
     END LOOP;
     -- Where each id sequence stands.
     FOREACH t IN ARRAY ARRAY['accounts', 'lists', 'campaigns', 'members', 'messages', 'attempts', 'subscriptions',
-                             'alerts', 'events', 'callbacks', 'deliveries'] LOOP
+                             'alerts', 'events', 'requests', 'deliveries'] LOOP
         PERFORM pg_catalog.pg_extension_config_dump(pg_get_serial_sequence(format('callback.%I', t), 'id')::regclass, '');
     END LOOP;
     -- The retry policies and statuses users added: CREATE EXTENSION makes the built-in ones.

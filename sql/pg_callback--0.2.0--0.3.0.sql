@@ -10,7 +10,9 @@
 -- (callback.alert_emails, callback.alert_summary); campaign reports uploaded to object storage
 -- before campaign.complete (callback.campaign_reports); batched reports (callback.batching,
 -- callback.batch_events, callbacks.batch_size); webhook-ids derived from the event when a
--- worker renders it (the column's comment says so).
+-- worker renders it (the column's comment says so); the callbacks table split into
+-- callback.requests (what each sends, written once), the queue and the done callbacks, with
+-- callback.callbacks a view of them (at the end).
 -- Frozen with the release: the files it was made from (sql/queue.sql, events.sql, views.sql,
 -- model.sql, delivery.sql, tenants.sql, secrets.sql, limits.sql, certificates.sql, health.sql,
 -- emails.sql, reports.sql, batching.sql) go on changing for later versions. tests/integration/test_upgrade.py checks that
@@ -976,3 +978,533 @@ REVOKE ALL ON FUNCTION callback._check_batching(), callback._batching(bigint, te
     callback.set_batching(text, bigint, int, int, interval) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION callback._check_batching(), callback._batching(bigint, text, bigint),
     callback.set_batching(text, bigint, int, int, interval) TO callback_admin, callback_tenant;
+
+-- The callbacks table split in three (sql/queue.sql): each callback's request written once
+-- (callback.requests), a narrow queue row while it is not done (callbacks_undone), a narrow
+-- done row after (callbacks_done), and callback.callbacks a view of them. Every callback kept
+-- is copied once here. A done callback no longer keeps its last due time.
+-- Ids of callbacks: rendering takes them ahead (nextval) to write a request and its queue row
+-- in one statement.
+CREATE SEQUENCE callback.callbacks_id_seq1;
+SELECT setval('callback.callbacks_id_seq1', s.last_value, s.is_called) FROM callback.callbacks_id_seq s;
+
+CREATE TABLE callback.requests (
+    id bigint NOT NULL DEFAULT nextval('callback.callbacks_id_seq1'),
+    webhook_id uuid NOT NULL DEFAULT gen_random_uuid(),
+    event callback.event_type NOT NULL,
+    account_id bigint NOT NULL,
+    campaign_id bigint,
+    message_id bigint,
+    target callback.target_kind NOT NULL,
+    subscription_id bigint,
+    url text NOT NULL,
+    -- callback._endpoint(url), computed once by the statement that renders it.
+    endpoint text NOT NULL,
+    method callback.http_method NOT NULL,
+    headers jsonb NOT NULL DEFAULT '{}',
+    body text,
+    auth_header text,
+    signing_secret text,
+    retry_policy text NOT NULL,
+    -- Only ever compared for equality: byte by byte, not by the database's collation (whose
+    -- comparisons cost every callback recorded a good part of its index insert).
+    order_key text COLLATE "C" NOT NULL,
+    recorded_at timestamptz NOT NULL DEFAULT now(),
+    -- A batch (sql/batching.sql): how many events it carries; NULL for a single event.
+    batch_size int
+);
+CREATE UNIQUE INDEX requests_id ON callback.requests (id);
+CREATE INDEX requests_message ON callback.requests (message_id);
+CREATE INDEX requests_campaign ON callback.requests (campaign_id);
+COMMENT ON TABLE callback.requests IS 'What each callback sends and why, fixed when its event was rendered: its resolved URL, method, headers and body, credentials, webhook-id; its event, account, campaign, message and target. Never changed; deleted with its history (callback.purge).';
+COMMENT ON COLUMN callback.requests.webhook_id IS 'Sent as the webhook-id header; the same on every retry, so receivers can drop duplicates. Unique without an index to maintain: for an event rendered by a worker, derived from the installation, the event and the target (a version 8 UUID), so that rendering it again after a crash undid the first gives the same; otherwise random.';
+COMMENT ON COLUMN callback.requests.retry_policy IS 'A row of retry_policies, which cannot be deleted while callbacks not done name it (no foreign key: it would cost a lookup on every insert).';
+COMMENT ON COLUMN callback.requests.headers IS 'Content-Type and the target''s custom headers.';
+COMMENT ON COLUMN callback.requests.body IS 'The rendered body; NULL for GET, whose data is in the URL.';
+COMMENT ON COLUMN callback.requests.auth_header IS 'The Authorization header (Basic or Bearer) when the target has credentials.';
+COMMENT ON COLUMN callback.requests.order_key IS 'Callbacks with the same key (same message or campaign, same URL) are delivered in id order: a later one waits while an earlier one is not done.';
+COMMENT ON COLUMN callback.requests.endpoint IS 'Where its requests go: the URL''s scheme, host and port (the port left out when it is the scheme''s default), fixed when it was rendered (callback._endpoint). Workers limit requests in flight per endpoint; the operating views group by it.';
+COMMENT ON COLUMN callback.requests.batch_size IS 'A batch of events of one target ({"results": [...]}, sql/batching.sql): how many it carries, each a row of callback.batch_events; NULL for a callback of one event.';
+
+-- The queue. Its account, campaign, target, order key and endpoint are the request's, copied
+-- so that claiming, ordering, holding a campaign's callbacks and limiting an endpoint read the
+-- queue alone. fillfactor: room for HOT updates, as leasing a row changes no indexed column.
+CREATE TABLE callback.callbacks_undone1 (
+    id bigint NOT NULL,
+    account_id bigint NOT NULL,
+    campaign_id bigint,
+    target callback.target_kind NOT NULL,
+    state callback.callback_state NOT NULL DEFAULT 'pending'
+        CONSTRAINT undone CHECK (state IN ('waiting', 'pending', 'held')),
+    attempts int NOT NULL DEFAULT 0,
+    due_at timestamptz NOT NULL DEFAULT now(),
+    leased_until timestamptz,
+    leased_by int,
+    last_http_status int,
+    last_error text,
+    endpoint text NOT NULL,
+    order_key text COLLATE "C" NOT NULL
+) WITH (fillfactor = 70);
+
+CREATE TABLE callback.callbacks_done1 (
+    id bigint NOT NULL,
+    account_id bigint NOT NULL,
+    state callback.callback_state NOT NULL CONSTRAINT done CHECK (state IN ('delivered', 'failed')),
+    attempts int NOT NULL,
+    finished_at timestamptz NOT NULL DEFAULT now(),
+    last_http_status int,
+    last_error text
+);
+
+INSERT INTO callback.requests (
+    id, webhook_id, event, account_id, campaign_id, message_id, target, subscription_id, url, endpoint, method,
+    headers, body, auth_header, signing_secret, retry_policy, order_key, recorded_at, batch_size)
+SELECT id, webhook_id, event, account_id, campaign_id, message_id, target, subscription_id, url, endpoint, method,
+       headers, body, auth_header, signing_secret, retry_policy, order_key, recorded_at, batch_size
+FROM callback.callbacks;
+INSERT INTO callback.callbacks_undone1 (
+    id, account_id, campaign_id, target, state, attempts, due_at, leased_until, leased_by, last_http_status,
+    last_error, endpoint, order_key)
+SELECT id, account_id, campaign_id, target, state, attempts, due_at, leased_until, leased_by, last_http_status,
+       last_error, endpoint, order_key
+FROM callback.callbacks_undone;
+INSERT INTO callback.callbacks_done1 (id, account_id, state, attempts, finished_at, last_http_status, last_error)
+SELECT id, account_id, state, attempts, coalesce(finished_at, recorded_at), last_http_status, last_error
+FROM callback.callbacks_done;
+
+-- What reads the old table goes with it, and is made again over the new ones below. The
+-- history view's type is in functions' signatures: it is replaced, not dropped.
+DROP VIEW callback.queue, callback.endpoint_health, callback.campaign_summary;
+CREATE OR REPLACE VIEW callback.history AS
+SELECT d.id, d.callback_id, r.message_id, r.campaign_id, r.account_id, r.event, r.target, r.method, r.url,
+       d.attempt, d.started_at, d.duration, d.http_status, d.response_excerpt, d.error,
+       NULL::callback.callback_state AS state, r.batch_size
+FROM callback.deliveries d
+JOIN callback.requests r ON r.id = d.callback_id;
+ALTER POLICY own_account ON callback.deliveries
+    USING ((SELECT callback._admin()) OR EXISTS (SELECT FROM callback.requests r WHERE r.id = callback_id));
+SELECT pg_catalog.pg_extension_config_dump('callback.requests', '');
+DROP TABLE callback.callbacks;
+ALTER SEQUENCE callback.callbacks_id_seq1 RENAME TO callbacks_id_seq;
+ALTER SEQUENCE callback.callbacks_id_seq OWNED BY callback.requests.id;
+SELECT pg_catalog.pg_extension_config_dump('callback.callbacks_id_seq', '');
+ALTER TABLE callback.callbacks_undone1 RENAME TO callbacks_undone;
+ALTER TABLE callback.callbacks_done1 RENAME TO callbacks_done;
+SELECT pg_catalog.pg_extension_config_dump('callback.callbacks_undone', '');
+SELECT pg_catalog.pg_extension_config_dump('callback.callbacks_done', '');
+-- DROP TABLE leaves what it dropped on the list of what pg_dump keeps: off it.
+UPDATE pg_catalog.pg_extension e
+SET extconfig = (SELECT array_agg(u.x ORDER BY u.n) FROM unnest(e.extconfig) WITH ORDINALITY AS u(x, n)
+                 WHERE EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid = u.x)),
+    extcondition = (SELECT array_agg(u.cond ORDER BY u.n) FROM unnest(e.extconfig, e.extcondition) WITH ORDINALITY AS u(x, cond, n)
+                    WHERE EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid = u.x))
+WHERE e.extname = 'pg_callback';
+CREATE UNIQUE INDEX callbacks_undone_id ON callback.callbacks_undone (id);
+CREATE INDEX callbacks_due ON callback.callbacks_undone (due_at, id) WHERE state = 'pending';
+CREATE INDEX callbacks_order ON callback.callbacks_undone (order_key, id);
+CREATE INDEX callbacks_waiting ON callback.callbacks_undone (id) WHERE state = 'waiting';
+CREATE UNIQUE INDEX callbacks_done_id ON callback.callbacks_done (id);
+COMMENT ON TABLE callback.callbacks_undone IS 'The queue: a row per callback not yet done (waiting, pending, held), its request in callback.requests.';
+COMMENT ON COLUMN callback.callbacks_undone.due_at IS 'When the next attempt may be made.';
+COMMENT ON COLUMN callback.callbacks_undone.leased_until IS 'A worker that claimed the row holds it until then; after that another may reclaim it.';
+COMMENT ON TABLE callback.callbacks_done IS 'A row per callback delivered or failed for good, its request in callback.requests: kept for pg_callback.retention (delivered) or until replayed or purged (failed).';
+
+-- Credentials (auth_header, signing_secret) are left out: only callback.requests has them.
+CREATE VIEW callback.callbacks WITH (security_invoker = true) AS
+SELECT r.id, r.webhook_id, r.event, r.account_id, r.campaign_id, r.message_id, r.target, r.subscription_id,
+       r.url, r.endpoint, r.method, r.headers, r.body, r.retry_policy, r.order_key,
+       coalesce(u.state, d.state) AS state,
+       coalesce(u.attempts, d.attempts) AS attempts,
+       u.due_at, u.leased_until, u.leased_by, r.recorded_at, d.finished_at,
+       CASE WHEN u.id IS NOT NULL THEN u.last_http_status ELSE d.last_http_status END AS last_http_status,
+       CASE WHEN u.id IS NOT NULL THEN u.last_error ELSE d.last_error END AS last_error,
+       r.batch_size
+FROM callback.requests r
+LEFT JOIN callback.callbacks_undone u ON u.id = r.id
+LEFT JOIN callback.callbacks_done d ON d.id = r.id;
+COMMENT ON VIEW callback.callbacks IS 'Every callback recorded: its resolved URL, method, headers and body, fixed when its event happened (callback.requests), and its delivery state: in the queue (callbacks_undone: due_at, lease) or done (callbacks_done: finished_at).';
+COMMENT ON COLUMN callback.callbacks.order_key IS 'Callbacks with the same key (same message or campaign, same URL) are delivered in id order: a later one waits while an earlier one is not done.';
+COMMENT ON COLUMN callback.callbacks.endpoint IS 'Where its requests go: the URL''s scheme, host and port (the port left out when it is the scheme''s default), fixed when it was rendered (callback._endpoint). Workers limit requests in flight per endpoint; the operating views group by it.';
+COMMENT ON COLUMN callback.callbacks.due_at IS 'When the next attempt may be made; NULL when done.';
+COMMENT ON COLUMN callback.callbacks.batch_size IS 'A batch of events of one target ({"results": [...]}, sql/batching.sql): how many it carries, each a row of callback.batch_events; NULL for a callback of one event.';
+
+-- An administrator may change a callback's state through the view, as the workers would:
+-- make one due now, give one up, mark one delivered or failed; the row moves between the queue
+-- and callbacks_done as its state says. What it sends, fixed when it was rendered, stays.
+CREATE FUNCTION callback._callbacks_changed() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        DELETE FROM callback.callbacks_undone WHERE id = OLD.id;
+        DELETE FROM callback.callbacks_done WHERE id = OLD.id;
+        DELETE FROM callback.requests WHERE id = OLD.id;
+        RETURN OLD;
+    END IF;
+    IF (NEW.id, NEW.webhook_id, NEW.event, NEW.account_id, NEW.campaign_id, NEW.message_id, NEW.target,
+        NEW.subscription_id, NEW.url, NEW.endpoint, NEW.method, NEW.headers, NEW.body, NEW.retry_policy,
+        NEW.order_key, NEW.recorded_at, NEW.batch_size)
+       IS DISTINCT FROM
+       (OLD.id, OLD.webhook_id, OLD.event, OLD.account_id, OLD.campaign_id, OLD.message_id, OLD.target,
+        OLD.subscription_id, OLD.url, OLD.endpoint, OLD.method, OLD.headers, OLD.body, OLD.retry_policy,
+        OLD.order_key, OLD.recorded_at, OLD.batch_size) THEN
+        RAISE EXCEPTION 'what callback % sends was fixed when it was rendered', OLD.id
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Only its state, attempts, due time, lease, finish time and last answer can change.';
+    END IF;
+    IF NEW.state IN ('waiting', 'pending', 'held') THEN
+        DELETE FROM callback.callbacks_done WHERE id = OLD.id;
+        INSERT INTO callback.callbacks_undone AS u (
+            id, account_id, campaign_id, target, state, attempts, due_at, leased_until, leased_by,
+            last_http_status, last_error, endpoint, order_key)
+        VALUES (OLD.id, OLD.account_id, OLD.campaign_id, OLD.target, NEW.state, NEW.attempts,
+                coalesce(NEW.due_at, now()), NEW.leased_until, NEW.leased_by, NEW.last_http_status,
+                NEW.last_error, OLD.endpoint, OLD.order_key)
+        ON CONFLICT (id) DO UPDATE
+        SET state = excluded.state, attempts = excluded.attempts, due_at = excluded.due_at,
+            leased_until = excluded.leased_until, leased_by = excluded.leased_by,
+            last_http_status = excluded.last_http_status, last_error = excluded.last_error;
+        NEW.finished_at := NULL;
+    ELSE
+        DELETE FROM callback.callbacks_undone WHERE id = OLD.id;
+        INSERT INTO callback.callbacks_done AS d (id, account_id, state, attempts, finished_at, last_http_status, last_error)
+        VALUES (OLD.id, OLD.account_id, NEW.state, NEW.attempts, coalesce(NEW.finished_at, now()),
+                NEW.last_http_status, NEW.last_error)
+        ON CONFLICT (id) DO UPDATE
+        SET state = excluded.state, attempts = excluded.attempts, finished_at = excluded.finished_at,
+            last_http_status = excluded.last_http_status, last_error = excluded.last_error;
+        NEW.due_at := NULL;
+        NEW.leased_until := NULL;
+        NEW.leased_by := NULL;
+    END IF;
+    RETURN NEW;
+END $$;
+
+CREATE TRIGGER callbacks_changed INSTEAD OF UPDATE OR DELETE ON callback.callbacks
+    FOR EACH ROW EXECUTE FUNCTION callback._callbacks_changed();
+
+CREATE OR REPLACE FUNCTION callback._retry_policy_in_use() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT FROM callback.requests r JOIN callback.callbacks_undone u ON u.id = r.id
+               WHERE r.retry_policy = OLD.name) THEN
+        RAISE EXCEPTION 'retry policy "%" is in use by callbacks not yet done', OLD.name
+            USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    RETURN CASE TG_OP WHEN 'DELETE' THEN OLD ELSE NEW END;
+END $$;
+
+CREATE OR REPLACE FUNCTION callback._campaign_callbacks_switched() RETURNS trigger
+LANGUAGE plpgsql SET enable_nestloop = off AS $$
+BEGIN
+    IF NEW.callbacks_enabled THEN
+        -- The first held callback of each order key is due at once (unless one of its key is
+        -- still in flight or waiting); the rest wait their turn. Joins, not a subquery per row:
+        -- a campaign may hold a million callbacks.
+        WITH held AS (
+            SELECT order_key, min(id) AS first FROM callback.callbacks_undone
+            WHERE campaign_id = NEW.id AND state = 'held'
+            GROUP BY order_key
+        ), busy AS (
+            SELECT DISTINCT o.order_key FROM callback.callbacks_undone o JOIN held USING (order_key)
+            WHERE o.state IN ('waiting', 'pending')
+        )
+        UPDATE callback.callbacks_undone c
+        SET state = CASE WHEN c.id = held.first AND busy.order_key IS NULL THEN 'pending' ELSE 'waiting' END
+                        ::callback.callback_state,
+            due_at = now()
+        FROM held LEFT JOIN busy USING (order_key)
+        WHERE c.campaign_id = NEW.id AND c.state = 'held' AND c.order_key = held.order_key;
+        PERFORM callback._wake_on_commit();
+    ELSE
+        -- Not those on the wire (leased): their worker writes how they went.
+        UPDATE callback.callbacks_undone SET state = 'held'
+        WHERE campaign_id = NEW.id AND state = 'pending' AND target IN ('campaign_event', 'campaign', 'list')
+          AND (leased_until IS NULL OR leased_until < now());
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE OR REPLACE FUNCTION callback._replay(callback_id bigint, acting name)
+RETURNS TABLE (id bigint, webhook_id uuid, state callback.callback_state, attempts int, due_at timestamptz,
+               finished_at timestamptz)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    accounts bigint[] := callback._accounts_of(acting);
+BEGIN
+    WITH gone AS (
+        DELETE FROM callback.callbacks_done d
+        WHERE d.id = _replay.callback_id AND (accounts IS NULL OR d.account_id = ANY (accounts))
+        RETURNING d.id
+    )
+    INSERT INTO callback.callbacks_undone (id, account_id, campaign_id, target, state, endpoint, order_key)
+    SELECT r.id, r.account_id, r.campaign_id, r.target, 'pending', r.endpoint, r.order_key
+    FROM gone JOIN callback.requests r ON r.id = gone.id;
+    IF NOT FOUND THEN
+        PERFORM FROM callback.callbacks c
+        WHERE c.id = _replay.callback_id AND (accounts IS NULL OR c.account_id = ANY (accounts));
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'callback % does not exist', callback_id USING ERRCODE = 'undefined_object';
+        END IF;
+        RAISE EXCEPTION 'callback % is not done yet', callback_id
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Only failed or delivered callbacks can be replayed.';
+    END IF;
+    SELECT c.id, c.webhook_id, c.state, c.attempts, c.due_at, c.finished_at
+    INTO id, webhook_id, state, attempts, due_at, finished_at
+    FROM callback.callbacks c WHERE c.id = _replay.callback_id;
+    PERFORM callback._wake_on_commit();
+    RETURN NEXT;
+END $$;
+
+CREATE OR REPLACE FUNCTION callback.purge(older_than interval, max_rows bigint DEFAULT NULL) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    purged bigint;
+BEGIN
+    IF older_than IS NULL OR older_than < '0' THEN
+        RAISE EXCEPTION 'older_than must be zero or more, not %', coalesce(older_than::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    WITH gone AS (
+        DELETE FROM callback.callbacks_done c
+        WHERE c.id IN (SELECT o.id FROM callback.callbacks_done o
+                       WHERE o.state = 'delivered' AND o.finished_at < now() - older_than
+                       ORDER BY o.id
+                       LIMIT max_rows)
+        RETURNING c.id
+    ), requests AS (
+        DELETE FROM callback.requests r USING gone WHERE r.id = gone.id
+    ), history AS (
+        DELETE FROM callback.deliveries d USING gone WHERE d.callback_id = gone.id
+    ), batched AS (
+        DELETE FROM callback.batch_events b USING gone WHERE b.callback_id = gone.id
+    )
+    SELECT count(*) INTO purged FROM gone;
+    RETURN purged;
+END $$;
+
+CREATE OR REPLACE FUNCTION callback._retry_now(callback_id bigint, acting name) RETURNS timestamptz
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    accounts bigint[] := callback._accounts_of(acting);
+    current_state callback.callback_state;
+BEGIN
+    UPDATE callback.callbacks_undone c SET due_at = now()
+    WHERE c.id = _retry_now.callback_id AND c.state = 'pending' AND c.leased_until IS NULL
+      AND (accounts IS NULL OR c.account_id = ANY (accounts));
+    IF FOUND THEN
+        PERFORM callback._wake_on_commit();
+        RETURN now();
+    END IF;
+    SELECT c.state INTO current_state FROM callback.callbacks c
+    WHERE c.id = _retry_now.callback_id AND (accounts IS NULL OR c.account_id = ANY (accounts));
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'callback % does not exist', callback_id USING ERRCODE = 'undefined_object';
+    END IF;
+    RAISE EXCEPTION 'callback % is % and cannot be sent now', callback_id,
+        CASE WHEN current_state = 'pending' THEN 'being sent' ELSE current_state::text END
+        USING ERRCODE = 'object_not_in_prerequisite_state',
+              HINT = CASE current_state
+                  WHEN 'waiting' THEN 'It waits for an earlier callback with the same URL and message; send that one.'
+                  WHEN 'held' THEN 'Its campaign''s callbacks are disabled: callback.enable_campaign_callbacks().'
+                  WHEN 'pending' THEN 'A worker is sending it now.'
+                  ELSE 'It is done: callback.replay() sends it again.' END;
+END $$;
+
+CREATE OR REPLACE FUNCTION callback._cancel(callback_id bigint, acting name) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    accounts bigint[] := callback._accounts_of(acting);
+    canceled record;
+    current_state callback.callback_state;
+BEGIN
+    WITH gone AS (
+        DELETE FROM callback.callbacks_undone c
+        WHERE c.id = _cancel.callback_id AND (accounts IS NULL OR c.account_id = ANY (accounts))
+          AND (c.leased_until IS NULL OR c.leased_until < now())
+        RETURNING c.id, c.account_id, c.attempts, c.last_http_status, c.order_key
+    ), done AS (
+        INSERT INTO callback.callbacks_done (id, account_id, state, attempts, last_http_status, last_error)
+        SELECT g.id, g.account_id, 'failed', g.attempts, g.last_http_status, format('canceled by %s', acting)
+        FROM gone g
+    )
+    SELECT * INTO canceled FROM gone;
+    IF FOUND THEN
+        UPDATE callback.callbacks_undone w SET state = 'pending', due_at = now()
+        WHERE w.id = (SELECT min(n.id) FROM callback.callbacks_undone n
+                      WHERE n.order_key = canceled.order_key AND n.state = 'waiting')
+          AND NOT EXISTS (SELECT FROM callback.callbacks_undone b
+                          WHERE b.order_key = canceled.order_key AND b.state IN ('pending', 'held'));
+        PERFORM callback._wake_on_commit();
+        RETURN;
+    END IF;
+    SELECT c.state INTO current_state FROM callback.callbacks c
+    WHERE c.id = _cancel.callback_id AND (accounts IS NULL OR c.account_id = ANY (accounts));
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'callback % does not exist', callback_id USING ERRCODE = 'undefined_object';
+    END IF;
+    RAISE EXCEPTION 'callback % is % and cannot be canceled', callback_id,
+        CASE WHEN current_state = 'pending' THEN 'being sent' ELSE current_state::text END
+        USING ERRCODE = 'object_not_in_prerequisite_state',
+              HINT = CASE WHEN current_state = 'pending' THEN 'A worker is sending it now; its result is written when it answers.'
+                          ELSE 'It is done already.' END;
+END $$;
+
+CREATE OR REPLACE FUNCTION callback._replay_all(campaign_id bigint, finished_from timestamptz, finished_to timestamptz,
+                                     state callback.callback_state, acting name)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET enable_nestloop = off AS $$
+DECLARE
+    accounts bigint[] := callback._accounts_of(acting);
+    replayed bigint;
+BEGIN
+    IF _replay_all.state IS NULL OR _replay_all.state NOT IN ('failed', 'delivered') THEN
+        RAISE EXCEPTION 'only failed or delivered callbacks can be replayed, not %', coalesce(_replay_all.state::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF _replay_all.campaign_id IS NOT NULL THEN
+        PERFORM FROM callback.campaigns c
+        WHERE c.id = _replay_all.campaign_id AND (accounts IS NULL OR c.account_id = ANY (accounts));
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'campaign % does not exist', campaign_id USING ERRCODE = 'undefined_object';
+        END IF;
+    END IF;
+    WITH chosen AS (
+        SELECT d.id, r.account_id, r.campaign_id, r.target, r.endpoint, r.order_key,
+               min(d.id) OVER (PARTITION BY r.order_key) AS first
+        FROM callback.callbacks_done d
+        JOIN callback.requests r ON r.id = d.id
+        WHERE d.state = _replay_all.state
+          AND (accounts IS NULL OR d.account_id = ANY (accounts))
+          AND (_replay_all.campaign_id IS NULL OR r.campaign_id = _replay_all.campaign_id)
+          AND (_replay_all.finished_from IS NULL OR d.finished_at >= _replay_all.finished_from)
+          AND (_replay_all.finished_to IS NULL OR d.finished_at < _replay_all.finished_to)
+    ), busy AS (
+        SELECT DISTINCT u.order_key FROM callback.callbacks_undone u JOIN chosen USING (order_key)
+    ), gone AS (
+        DELETE FROM callback.callbacks_done d USING chosen WHERE d.id = chosen.id
+    )
+    INSERT INTO callback.callbacks_undone (id, account_id, campaign_id, target, state, endpoint, order_key)
+    SELECT chosen.id, chosen.account_id, chosen.campaign_id, chosen.target,
+           CASE WHEN chosen.id = chosen.first AND busy.order_key IS NULL THEN 'pending' ELSE 'waiting' END
+               ::callback.callback_state,
+           chosen.endpoint, chosen.order_key
+    FROM chosen LEFT JOIN busy USING (order_key);
+    GET DIAGNOSTICS replayed = ROW_COUNT;
+    IF replayed > 0 THEN
+        PERFORM callback._wake_on_commit();
+    END IF;
+    RETURN replayed;
+END $$;
+
+CREATE VIEW callback.queue WITH (security_invoker = true) AS
+SELECT c.endpoint,
+       count(*) AS depth,
+       count(*) FILTER (WHERE c.state = 'pending' AND c.due_at <= now() AND c.leased_until IS NULL) AS due,
+       count(*) FILTER (WHERE c.leased_until > now()) AS in_flight,
+       count(*) FILTER (WHERE c.state = 'pending' AND c.due_at > now()) AS retrying,
+       count(*) FILTER (WHERE c.state = 'waiting') AS waiting,
+       count(*) FILTER (WHERE c.state = 'held') AS held,
+       coalesce(max(now() - c.due_at) FILTER (WHERE c.state = 'pending' AND c.due_at <= now()), '0') AS lag,
+       min(r.recorded_at) AS oldest_recorded_at
+FROM callback.callbacks_undone c
+JOIN callback.requests r ON r.id = c.id
+GROUP BY 1;
+COMMENT ON VIEW callback.queue IS 'Callbacks not done yet, per endpoint (scheme, host and port): how many, due now, in flight, waiting for a retry, waiting behind an earlier one, held; lag: how long the longest-due callback has been due.';
+
+CREATE VIEW callback.endpoint_health WITH (security_invoker = true) AS
+WITH attempts AS (
+    SELECT c.endpoint, d.started_at, d.error IS NULL AS ok, d.http_status, d.error
+    FROM callback.deliveries d
+    JOIN callback.requests c ON c.id = d.callback_id
+), last_success AS (
+    SELECT endpoint, max(started_at) FILTER (WHERE ok) AS at FROM attempts GROUP BY endpoint
+)
+SELECT a.endpoint,
+       count(*) AS attempts,
+       round(avg(a.ok::int), 4) AS success_rate,
+       count(*) FILTER (WHERE a.started_at > now() - interval '1 hour') AS attempts_last_hour,
+       round(avg(a.ok::int) FILTER (WHERE a.started_at > now() - interval '1 hour'), 4) AS success_rate_last_hour,
+       count(*) FILTER (WHERE NOT a.ok AND a.started_at > coalesce(s.at, '-infinity')) AS consecutive_failures,
+       s.at AS last_success_at,
+       max(a.started_at) FILTER (WHERE NOT a.ok) AS last_failure_at,
+       (array_agg(a.error ORDER BY a.started_at DESC) FILTER (WHERE NOT a.ok))[1] AS last_error,
+       max(a.started_at) AS last_attempt_at,
+       coalesce(e.state, 'up') AS state,
+       e.since AS state_since,
+       e.next_probe_at
+FROM attempts a
+JOIN last_success s USING (endpoint)
+LEFT JOIN callback._endpoint_states() e USING (endpoint)
+GROUP BY a.endpoint, s.at, e.state, e.since, e.next_probe_at;
+COMMENT ON VIEW callback.endpoint_health IS 'Every endpoint (scheme, host and port) in the history kept: attempts and success rate, overall and in the last hour; failures since the last success; the last success, failure and error; up or down (sql/health.sql) since when, and when a down one is probed next.';
+
+CREATE VIEW callback.campaign_summary WITH (security_invoker = true) AS
+SELECT c.id AS campaign_id, c.account_id, c.name, c.status, c.callbacks_enabled,
+       count(cb.id) AS callbacks,
+       count(cb.id) FILTER (WHERE cb.state = 'delivered') AS delivered,
+       count(cb.id) FILTER (WHERE cb.state = 'failed') AS failed,
+       count(cb.id) FILTER (WHERE cb.state IN ('waiting', 'pending')) AS to_send,
+       count(cb.id) FILTER (WHERE cb.state = 'held') AS held,
+       coalesce(sum(cb.attempts), 0) AS attempts,
+       max(cb.finished_at) FILTER (WHERE cb.state = 'delivered') AS last_delivered_at,
+       (SELECT count(*) FROM callback.alerts a WHERE a.campaign_id = c.id) AS alerts,
+       coalesce(sum(coalesce(cb.batch_size, 1)) FILTER (WHERE cb.id IS NOT NULL), 0) AS events,
+       coalesce(sum(coalesce(cb.batch_size, 1)) FILTER (WHERE cb.state = 'delivered'), 0) AS events_delivered
+FROM callback.campaigns c
+LEFT JOIN callback.callbacks cb ON cb.campaign_id = c.id
+GROUP BY c.id;
+COMMENT ON VIEW callback.campaign_summary IS 'Each campaign''s callbacks: how many, delivered, failed, still to send, held; attempts made, the last delivery, alerts raised; the events they carry (a batch carries several), and those delivered.';
+
+CREATE OR REPLACE VIEW callback.history AS
+SELECT d.id, d.callback_id, c.message_id, c.campaign_id, c.account_id, c.event, c.target, c.method, c.url,
+       d.attempt, d.started_at, d.duration, d.http_status, d.response_excerpt, d.error, c.state,
+       c.batch_size
+FROM callback.deliveries d
+JOIN callback.callbacks c ON c.id = d.callback_id
+WHERE c.batch_size IS NULL
+UNION ALL
+-- A batch's attempts, once for each of its events.
+SELECT d.id, d.callback_id, b.message_id, c.campaign_id, c.account_id, b.event, c.target, c.method, c.url,
+       d.attempt, d.started_at, d.duration, d.http_status, d.response_excerpt, d.error, c.state,
+       c.batch_size
+FROM callback.batch_events b
+JOIN callback.callbacks c ON c.id = b.callback_id
+JOIN callback.deliveries d ON d.callback_id = c.id;
+COMMENT ON VIEW callback.history IS 'Every HTTP attempt with its callback: when, how long, the status, an excerpt of the answer, the error. The attempts of a batch (batch_size events in one request) appear once for each of its events, with that event''s type and message.';
+ALTER VIEW callback.history SET (security_invoker = true);
+
+-- Security as sql/tenants.sql sets it for the new tables, views and functions.
+DO $$
+DECLARE
+    t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['requests', 'callbacks_undone', 'callbacks_done'] LOOP
+        EXECUTE format('ALTER TABLE callback.%I ENABLE ROW LEVEL SECURITY', t);
+        EXECUTE format('CREATE POLICY own_account ON callback.%I
+                            USING ((SELECT callback._admin()) OR account_id = ANY ((SELECT callback._accounts())::bigint[]))', t);
+    END LOOP;
+END $$;
+ALTER FUNCTION callback._campaign_callbacks_switched() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION callback._retry_policy_in_use() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION callback._callbacks_changed() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION callback._callbacks_changed() TO callback_admin, callback_tenant;
+GRANT ALL ON callback.requests, callback.callbacks_undone, callback.callbacks_done, callback.callbacks,
+    callback.queue, callback.endpoint_health, callback.campaign_summary TO callback_admin;
+GRANT ALL ON SEQUENCE callback.callbacks_id_seq TO callback_admin;
+GRANT USAGE ON SEQUENCE callback.callbacks_id_seq TO callback_tenant;
+GRANT SELECT ON callback.queue, callback.endpoint_health, callback.campaign_summary, callback.callbacks_undone,
+    callback.callbacks_done TO callback_tenant;
+DO $$
+DECLARE
+    t text;
+    readable text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['requests', 'callbacks'] LOOP
+        SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) INTO readable
+        FROM pg_attribute
+        WHERE attrelid = format('callback.%I', t)::regclass AND attnum > 0 AND NOT attisdropped
+          AND attname NOT IN ('callback_basic_auth', 'callback_bearer_token', 'signing_secret', 'auth_header', 'private_key');
+        EXECUTE format('GRANT SELECT (%s) ON callback.%I TO callback_tenant', readable, t);
+    END LOOP;
+END $$;

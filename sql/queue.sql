@@ -1,7 +1,18 @@
--- The callbacks table holds every callback recorded, with everything needed to send it, and
--- the deliveries table every HTTP attempt made for one.
+-- A callback is written in three parts, so that each byte of it is written once:
 --
--- A worker claims due rows (state pending, due_at passed, no live lease) with
+-- * callback.requests: what it sends (URL, method, headers, body, credentials, webhook-id) and
+--   why (event, account, campaign, message, target), written when its event is rendered and
+--   never changed;
+-- * callback.callbacks_undone, the queue: a narrow row per callback not done yet, with its
+--   state, due time, lease and attempts, deleted when it is done;
+-- * callback.callbacks_done: a narrow row per callback delivered or failed for good, with how
+--   it ended.
+--
+-- The view callback.callbacks puts them together. Delivering a callback so deletes its queue
+-- row and inserts a done row and the attempt's history; the request, the widest part, is not
+-- copied or rewritten (BENCHMARKS.md, "Bytes per callback"), nor its page touched again.
+--
+-- A worker claims due queue rows (state pending, due_at passed, no live lease) with
 -- FOR UPDATE SKIP LOCKED, sets a lease and commits; it sends with no transaction open and
 -- writes a batch's results in one transaction. A lease that expires (its worker died) makes
 -- the row claimable again, so nothing is lost.
@@ -9,12 +20,8 @@
 -- Order: a callback recorded while an earlier one with the same order key (same message or
 -- campaign, same URL) is not done waits in state 'waiting'; when the earlier one is delivered
 -- or fails for good, the next waiting one becomes pending. The claim is then a plain scan of
--- due pending rows.
---
--- The table is partitioned by state: callbacks not yet done (waiting, pending, held) are in
--- callbacks_undone, the queue the workers scan; delivered and failed ones move to
--- callbacks_done when they get there. The queue and its indexes stay as small as the backlog,
--- however much history is kept.
+-- due pending rows. The queue and its indexes stay as small as the backlog, however much
+-- history is kept.
 
 CREATE TYPE callback.callback_state AS ENUM ('waiting', 'pending', 'held', 'delivered', 'failed');
 CREATE TYPE callback.target_kind AS ENUM (
@@ -23,8 +30,12 @@ CREATE TYPE callback.target_kind AS ENUM (
 COMMENT ON TYPE callback.callback_state IS 'waiting: an earlier callback with the same order key is not done yet; pending: to be sent (or retried) at due_at; held: its campaign''s callbacks are disabled; delivered; failed: every attempt failed, kept for replay.';
 COMMENT ON TYPE callback.target_kind IS 'Which setting chose the URL: the message''s own webhook, the campaign''s URL for the event, the campaign''s or list''s callback URL, the account''s delivery-status webhook, a subscription, or a campaign''s alert URL.';
 
-CREATE TABLE callback.callbacks (
-    id bigint GENERATED ALWAYS AS IDENTITY,
+-- Ids of callbacks: rendering takes them ahead (nextval) to write a request and its queue row
+-- in one statement.
+CREATE SEQUENCE callback.callbacks_id_seq;
+
+CREATE TABLE callback.requests (
+    id bigint NOT NULL DEFAULT nextval('callback.callbacks_id_seq'),
     webhook_id uuid NOT NULL DEFAULT gen_random_uuid(),
     event callback.event_type NOT NULL,
     account_id bigint NOT NULL,
@@ -33,8 +44,8 @@ CREATE TABLE callback.callbacks (
     target callback.target_kind NOT NULL,
     subscription_id bigint,
     url text NOT NULL,
-    -- Computed once, when the callback is rendered (stored).
-    endpoint text GENERATED ALWAYS AS (callback._endpoint(url)) STORED,
+    -- callback._endpoint(url), computed once by the statement that renders it.
+    endpoint text NOT NULL,
     method callback.http_method NOT NULL,
     headers jsonb NOT NULL DEFAULT '{}',
     body text,
@@ -44,48 +55,135 @@ CREATE TABLE callback.callbacks (
     -- Only ever compared for equality: byte by byte, not by the database's collation (whose
     -- comparisons cost every callback recorded a good part of its index insert).
     order_key text COLLATE "C" NOT NULL,
-    state callback.callback_state NOT NULL DEFAULT 'pending',
+    recorded_at timestamptz NOT NULL DEFAULT now(),
+    -- A batch (sql/batching.sql): how many events it carries; NULL for a single event.
+    batch_size int
+);
+ALTER SEQUENCE callback.callbacks_id_seq OWNED BY callback.requests.id;
+CREATE UNIQUE INDEX requests_id ON callback.requests (id);
+CREATE INDEX requests_message ON callback.requests (message_id);
+CREATE INDEX requests_campaign ON callback.requests (campaign_id);
+COMMENT ON TABLE callback.requests IS 'What each callback sends and why, fixed when its event was rendered: its resolved URL, method, headers and body, credentials, webhook-id; its event, account, campaign, message and target. Never changed; deleted with its history (callback.purge).';
+COMMENT ON COLUMN callback.requests.webhook_id IS 'Sent as the webhook-id header; the same on every retry, so receivers can drop duplicates. Unique without an index to maintain: for an event rendered by a worker, derived from the installation, the event and the target (a version 8 UUID), so that rendering it again after a crash undid the first gives the same; otherwise random.';
+COMMENT ON COLUMN callback.requests.retry_policy IS 'A row of retry_policies, which cannot be deleted while callbacks not done name it (no foreign key: it would cost a lookup on every insert).';
+COMMENT ON COLUMN callback.requests.headers IS 'Content-Type and the target''s custom headers.';
+COMMENT ON COLUMN callback.requests.body IS 'The rendered body; NULL for GET, whose data is in the URL.';
+COMMENT ON COLUMN callback.requests.auth_header IS 'The Authorization header (Basic or Bearer) when the target has credentials.';
+COMMENT ON COLUMN callback.requests.order_key IS 'Callbacks with the same key (same message or campaign, same URL) are delivered in id order: a later one waits while an earlier one is not done.';
+COMMENT ON COLUMN callback.requests.endpoint IS 'Where its requests go: the URL''s scheme, host and port (the port left out when it is the scheme''s default), fixed when it was rendered (callback._endpoint). Workers limit requests in flight per endpoint; the operating views group by it.';
+COMMENT ON COLUMN callback.requests.batch_size IS 'A batch of events of one target ({"results": [...]}, sql/batching.sql): how many it carries, each a row of callback.batch_events; NULL for a callback of one event.';
+
+-- The queue. Its account, campaign, target, order key and endpoint are the request's, copied
+-- so that claiming, ordering, holding a campaign's callbacks and limiting an endpoint read the
+-- queue alone. fillfactor: room for HOT updates, as leasing a row changes no indexed column.
+CREATE TABLE callback.callbacks_undone (
+    id bigint NOT NULL,
+    account_id bigint NOT NULL,
+    campaign_id bigint,
+    target callback.target_kind NOT NULL,
+    state callback.callback_state NOT NULL DEFAULT 'pending'
+        CONSTRAINT undone CHECK (state IN ('waiting', 'pending', 'held')),
     attempts int NOT NULL DEFAULT 0,
     due_at timestamptz NOT NULL DEFAULT now(),
     leased_until timestamptz,
     leased_by int,
-    recorded_at timestamptz NOT NULL DEFAULT now(),
-    finished_at timestamptz,
     last_http_status int,
     last_error text,
-    -- A batch (sql/batching.sql): how many events it carries; NULL for a single event.
-    batch_size int
-) PARTITION BY LIST (state);
--- fillfactor: room for HOT updates, as leasing a row changes no indexed column.
-CREATE TABLE callback.callbacks_undone PARTITION OF callback.callbacks
-    FOR VALUES IN ('waiting', 'pending', 'held') WITH (fillfactor = 70);
-CREATE TABLE callback.callbacks_done PARTITION OF callback.callbacks
-    FOR VALUES IN ('delivered', 'failed');
--- Recording inserts into the queue directly (routing a row through the parent costs more than
--- the insert itself); the parent's identity does not apply there, so the same sequence does.
-ALTER TABLE callback.callbacks_undone ALTER id SET DEFAULT nextval('callback.callbacks_id_seq');
--- Unique per partition (a key on the parent would have to include state); ids come from one sequence.
+    endpoint text NOT NULL,
+    order_key text COLLATE "C" NOT NULL
+) WITH (fillfactor = 70);
 CREATE UNIQUE INDEX callbacks_undone_id ON callback.callbacks_undone (id);
-CREATE UNIQUE INDEX callbacks_done_id ON callback.callbacks_done (id);
 CREATE INDEX callbacks_due ON callback.callbacks_undone (due_at, id) WHERE state = 'pending';
 CREATE INDEX callbacks_order ON callback.callbacks_undone (order_key, id);
 CREATE INDEX callbacks_waiting ON callback.callbacks_undone (id) WHERE state = 'waiting';
-CREATE INDEX callbacks_message ON callback.callbacks (message_id);
-CREATE INDEX callbacks_campaign ON callback.callbacks (campaign_id);
-COMMENT ON TABLE callback.callbacks_undone IS 'The partition of callbacks not yet done (waiting, pending, held): the queue.';
-COMMENT ON TABLE callback.callbacks_done IS 'The partition of delivered and failed callbacks: history, kept for pg_callback.retention (delivered) or until replayed or purged (failed).';
+COMMENT ON TABLE callback.callbacks_undone IS 'The queue: a row per callback not yet done (waiting, pending, held), its request in callback.requests.';
+COMMENT ON COLUMN callback.callbacks_undone.due_at IS 'When the next attempt may be made.';
+COMMENT ON COLUMN callback.callbacks_undone.leased_until IS 'A worker that claimed the row holds it until then; after that another may reclaim it.';
 
-COMMENT ON TABLE callback.callbacks IS 'Every callback recorded: its resolved URL, method, headers and body, fixed when its event happened, and its delivery state.';
-COMMENT ON COLUMN callback.callbacks.webhook_id IS 'Sent as the webhook-id header; the same on every retry, so receivers can drop duplicates. Unique without an index to maintain: for an event rendered by a worker, derived from the installation, the event and the target (a version 8 UUID), so that rendering it again after a crash undid the first gives the same; otherwise random.';
-COMMENT ON COLUMN callback.callbacks.retry_policy IS 'A row of retry_policies, which cannot be deleted while callbacks name it (no foreign key: it would cost a lookup on every insert).';
-COMMENT ON COLUMN callback.callbacks.headers IS 'Content-Type and the target''s custom headers.';
-COMMENT ON COLUMN callback.callbacks.body IS 'The rendered body; NULL for GET, whose data is in the URL.';
-COMMENT ON COLUMN callback.callbacks.auth_header IS 'The Authorization header (Basic or Bearer) when the target has credentials.';
+CREATE TABLE callback.callbacks_done (
+    id bigint NOT NULL,
+    account_id bigint NOT NULL,
+    state callback.callback_state NOT NULL CONSTRAINT done CHECK (state IN ('delivered', 'failed')),
+    attempts int NOT NULL,
+    finished_at timestamptz NOT NULL DEFAULT now(),
+    last_http_status int,
+    last_error text
+);
+CREATE UNIQUE INDEX callbacks_done_id ON callback.callbacks_done (id);
+COMMENT ON TABLE callback.callbacks_done IS 'A row per callback delivered or failed for good, its request in callback.requests: kept for pg_callback.retention (delivered) or until replayed or purged (failed).';
+
+-- Credentials (auth_header, signing_secret) are left out: only callback.requests has them.
+CREATE VIEW callback.callbacks WITH (security_invoker = true) AS
+SELECT r.id, r.webhook_id, r.event, r.account_id, r.campaign_id, r.message_id, r.target, r.subscription_id,
+       r.url, r.endpoint, r.method, r.headers, r.body, r.retry_policy, r.order_key,
+       coalesce(u.state, d.state) AS state,
+       coalesce(u.attempts, d.attempts) AS attempts,
+       u.due_at, u.leased_until, u.leased_by, r.recorded_at, d.finished_at,
+       CASE WHEN u.id IS NOT NULL THEN u.last_http_status ELSE d.last_http_status END AS last_http_status,
+       CASE WHEN u.id IS NOT NULL THEN u.last_error ELSE d.last_error END AS last_error,
+       r.batch_size
+FROM callback.requests r
+LEFT JOIN callback.callbacks_undone u ON u.id = r.id
+LEFT JOIN callback.callbacks_done d ON d.id = r.id;
+COMMENT ON VIEW callback.callbacks IS 'Every callback recorded: its resolved URL, method, headers and body, fixed when its event happened (callback.requests), and its delivery state: in the queue (callbacks_undone: due_at, lease) or done (callbacks_done: finished_at).';
 COMMENT ON COLUMN callback.callbacks.order_key IS 'Callbacks with the same key (same message or campaign, same URL) are delivered in id order: a later one waits while an earlier one is not done.';
 COMMENT ON COLUMN callback.callbacks.endpoint IS 'Where its requests go: the URL''s scheme, host and port (the port left out when it is the scheme''s default), fixed when it was rendered (callback._endpoint). Workers limit requests in flight per endpoint; the operating views group by it.';
+COMMENT ON COLUMN callback.callbacks.due_at IS 'When the next attempt may be made; NULL when done.';
 COMMENT ON COLUMN callback.callbacks.batch_size IS 'A batch of events of one target ({"results": [...]}, sql/batching.sql): how many it carries, each a row of callback.batch_events; NULL for a callback of one event.';
-COMMENT ON COLUMN callback.callbacks.due_at IS 'When the next attempt may be made.';
-COMMENT ON COLUMN callback.callbacks.leased_until IS 'A worker that claimed the row holds it until then; after that another may reclaim it.';
+
+-- An administrator may change a callback's state through the view, as the workers would:
+-- make one due now, give one up, mark one delivered or failed; the row moves between the queue
+-- and callbacks_done as its state says. What it sends, fixed when it was rendered, stays.
+CREATE FUNCTION callback._callbacks_changed() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        DELETE FROM callback.callbacks_undone WHERE id = OLD.id;
+        DELETE FROM callback.callbacks_done WHERE id = OLD.id;
+        DELETE FROM callback.requests WHERE id = OLD.id;
+        RETURN OLD;
+    END IF;
+    IF (NEW.id, NEW.webhook_id, NEW.event, NEW.account_id, NEW.campaign_id, NEW.message_id, NEW.target,
+        NEW.subscription_id, NEW.url, NEW.endpoint, NEW.method, NEW.headers, NEW.body, NEW.retry_policy,
+        NEW.order_key, NEW.recorded_at, NEW.batch_size)
+       IS DISTINCT FROM
+       (OLD.id, OLD.webhook_id, OLD.event, OLD.account_id, OLD.campaign_id, OLD.message_id, OLD.target,
+        OLD.subscription_id, OLD.url, OLD.endpoint, OLD.method, OLD.headers, OLD.body, OLD.retry_policy,
+        OLD.order_key, OLD.recorded_at, OLD.batch_size) THEN
+        RAISE EXCEPTION 'what callback % sends was fixed when it was rendered', OLD.id
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Only its state, attempts, due time, lease, finish time and last answer can change.';
+    END IF;
+    IF NEW.state IN ('waiting', 'pending', 'held') THEN
+        DELETE FROM callback.callbacks_done WHERE id = OLD.id;
+        INSERT INTO callback.callbacks_undone AS u (
+            id, account_id, campaign_id, target, state, attempts, due_at, leased_until, leased_by,
+            last_http_status, last_error, endpoint, order_key)
+        VALUES (OLD.id, OLD.account_id, OLD.campaign_id, OLD.target, NEW.state, NEW.attempts,
+                coalesce(NEW.due_at, now()), NEW.leased_until, NEW.leased_by, NEW.last_http_status,
+                NEW.last_error, OLD.endpoint, OLD.order_key)
+        ON CONFLICT (id) DO UPDATE
+        SET state = excluded.state, attempts = excluded.attempts, due_at = excluded.due_at,
+            leased_until = excluded.leased_until, leased_by = excluded.leased_by,
+            last_http_status = excluded.last_http_status, last_error = excluded.last_error;
+        NEW.finished_at := NULL;
+    ELSE
+        DELETE FROM callback.callbacks_undone WHERE id = OLD.id;
+        INSERT INTO callback.callbacks_done AS d (id, account_id, state, attempts, finished_at, last_http_status, last_error)
+        VALUES (OLD.id, OLD.account_id, NEW.state, NEW.attempts, coalesce(NEW.finished_at, now()),
+                NEW.last_http_status, NEW.last_error)
+        ON CONFLICT (id) DO UPDATE
+        SET state = excluded.state, attempts = excluded.attempts, finished_at = excluded.finished_at,
+            last_http_status = excluded.last_http_status, last_error = excluded.last_error;
+        NEW.due_at := NULL;
+        NEW.leased_until := NULL;
+        NEW.leased_by := NULL;
+    END IF;
+    RETURN NEW;
+END $$;
+
+CREATE TRIGGER callbacks_changed INSTEAD OF UPDATE OR DELETE ON callback.callbacks
+    FOR EACH ROW EXECUTE FUNCTION callback._callbacks_changed();
 
 CREATE TABLE callback.deliveries (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -104,7 +202,8 @@ COMMENT ON TABLE callback.deliveries IS 'One row per HTTP attempt: when, how lon
 CREATE FUNCTION callback._retry_policy_in_use() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    IF EXISTS (SELECT FROM callback.callbacks c WHERE c.retry_policy = OLD.name AND c.state IN ('waiting', 'pending', 'held')) THEN
+    IF EXISTS (SELECT FROM callback.requests r JOIN callback.callbacks_undone u ON u.id = r.id
+               WHERE r.retry_policy = OLD.name) THEN
         RAISE EXCEPTION 'retry policy "%" is in use by callbacks not yet done', OLD.name
             USING ERRCODE = 'foreign_key_violation';
     END IF;

@@ -65,7 +65,7 @@ DECLARE
     t text;
 BEGIN
     FOREACH t IN ARRAY ARRAY['lists', 'campaigns', 'members', 'messages', 'attempts', 'subscriptions',
-                             'delivery_webhooks', 'alerts', 'events', 'callbacks', 'callbacks_undone', 'callbacks_done',
+                             'delivery_webhooks', 'alerts', 'events', 'requests', 'callbacks_undone', 'callbacks_done',
                              'signing_secret_overlaps', 'account_endpoint_limits', 'client_certificates',
                              'alert_emails', 'campaign_reports', 'batching', 'batch_events'] LOOP
         EXECUTE format('ALTER TABLE callback.%I ENABLE ROW LEVEL SECURITY', t);
@@ -79,7 +79,7 @@ CREATE POLICY own_account ON callback.accounts
 -- An attempt's history goes with its callback.
 ALTER TABLE callback.deliveries ENABLE ROW LEVEL SECURITY;
 CREATE POLICY own_account ON callback.deliveries
-    USING ((SELECT callback._admin()) OR EXISTS (SELECT FROM callback.callbacks c WHERE c.id = callback_id));
+    USING ((SELECT callback._admin()) OR EXISTS (SELECT FROM callback.requests r WHERE r.id = callback_id));
 ALTER VIEW callback.history SET (security_invoker = true);
 
 -- The triggers that read credentials or write the queue run as the owner, with no say for the
@@ -138,7 +138,7 @@ GRANT USAGE ON ALL SEQUENCES IN SCHEMA callback TO callback_tenant;
 GRANT SELECT ON callback.accounts, callback.account_roles, callback.retry_policies, callback.statuses, callback.endpoint_limits,
     callback.deliveries, callback.alerts, callback.history, callback.queue, callback.endpoint_health,
     callback.campaign_summary, callback.alert_emails, callback.alert_summary,
-    callback.campaign_reports TO callback_tenant;
+    callback.campaign_reports, callback.callbacks_undone, callback.callbacks_done TO callback_tenant;
 GRANT SELECT, INSERT, UPDATE, DELETE ON callback.members, callback.messages, callback.attempts, callback.account_endpoint_limits,
     callback.delivery_webhooks TO callback_tenant;
 GRANT INSERT, UPDATE, DELETE ON callback.lists, callback.campaigns, callback.subscriptions, callback.client_certificates
@@ -151,7 +151,7 @@ DECLARE
     t text;
     readable text;
 BEGIN
-    FOREACH t IN ARRAY ARRAY['lists', 'campaigns', 'subscriptions', 'callbacks', 'client_certificates', 'batch_events'] LOOP
+    FOREACH t IN ARRAY ARRAY['lists', 'campaigns', 'subscriptions', 'requests', 'callbacks', 'client_certificates', 'batch_events'] LOOP
         SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) INTO readable
         FROM pg_attribute
         WHERE attrelid = format('callback.%I', t)::regclass AND attnum > 0 AND NOT attisdropped

@@ -15,9 +15,9 @@ SELECT c.endpoint,
        count(*) FILTER (WHERE c.state = 'waiting') AS waiting,
        count(*) FILTER (WHERE c.state = 'held') AS held,
        coalesce(max(now() - c.due_at) FILTER (WHERE c.state = 'pending' AND c.due_at <= now()), '0') AS lag,
-       min(c.recorded_at) AS oldest_recorded_at
-FROM callback.callbacks c
-WHERE c.state IN ('waiting', 'pending', 'held')
+       min(r.recorded_at) AS oldest_recorded_at
+FROM callback.callbacks_undone c
+JOIN callback.requests r ON r.id = c.id
 GROUP BY 1;
 COMMENT ON VIEW callback.queue IS 'Callbacks not done yet, per endpoint (scheme, host and port): how many, due now, in flight, waiting for a retry, waiting behind an earlier one, held; lag: how long the longest-due callback has been due.';
 
@@ -25,7 +25,7 @@ CREATE VIEW callback.endpoint_health WITH (security_invoker = true) AS
 WITH attempts AS (
     SELECT c.endpoint, d.started_at, d.error IS NULL AS ok, d.http_status, d.error
     FROM callback.deliveries d
-    JOIN callback.callbacks c ON c.id = d.callback_id
+    JOIN callback.requests c ON c.id = d.callback_id
 ), last_success AS (
     SELECT endpoint, max(started_at) FILTER (WHERE ok) AS at FROM attempts GROUP BY endpoint
 )
@@ -80,7 +80,7 @@ DECLARE
     accounts bigint[] := callback._accounts_of(acting);
     current_state callback.callback_state;
 BEGIN
-    UPDATE callback.callbacks c SET due_at = now()
+    UPDATE callback.callbacks_undone c SET due_at = now()
     WHERE c.id = _retry_now.callback_id AND c.state = 'pending' AND c.leased_until IS NULL
       AND (accounts IS NULL OR c.account_id = ANY (accounts));
     IF FOUND THEN
@@ -114,14 +114,20 @@ CREATE FUNCTION callback._cancel(callback_id bigint, acting name) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     accounts bigint[] := callback._accounts_of(acting);
-    canceled callback.callbacks;
+    canceled record;
     current_state callback.callback_state;
 BEGIN
-    UPDATE callback.callbacks c
-    SET state = 'failed', finished_at = now(), last_error = format('canceled by %s', acting)
-    WHERE c.id = _cancel.callback_id AND (accounts IS NULL OR c.account_id = ANY (accounts))
-      AND c.state IN ('waiting', 'pending', 'held') AND (c.leased_until IS NULL OR c.leased_until < now())
-    RETURNING * INTO canceled;
+    WITH gone AS (
+        DELETE FROM callback.callbacks_undone c
+        WHERE c.id = _cancel.callback_id AND (accounts IS NULL OR c.account_id = ANY (accounts))
+          AND (c.leased_until IS NULL OR c.leased_until < now())
+        RETURNING c.id, c.account_id, c.attempts, c.last_http_status, c.order_key
+    ), done AS (
+        INSERT INTO callback.callbacks_done (id, account_id, state, attempts, last_http_status, last_error)
+        SELECT g.id, g.account_id, 'failed', g.attempts, g.last_http_status, format('canceled by %s', acting)
+        FROM gone g
+    )
+    SELECT * INTO canceled FROM gone;
     IF FOUND THEN
         UPDATE callback.callbacks_undone w SET state = 'pending', due_at = now()
         WHERE w.id = (SELECT min(n.id) FROM callback.callbacks_undone n
@@ -170,23 +176,26 @@ BEGIN
         END IF;
     END IF;
     WITH chosen AS (
-        SELECT c.id, c.order_key, min(c.id) OVER (PARTITION BY c.order_key) AS first
-        FROM callback.callbacks c
-        WHERE c.state = _replay_all.state
-          AND (accounts IS NULL OR c.account_id = ANY (accounts))
-          AND (_replay_all.campaign_id IS NULL OR c.campaign_id = _replay_all.campaign_id)
-          AND (_replay_all.finished_from IS NULL OR c.finished_at >= _replay_all.finished_from)
-          AND (_replay_all.finished_to IS NULL OR c.finished_at < _replay_all.finished_to)
+        SELECT d.id, r.account_id, r.campaign_id, r.target, r.endpoint, r.order_key,
+               min(d.id) OVER (PARTITION BY r.order_key) AS first
+        FROM callback.callbacks_done d
+        JOIN callback.requests r ON r.id = d.id
+        WHERE d.state = _replay_all.state
+          AND (accounts IS NULL OR d.account_id = ANY (accounts))
+          AND (_replay_all.campaign_id IS NULL OR r.campaign_id = _replay_all.campaign_id)
+          AND (_replay_all.finished_from IS NULL OR d.finished_at >= _replay_all.finished_from)
+          AND (_replay_all.finished_to IS NULL OR d.finished_at < _replay_all.finished_to)
     ), busy AS (
-        SELECT DISTINCT u.order_key FROM callback.callbacks u JOIN chosen USING (order_key)
-        WHERE u.state IN ('waiting', 'pending', 'held')
+        SELECT DISTINCT u.order_key FROM callback.callbacks_undone u JOIN chosen USING (order_key)
+    ), gone AS (
+        DELETE FROM callback.callbacks_done d USING chosen WHERE d.id = chosen.id
     )
-    UPDATE callback.callbacks c
-    SET state = CASE WHEN c.id = chosen.first AND busy.order_key IS NULL THEN 'pending' ELSE 'waiting' END
-                    ::callback.callback_state,
-        due_at = now(), attempts = 0, finished_at = NULL, leased_until = NULL, leased_by = NULL
-    FROM chosen LEFT JOIN busy USING (order_key)
-    WHERE c.id = chosen.id;
+    INSERT INTO callback.callbacks_undone (id, account_id, campaign_id, target, state, endpoint, order_key)
+    SELECT chosen.id, chosen.account_id, chosen.campaign_id, chosen.target,
+           CASE WHEN chosen.id = chosen.first AND busy.order_key IS NULL THEN 'pending' ELSE 'waiting' END
+               ::callback.callback_state,
+           chosen.endpoint, chosen.order_key
+    FROM chosen LEFT JOIN busy USING (order_key);
     GET DIAGNOSTICS replayed = ROW_COUNT;
     IF replayed > 0 THEN
         PERFORM callback._wake_on_commit();

@@ -43,7 +43,7 @@ pgrx::extension_sql_file!(
 pgrx::extension_sql_file!("../sql/inheritance.sql", name = "inheritance", requires = ["model"]);
 // The account's delivery-status webhook (seed 004) and subscriptions (seed 002).
 pgrx::extension_sql_file!("../sql/webhooks.sql", name = "webhooks", requires = ["inheritance"]);
-// The callbacks table: every callback recorded, its state, lease and history.
+// The callbacks: each one's request, the queue, the done ones, and the view of them; history.
 pgrx::extension_sql_file!(
     "../sql/queue.sql",
     name = "queue",

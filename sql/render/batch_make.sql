@@ -4,18 +4,23 @@
 -- batch is kept out of the next ones, src/render/batches.rs). Held while its campaign's
 -- callbacks are disabled (read now: they may have been enabled since its events were
 -- recorded). Returns whether it is due now.
-WITH batch AS (
-    INSERT INTO callback.callbacks_undone (
-        event, account_id, campaign_id, message_id, target, subscription_id,
-        url, method, headers, body, auth_header, signing_secret, retry_policy, order_key, state, webhook_id,
+WITH r AS MATERIALIZED (
+    SELECT nextval('callback.callbacks_id_seq') AS id, callback._endpoint($7) AS endpoint,
+           CASE WHEN $5 IN ('campaign', 'campaign_event', 'list')
+                     AND EXISTS (SELECT FROM callback.campaigns c WHERE c.id = $3 AND NOT c.callbacks_enabled) THEN 'held'
+                ELSE 'pending' END::callback.callback_state AS state
+), request AS (
+    INSERT INTO callback.requests (
+        id, event, account_id, campaign_id, message_id, target, subscription_id,
+        url, endpoint, method, headers, body, auth_header, signing_secret, retry_policy, order_key, webhook_id,
         batch_size)
-    VALUES (
-        $1::callback.event_type, $2, $3, $4, $5::callback.target_kind, $6,
-        $7, $8::callback.http_method, $9::jsonb, $10, $11, $12, $13, $14,
-        CASE WHEN $5 IN ('campaign', 'campaign_event', 'list')
-                  AND EXISTS (SELECT FROM callback.campaigns c WHERE c.id = $3 AND NOT c.callbacks_enabled) THEN 'held'
-             ELSE 'pending' END::callback.callback_state,
-        $15, $16)
+    SELECT r.id, $1::callback.event_type, $2, $3, $4, $5::callback.target_kind, $6,
+           $7, r.endpoint, $8::callback.http_method, $9::jsonb, $10, $11, $12, $13, $14, $15, $16
+    FROM r
+), batch AS (
+    INSERT INTO callback.callbacks_undone (id, account_id, campaign_id, target, state, endpoint, order_key)
+    SELECT r.id, $2, $3, $5::callback.target_kind, r.state, r.endpoint, $14
+    FROM r
     RETURNING id, state
 ), linked AS (
     UPDATE callback.batch_events b

@@ -1,8 +1,13 @@
 -- A callback that could not be made when its event was rendered after commit (its URL could not
--- be filled): recorded failed, with why, where the history shows it.
-INSERT INTO callback.callbacks (
-    event, account_id, campaign_id, message_id, target, subscription_id, url, method, retry_policy,
-    order_key, state, finished_at, last_error, webhook_id)
-VALUES (
-    $1::callback.event_type, $2, $3, $4, $5::callback.target_kind, $6, $7, $8::callback.http_method, $9,
-    $10, 'failed', now(), $11, $12)
+-- be filled): its request, and recorded failed, with why, where the history shows it.
+WITH request AS (
+    INSERT INTO callback.requests (
+        event, account_id, campaign_id, message_id, target, subscription_id, url, endpoint, method, retry_policy,
+        order_key, webhook_id)
+    VALUES (
+        $1::callback.event_type, $2, $3, $4, $5::callback.target_kind, $6, $7, callback._endpoint($7),
+        $8::callback.http_method, $9, $10, $12)
+    RETURNING id, account_id
+)
+INSERT INTO callback.callbacks_done (id, account_id, state, attempts, last_error)
+SELECT id, account_id, 'failed', 0, $11 FROM request

@@ -9,10 +9,10 @@
 -- worker claimed ((0, 0): from the start): the callbacks before it are leased, and skipping
 -- them row by row made each claim cost more the more were on the wire.
 --
--- Due callbacks are all in callbacks_undone, which it reads and updates directly, finding the
--- claimed rows by id: the worker keeps its plan (src/deliver/claim.rs), and joining the claimed rows
--- back was planned as a scan of every pending row per claimed one when the statistics said the
--- queue was empty (28 s for a batch of a backlog of 570,000).
+-- It updates the queue rows it claims, finding them by id: the worker keeps its plan
+-- (src/deliver/claim.rs), and joining the claimed rows back was planned as a scan of every
+-- pending row per claimed one when the statistics said the queue was empty (28 s for a batch
+-- of a backlog of 570,000). Their requests are read by id.
 --
 -- The callbacks $8 were leased to this worker as it rendered them, earlier in this
 -- transaction (sql/render/insert_batch.sql): returned with those claimed, not written again.
@@ -37,35 +37,36 @@ WITH due AS (
         leased_by = $2,
         attempts = c.attempts + 1
     WHERE c.id = ANY (ARRAY(SELECT id FROM due))
-    RETURNING c.*
+    RETURNING c.id, c.attempts, c.leased_until, c.due_at
 ), leased AS (
     SELECT *, false AS rendered FROM claimed
     UNION ALL
-    SELECT *, true FROM callback.callbacks_undone c WHERE c.id = ANY ($8::bigint[])
+    SELECT c.id, c.attempts, c.leased_until, c.due_at, true FROM callback.callbacks_undone c WHERE c.id = ANY ($8::bigint[])
 )
 SELECT c.id,
-       c.account_id,
-       c.webhook_id::text AS webhook_id,
-       c.method = 'POST' AS post,
-       c.url,
-       c.endpoint,
-       c.headers::text AS headers,
-       c.body,
-       c.auth_header,
-       c.signing_secret,
+       r.account_id,
+       r.webhook_id::text AS webhook_id,
+       r.method = 'POST' AS post,
+       r.url,
+       r.endpoint,
+       r.headers::text AS headers,
+       r.body,
+       r.auth_header,
+       r.signing_secret,
        -- The secrets in their rotation overlap with it (sql/secrets.sql): signed with them too.
-       CASE WHEN c.signing_secret IS NOT NULL THEN
+       CASE WHEN r.signing_secret IS NOT NULL THEN
            (SELECT array_agg(o.other ORDER BY o.until DESC) FROM callback.signing_secret_overlaps o
-            WHERE o.account_id = c.account_id AND o.secret = c.signing_secret AND o.until > now())
+            WHERE o.account_id = r.account_id AND o.secret = r.signing_secret AND o.until > now())
        END AS other_secrets,
        -- The client certificate it presents and its version (sql/certificates.sql), looked
        -- for only when any is set.
        CASE WHEN (SELECT true FROM callback.client_certificates LIMIT 1) THEN
-           callback._client_certificate(c.account_id, c.campaign_id, c.target)
+           callback._client_certificate(r.account_id, r.campaign_id, r.target)
        END AS client_certificate,
        c.attempts,
-       c.retry_policy,
+       r.retry_policy,
        extract(epoch FROM c.leased_until - now())::float8 AS lease_seconds,
        extract(epoch FROM c.due_at)::float8 AS due,
        c.rendered
 FROM leased c
+JOIN callback.requests r ON r.id = c.id

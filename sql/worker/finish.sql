@@ -5,9 +5,8 @@
 -- failed), whether each failed for good, and their order keys, whose next callbacks
 -- release.sql lets go.
 --
--- A done callback is deleted from the queue and inserted into callbacks_done, rather than
--- updated across partitions: another worker's claim that meets a row deleted under it skips
--- it, where a row moved by UPDATE would make that claim fail.
+-- A done callback's queue row is deleted and its done row inserted (sql/queue.sql); its request
+-- is not touched.
 WITH r AS (
     SELECT *
     FROM unnest($1::bigint[], $2::int[], $3::float8[], $4::float8[], $5::int[], $6::text[], $7::text[],
@@ -33,15 +32,10 @@ WITH r AS (
     DELETE FROM callback.callbacks_undone c
     USING r
     WHERE c.id = r.id AND c.state = 'pending' AND c.leased_by = $10 AND r.verdict IN ('delivered', 'failed')
-    RETURNING c.*, r.verdict, r.http_status AS answer_status, r.error AS answer_error
+    RETURNING c.id, c.account_id, c.attempts, c.order_key, r.verdict, r.http_status AS answer_status, r.error AS answer_error
 ), archived AS (
-    INSERT INTO callback.callbacks_done (
-        id, webhook_id, event, account_id, campaign_id, message_id, target, subscription_id, url, method,
-        headers, body, auth_header, signing_secret, retry_policy, order_key, state, attempts, due_at,
-        recorded_at, finished_at, last_http_status, last_error, batch_size)
-    SELECT id, webhook_id, event, account_id, campaign_id, message_id, target, subscription_id, url, method,
-           headers, body, auth_header, signing_secret, retry_policy, order_key, verdict::callback.callback_state,
-           attempts, due_at, recorded_at, now(), answer_status, answer_error, batch_size
+    INSERT INTO callback.callbacks_done (id, account_id, state, attempts, finished_at, last_http_status, last_error)
+    SELECT id, account_id, verdict::callback.callback_state, attempts, now(), answer_status, answer_error
     FROM done
 )
 SELECT id, verdict = 'failed' AS failed, order_key FROM done

@@ -24,6 +24,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 const CLAIM: &str = include_str!("../../sql/worker/claim.sql");
+const COMPAT_CLAIM: &str = include_str!("../../sql/compat/claim.sql");
 const POLICIES: &str = include_str!("../../sql/worker/policies.sql");
 const LIMITS: &str = include_str!("../../sql/worker/limits.sql");
 
@@ -51,11 +52,15 @@ fn prepare(client: &mut SpiClient<'_>) -> SpiResult<Plans> {
     })
 }
 
-/// claim.sql; for a schema of 0.2.0 or older, until `ALTER EXTENSION pg_callback UPDATE` adds
-/// the endpoint column and the secrets' overlaps, without them: no endpoint is skipped, each
-/// callback's endpoint is computed from its URL when it is claimed, and no secret overlaps.
+/// claim.sql; for a schema of 0.2.0 or older, until `ALTER EXTENSION pg_callback UPDATE` splits
+/// the callbacks and adds the endpoint column and the secrets' overlaps, sql/compat/claim.sql
+/// without them: no endpoint is skipped, each callback's endpoint is computed from its URL
+/// when it is claimed, and no secret overlaps.
 fn claim_sql() -> String {
-    let mut claim = CLAIM.to_string();
+    if spi::split_callbacks() {
+        return CLAIM.to_string();
+    }
+    let mut claim = COMPAT_CLAIM.to_string();
     if !spi::has_column(c"callbacks", c"endpoint") {
         claim = claim
             .replace("c.endpoint <> ALL ($5::text[])", "true")

@@ -3,8 +3,8 @@
 //! due callbacks a batch at a time, sends them from its HTTP pool with no transaction or row
 //! lock held, writes the results in one transaction per batch, and does the housekeeping.
 //!
-//! In: rows of `callback.callbacks_undone` that are due (and, deferred, events to render
-//! first: src/render/expand.rs). Out: HTTP requests; rows of `callback.deliveries` (the
+//! In: rows of `callback.callbacks_undone` that are due, with their `callback.requests` (and,
+//! deferred, events to render first: src/render/expand.rs). Out: HTTP requests; rows of `callback.deliveries` (the
 //! history), callbacks delivered, retried or failed, campaigns disabled. SQL: sql/worker/*.sql.
 //!
 //! In the order a callback meets them: launcher, worker (the loop), claim (with the client

@@ -21,6 +21,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::time::UNIX_EPOCH;
 
 const FINISH: &str = include_str!("../../sql/worker/finish.sql");
+const COMPAT_FINISH: &str = include_str!("../../sql/compat/finish.sql");
 const RELEASE: &str = include_str!("../../sql/worker/release.sql");
 const AFTER_FAILURE: &str = include_str!("../../sql/worker/after_failure.sql");
 
@@ -40,9 +41,10 @@ fn prepare(client: &mut SpiClient<'_>) -> SpiResult<Plans> {
         "bigint[]", "int[]", "float8[]", "float8[]", "int[]", "text[]", "text[]", "text[]", "float8[]", "int",
     ];
     // A schema before 0.3.0 has no batches, until `ALTER EXTENSION pg_callback UPDATE`.
-    let finish_sql = match spi::has_column(c"callbacks", c"batch_size") {
-        true => FINISH.to_string(),
-        false => FINISH.replace(", batch_size", ""),
+    let finish_sql = match (spi::split_callbacks(), spi::has_column(c"callbacks", c"batch_size")) {
+        (true, _) => FINISH.to_string(),
+        (false, true) => COMPAT_FINISH.to_string(),
+        (false, false) => COMPAT_FINISH.replace(", batch_size", ""),
     };
     Ok(Plans {
         finish: client.prepare_mut(&finish_sql, &types(&finish))?.keep(),

@@ -70,12 +70,20 @@ pub fn has_column(table: &CStr, column: &CStr) -> bool {
     }
 }
 
-/// A backend's plans of one kind, with the installation (`installed_extension()`) they were
-/// made for.
-pub type Kept<P> = RefCell<Option<(pg_sys::Oid, Rc<P>)>>;
+/// Whether the installed schema keeps callbacks in three parts (`callback.requests`, the queue
+/// and the done ones: sql/queue.sql, 0.3.0). An older one runs the statements in sql/compat/
+/// until `ALTER EXTENSION pg_callback UPDATE` splits them, under the same installation.
+pub fn split_callbacks() -> bool {
+    // SAFETY: a syscache lookup by name.
+    unsafe { pg_sys::get_relname_relid(c"requests".as_ptr(), callback_schema()) != pg_sys::InvalidOid }
+}
+
+/// A backend's plans of one kind, with what they were made for: the installation
+/// (`installed_extension()`) and its layout of callbacks (`split_callbacks()`).
+pub type Kept<P> = RefCell<Option<((pg_sys::Oid, bool), Rc<P>)>>;
 
 /// Runs `f` with the plans kept in `cell`, making them with `make` first if there are none
-/// for the installation now. The cell is not borrowed while `f` runs: `f` may raise an error,
+/// for the installation and its layout now. The cell is not borrowed while `f` runs: `f` may raise an error,
 /// or record an event that uses the same plans.
 pub fn with<P: 'static, R>(
     cell: &'static LocalKey<Kept<P>>,
@@ -83,17 +91,13 @@ pub fn with<P: 'static, R>(
     make: impl FnOnce(&mut SpiClient<'_>) -> SpiResult<P>,
     f: impl FnOnce(&mut SpiClient<'_>, &P) -> SpiResult<R>,
 ) -> SpiResult<R> {
-    let extension = installed_extension();
-    let kept = cell.with_borrow(|kept| {
-        kept.as_ref()
-            .filter(|(e, _)| *e == extension)
-            .map(|(_, p)| Rc::clone(p))
-    });
+    let made_for = (installed_extension(), split_callbacks());
+    let kept = cell.with_borrow(|kept| kept.as_ref().filter(|(m, _)| *m == made_for).map(|(_, p)| Rc::clone(p)));
     let plans = match kept {
         Some(plans) => plans,
         None => {
             let plans = Rc::new(make(client)?);
-            cell.set(Some((extension, Rc::clone(&plans))));
+            cell.set(Some((made_for, Rc::clone(&plans))));
             plans
         }
     };

@@ -5,10 +5,10 @@
 //!
 //! In: an event, in the transaction that caused it (`pg_callback.recording = immediate`,
 //! from src/record/) or taken from `callback.events` by a worker after commit (`deferred`,
-//! expand.rs). Out: rows of `callback.callbacks_undone`, and the workers woken at commit when
-//! one is due. SQL: sql/render/*.sql, and `callback._target_settings` (sql/events.sql, where
-//! the order of precedence is listed). The pure parts (targets, templates, bodies) are in
-//! pg_callback_core.
+//! expand.rs). Out: rows of `callback.requests` and `callback.callbacks_undone`, and the
+//! workers woken at commit when one is due. SQL: sql/render/*.sql, and
+//! `callback._target_settings` (sql/events.sql, where the order of precedence is listed). The
+//! pure parts (targets, templates, bodies) are in pg_callback_core.
 //!
 //! Every path that renders runs under `spi::with_generic_plans`: its statements keep their
 //! generic plans, or each run would plan them again (their custom plans look cheaper, with the

@@ -15,6 +15,8 @@ const ATTEMPT_IDS: &str = include_str!("../../sql/render/attempt_ids.sql");
 const STATUSES: &str = include_str!("../../sql/render/statuses.sql");
 const INSERT: &str = include_str!("../../sql/render/insert.sql");
 const INSERT_BATCH: &str = include_str!("../../sql/render/insert_batch.sql");
+const COMPAT_INSERT: &str = include_str!("../../sql/compat/insert.sql");
+const COMPAT_INSERT_BATCH: &str = include_str!("../../sql/compat/insert_batch.sql");
 
 /// The parameters of insert.sql; insert_batch.sql takes an array of each, `behind`, and what
 /// its worker leases.
@@ -56,14 +58,18 @@ fn subscriptions_sql() -> String {
 }
 
 fn prepare(client: &mut SpiClient<'_>) -> SpiResult<Plans> {
+    let (insert, insert_batch) = match spi::split_callbacks() {
+        true => (INSERT, INSERT_BATCH),
+        false => (COMPAT_INSERT, COMPAT_INSERT_BATCH),
+    };
     Ok(Plans {
         member: client.prepare(MEMBER, &types(&["bigint"]))?.keep(),
         targets: client.prepare(TARGETS, &types(&["bigint", "bigint", "bigint"]))?.keep(),
         subscriptions: client
             .prepare(&subscriptions_sql(), &types(&["bigint", "text", "text"]))?
             .keep(),
-        insert: client.prepare_mut(INSERT, &types(&INSERT_ARGS))?.keep(),
-        insert_batch: client.prepare_mut(INSERT_BATCH, &types(&INSERT_BATCH_ARGS))?.keep(),
+        insert: client.prepare_mut(insert, &types(&INSERT_ARGS))?.keep(),
+        insert_batch: client.prepare_mut(insert_batch, &types(&INSERT_BATCH_ARGS))?.keep(),
         attempt_ids: client.prepare(ATTEMPT_IDS, &types(&["bigint"]))?.keep(),
         statuses: client.prepare(STATUSES, &[])?.keep(),
     })

@@ -1,7 +1,7 @@
-//! Rendered callbacks into the queue (`callback.callbacks_undone`): one at a time in the
-//! event's transaction (immediate recording), a batch per statement from a worker (deferred,
-//! leasing to itself those it can send soon), or, when one could not be rendered after commit,
-//! a failed callback saying why.
+//! Rendered callbacks into `callback.requests` and the queue (`callback.callbacks_undone`):
+//! one at a time in the event's transaction (immediate recording), a batch per statement from
+//! a worker (deferred, leasing to itself those it can send soon), or, when one could not be
+//! rendered after commit, a failed callback saying why.
 //!
 //! In: core `Callback`s. Out: rows of sql/render/insert.sql, insert_batch.sql, unsendable.sql;
 //! whether any is due now for whoever claims it (the workers are then woken at commit), and
@@ -19,6 +19,7 @@ use rand::{Rng, SeedableRng};
 use std::cell::{Cell, RefCell};
 
 const UNSENDABLE: &str = include_str!("../../sql/render/unsendable.sql");
+const COMPAT_UNSENDABLE: &str = include_str!("../../sql/compat/unsendable.sql");
 
 thread_local! {
     /// This backend's random generator, with the process it was seeded in.
@@ -189,6 +190,10 @@ pub fn unsendable(
         error.into(),
         webhook_id_of(stored, event, kind, subscription_id).into(),
     ];
-    client.update(UNSENDABLE, None, &args)?;
+    let unsendable = match crate::pg::spi::split_callbacks() {
+        true => UNSENDABLE,
+        false => COMPAT_UNSENDABLE,
+    };
+    client.update(unsendable, None, &args)?;
     Ok(())
 }

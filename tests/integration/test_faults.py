@@ -449,7 +449,7 @@ def test_sigkill_with_batched_reports_in_flight_and_waiting(db, receiver):
         pids = []
         while not pids:
             pids = query(db, "SELECT array_agg(pid) FROM pg_stat_activity WHERE backend_type = 'pg_callback worker'")
-        in_flight += query(db, "SELECT coalesce(sum(batch_size), 0) FROM callback.callbacks_undone WHERE leased_by IS NOT NULL")
+        in_flight += query(db, "SELECT coalesce(sum(batch_size), 0) FROM callback.callbacks WHERE leased_by IS NOT NULL")
         os.kill(pids[0], signal.SIGKILL)
         time.sleep(0.5)
     tally_batched("SIGKILL of a worker with batched reports on the wire and waiting, 3 times", db, ids, receiver, in_flight)

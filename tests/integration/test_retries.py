@@ -96,7 +96,7 @@ def test_a_url_that_cannot_be_sent_fails_at_once_saying_why(db, receiver):
     db.sql("SELECT callback.disable_campaign_callbacks(1)")
     send_message(db)
     db.wait_for("SELECT state = 'held' FROM callback.callbacks", what="the callback held")
-    db.sql("UPDATE callback.callbacks SET url = 'http:///dlr'")
+    db.sql("UPDATE callback.requests SET url = 'http:///dlr'")
     db.sql("SELECT callback.enable_campaign_callbacks(1)")
     db.wait_for("SELECT state = 'failed' FROM callback.callbacks", what="failed at once")
     [(attempts, error)] = db.sql("SELECT c.attempts, d.error FROM callback.callbacks c "

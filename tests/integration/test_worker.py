@@ -51,9 +51,9 @@ def test_no_lock_or_transaction_is_held_while_http_is_in_flight(db, receiver):
     assert (state, activity, xact_start) == ("idle", "sending callbacks (1 in flight)", None), "no open transaction"
     assert name.startswith("pg_callback worker") and datname == DATABASE
     assert db.one("SELECT count(*) FROM pg_locks WHERE pid = %s AND locktype <> 'virtualxid'", [pid]) == 0
-    # The row itself can be locked by anyone meanwhile.
+    # Its queue row can be locked by anyone meanwhile.
     with db.connect(autocommit=False) as conn:
-        conn.execute("SELECT id FROM callback.callbacks FOR UPDATE NOWAIT")
+        conn.execute("SELECT id FROM callback.callbacks_undone FOR UPDATE NOWAIT")
         conn.rollback()
     db.wait_for("SELECT state = 'delivered' FROM callback.callbacks")
 

@@ -38,8 +38,8 @@ UPDATE callback.messages SET status = 'error' WHERE id = 2;
 -- The campaign ends.
 UPDATE callback.campaigns SET status = 'completed';
 
-SELECT id, event, message_id, method, url, headers, auth_header, signing_secret IS NOT NULL AS signed, state, attempts
-FROM callback.callbacks ORDER BY id;
+SELECT id, c.event, c.message_id, c.method, c.url, c.headers, r.auth_header, r.signing_secret IS NOT NULL AS signed, c.state, c.attempts
+FROM callback.callbacks c JOIN callback.requests r USING (id) ORDER BY id;
 
 SELECT event, jsonb_pretty(pg_temp.shown(body)::jsonb) AS body FROM callback.callbacks ORDER BY id;
 
@@ -55,7 +55,7 @@ FROM callback.callbacks WHERE message_id = 3 ORDER BY id;
 UPDATE callback.lists SET callback_method = 'GET', callback_url = 'https://crm.example.com/dlr?id=${id}&status=${status}',
                           callback_basic_auth = NULL, callback_bearer_token = 'tok_abc';
 UPDATE callback.messages SET status = 'failed' WHERE id = 3;
-SELECT method, url, headers, body, auth_header FROM callback.callbacks WHERE id = (SELECT max(id) FROM callback.callbacks);
+SELECT method, url, headers, body, auth_header FROM callback.requests WHERE id = (SELECT max(id) FROM callback.requests);
 
 -- Each callback has its own webhook id, a random (version 4) UUID. The first callback of each order key (message or
 -- campaign, and URL) is pending and due now; the later ones wait their turn.

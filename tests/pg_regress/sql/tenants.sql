@@ -43,12 +43,12 @@ SELECT * FROM seen;
 SELECT a.name AS account, l.name AS list, c.name AS campaign FROM callback.accounts a
 JOIN callback.lists l ON l.account_id = a.id JOIN callback.campaigns c ON c.list_id = l.id;
 
--- It cannot read credentials or signing secrets, of lists, campaigns or callbacks ...
+-- It cannot read credentials or signing secrets, of lists, campaigns or callbacks (their requests) ...
 SELECT signing_secret FROM callback.lists;
 \echo :LAST_ERROR_SQLSTATE
 SELECT callback_bearer_token FROM callback.campaigns;
 \echo :LAST_ERROR_SQLSTATE
-SELECT auth_header FROM callback.callbacks;
+SELECT auth_header FROM callback.requests;
 \echo :LAST_ERROR_SQLSTATE
 SELECT * FROM callback.lists;
 \echo :LAST_ERROR_SQLSTATE
@@ -56,7 +56,7 @@ SELECT * FROM callback.lists;
 UPDATE callback.lists SET callback_bearer_token = 'acme-token-2';
 UPDATE callback.messages SET status = 'read';
 RESET ROLE;
-SELECT account_id, state, auth_header FROM callback.callbacks ORDER BY id;
+SELECT account_id, state, auth_header FROM callback.callbacks JOIN callback.requests USING (id, account_id) ORDER BY id;
 SET ROLE acme_app;
 -- Deferred, its status changes store events it may not write itself: the first with the
 -- statuses read as the extension's owner, the second from what that read cached.

@@ -1,0 +1,51 @@
+-- Frozen: sql/worker/finish.sql as it was before the callbacks table was split in three
+-- (sql/queue.sql), for a schema of 0.2.0 or older until `ALTER EXTENSION pg_callback UPDATE`
+-- (src/pg/spi.rs, split_callbacks).
+--
+-- Writes results: one history row per attempt made, and each callback's new state. verdict is
+-- delivered, retry (due again after wait seconds), failed, or released (not sent: the worker
+-- is stopping or the callback waited too long for a slot; the attempt is not counted). Only
+-- rows still leased by worker $10 are touched. Returns the callbacks done (delivered or
+-- failed), whether each failed for good, and their order keys, whose next callbacks
+-- release.sql lets go.
+--
+-- A done callback is deleted from the queue and inserted into callbacks_done, rather than
+-- updated across partitions: another worker's claim that meets a row deleted under it skips
+-- it, where a row moved by UPDATE would make that claim fail.
+WITH r AS (
+    SELECT *
+    FROM unnest($1::bigint[], $2::int[], $3::float8[], $4::float8[], $5::int[], $6::text[], $7::text[],
+                $8::text[], $9::float8[])
+         AS r(id, attempt, started, duration_ms, http_status, excerpt, error, verdict, wait)
+), history AS (
+    INSERT INTO callback.deliveries (callback_id, attempt, started_at, duration, http_status, response_excerpt, error)
+    SELECT r.id, r.attempt, to_timestamp(r.started), make_interval(secs => r.duration_ms / 1000),
+           r.http_status, r.excerpt, r.error
+    FROM r
+    WHERE r.verdict <> 'released'
+), again AS (
+    UPDATE callback.callbacks_undone c
+    SET due_at = CASE WHEN r.verdict = 'retry' THEN now() + make_interval(secs => r.wait) ELSE c.due_at END,
+        attempts = CASE WHEN r.verdict = 'released' THEN c.attempts - 1 ELSE c.attempts END,
+        leased_until = NULL,
+        leased_by = NULL,
+        last_http_status = CASE WHEN r.verdict = 'released' THEN c.last_http_status ELSE r.http_status END,
+        last_error = CASE WHEN r.verdict = 'released' THEN c.last_error ELSE r.error END
+    FROM r
+    WHERE c.id = r.id AND c.state = 'pending' AND c.leased_by = $10 AND r.verdict IN ('retry', 'released')
+), done AS (
+    DELETE FROM callback.callbacks_undone c
+    USING r
+    WHERE c.id = r.id AND c.state = 'pending' AND c.leased_by = $10 AND r.verdict IN ('delivered', 'failed')
+    RETURNING c.*, r.verdict, r.http_status AS answer_status, r.error AS answer_error
+), archived AS (
+    INSERT INTO callback.callbacks_done (
+        id, webhook_id, event, account_id, campaign_id, message_id, target, subscription_id, url, method,
+        headers, body, auth_header, signing_secret, retry_policy, order_key, state, attempts, due_at,
+        recorded_at, finished_at, last_http_status, last_error, batch_size)
+    SELECT id, webhook_id, event, account_id, campaign_id, message_id, target, subscription_id, url, method,
+           headers, body, auth_header, signing_secret, retry_policy, order_key, verdict::callback.callback_state,
+           attempts, due_at, recorded_at, now(), answer_status, answer_error, batch_size
+    FROM done
+)
+SELECT id, verdict = 'failed' AS failed, order_key FROM done
