@@ -5,7 +5,10 @@
 //! and answers, and asks it what to send, what to give back unsent, and which endpoints a
 //! claim should skip because it has enough of their callbacks already.
 
-use std::collections::{HashMap, VecDeque};
+// Maps keyed by callback id and endpoint, looked up several times for every callback sent: Fx
+// hashing, not SipHash (3 % of the machine in a drain, BENCHMARKS.md); the keys are our own.
+use rustc_hash::FxHashMap as HashMap;
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 /// How long a claimed callback should wait in the worker for a free slot of its endpoint, at
@@ -77,9 +80,9 @@ impl<T> Default for Dispatcher<T> {
         Dispatcher {
             queue: VecDeque::new(),
             unpaced: 0,
-            in_flight: HashMap::new(),
-            next_at: HashMap::new(),
-            endpoints: HashMap::new(),
+            in_flight: HashMap::default(),
+            next_at: HashMap::default(),
+            endpoints: HashMap::default(),
         }
     }
 }
