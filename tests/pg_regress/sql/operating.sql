@@ -101,3 +101,19 @@ SELECT callback.cancel(max(id)) FROM callback.callbacks WHERE message_id = :m;
 \echo :LAST_ERROR_SQLSTATE
 SELECT callback.cancel(424242);
 \echo :LAST_ERROR_SQLSTATE
+
+-- An administrator changes a callback's state through callback.callbacks, as above: its narrow
+-- row moves between the queue and the done ones; what it sends, fixed when it was rendered
+-- (callback.requests), cannot change; deleting it deletes every part of it.
+SELECT min(id) AS c FROM callback.callbacks WHERE message_id = :m \gset
+UPDATE callback.callbacks SET state = 'delivered', finished_at = now() WHERE id = :c RETURNING id, state, due_at;
+SELECT (SELECT count(*) FROM callback.callbacks_undone WHERE id = :c) AS queued,
+       (SELECT count(*) FROM callback.callbacks_done WHERE id = :c) AS done;
+UPDATE callback.callbacks SET state = 'pending', due_at = now() WHERE id = :c RETURNING id, state, finished_at;
+SELECT (SELECT count(*) FROM callback.callbacks_undone WHERE id = :c) AS queued,
+       (SELECT count(*) FROM callback.callbacks_done WHERE id = :c) AS done;
+UPDATE callback.callbacks SET url = 'https://elsewhere.example/' WHERE id = :c;
+\echo :LAST_ERROR_SQLSTATE
+DELETE FROM callback.callbacks WHERE id = :c;
+SELECT (SELECT count(*) FROM callback.requests WHERE id = :c) AS requests,
+       (SELECT count(*) FROM callback.callbacks_undone WHERE id = :c) AS queued;
