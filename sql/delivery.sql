@@ -143,11 +143,11 @@ BEGIN
     WITH gone AS (
         DELETE FROM callback.callbacks_done d
         WHERE d.id = _replay.callback_id AND (accounts IS NULL OR d.account_id = ANY (accounts))
-        RETURNING d.id
+        RETURNING d.account_id, d.id
     )
     INSERT INTO callback.callbacks_undone (id, account_id, campaign_id, target, state, endpoint, order_key)
     SELECT r.id, r.account_id, r.campaign_id, r.target, 'pending', r.endpoint, r.order_key
-    FROM gone JOIN callback.requests r ON r.id = gone.id;
+    FROM gone JOIN callback.requests r ON r.account_id = gone.account_id AND r.id = gone.id;
     IF NOT FOUND THEN
         PERFORM FROM callback.callbacks c
         WHERE c.id = _replay.callback_id AND (accounts IS NULL OR c.account_id = ANY (accounts));
@@ -268,9 +268,9 @@ BEGIN
                        WHERE o.state = 'delivered' AND o.finished_at < now() - older_than
                        ORDER BY o.id
                        LIMIT max_rows)
-        RETURNING c.id
+        RETURNING c.account_id, c.id
     ), requests AS (
-        DELETE FROM callback.requests r USING gone WHERE r.id = gone.id
+        DELETE FROM callback.requests r USING gone WHERE r.account_id = gone.account_id AND r.id = gone.id
     ), history AS (
         DELETE FROM callback.deliveries d USING gone WHERE d.callback_id = gone.id
     ), batched AS (

@@ -1109,7 +1109,8 @@ COMMENT ON COLUMN callback.callbacks_undone.due_at IS 'When the next attempt may
 COMMENT ON COLUMN callback.callbacks_undone.leased_until IS 'A worker that claimed the row holds it until then; after that another may reclaim it.';
 COMMENT ON TABLE callback.callbacks_done IS 'A row per callback delivered or failed for good, its request in callback.requests: kept for pg_callback.retention (delivered) or until replayed or purged (failed).';
 
--- Credentials (auth_header, signing_secret) are left out: only callback.requests has them.
+-- Credentials (auth_header, signing_secret) are left out: only callback.requests has them. The
+-- parts join on the account too, as they would if the tables were distributed by account.
 CREATE VIEW callback.callbacks WITH (security_invoker = true) AS
 SELECT r.id, r.webhook_id, r.event, r.account_id, r.campaign_id, r.message_id, r.target, r.subscription_id,
        r.url, r.endpoint, r.method, r.headers, r.body, r.retry_policy, r.order_key,
@@ -1120,8 +1121,8 @@ SELECT r.id, r.webhook_id, r.event, r.account_id, r.campaign_id, r.message_id, r
        CASE WHEN u.id IS NOT NULL THEN u.last_error ELSE d.last_error END AS last_error,
        r.batch_size
 FROM callback.requests r
-LEFT JOIN callback.callbacks_undone u ON u.id = r.id
-LEFT JOIN callback.callbacks_done d ON d.id = r.id;
+LEFT JOIN callback.callbacks_undone u ON u.account_id = r.account_id AND u.id = r.id
+LEFT JOIN callback.callbacks_done d ON d.account_id = r.account_id AND d.id = r.id;
 COMMENT ON VIEW callback.callbacks IS 'Every callback recorded: its resolved URL, method, headers and body, fixed when its event happened (callback.requests), and its delivery state: in the queue (callbacks_undone: due_at, lease) or done (callbacks_done: finished_at).';
 COMMENT ON COLUMN callback.callbacks.order_key IS 'Callbacks with the same key (same message or campaign, same URL) are delivered in id order: a later one waits while an earlier one is not done.';
 COMMENT ON COLUMN callback.callbacks.endpoint IS 'Where its requests go: the URL''s scheme, host and port (the port left out when it is the scheme''s default), fixed when it was rendered (callback._endpoint). Workers limit requests in flight per endpoint; the operating views group by it.';
@@ -1185,7 +1186,8 @@ CREATE TRIGGER callbacks_changed INSTEAD OF UPDATE OR DELETE ON callback.callbac
 CREATE OR REPLACE FUNCTION callback._retry_policy_in_use() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    IF EXISTS (SELECT FROM callback.requests r JOIN callback.callbacks_undone u ON u.id = r.id
+    IF EXISTS (SELECT FROM callback.requests r
+               JOIN callback.callbacks_undone u ON u.account_id = r.account_id AND u.id = r.id
                WHERE r.retry_policy = OLD.name) THEN
         RAISE EXCEPTION 'retry policy "%" is in use by callbacks not yet done', OLD.name
             USING ERRCODE = 'foreign_key_violation';
@@ -1234,11 +1236,11 @@ BEGIN
     WITH gone AS (
         DELETE FROM callback.callbacks_done d
         WHERE d.id = _replay.callback_id AND (accounts IS NULL OR d.account_id = ANY (accounts))
-        RETURNING d.id
+        RETURNING d.account_id, d.id
     )
     INSERT INTO callback.callbacks_undone (id, account_id, campaign_id, target, state, endpoint, order_key)
     SELECT r.id, r.account_id, r.campaign_id, r.target, 'pending', r.endpoint, r.order_key
-    FROM gone JOIN callback.requests r ON r.id = gone.id;
+    FROM gone JOIN callback.requests r ON r.account_id = gone.account_id AND r.id = gone.id;
     IF NOT FOUND THEN
         PERFORM FROM callback.callbacks c
         WHERE c.id = _replay.callback_id AND (accounts IS NULL OR c.account_id = ANY (accounts));
@@ -1271,9 +1273,9 @@ BEGIN
                        WHERE o.state = 'delivered' AND o.finished_at < now() - older_than
                        ORDER BY o.id
                        LIMIT max_rows)
-        RETURNING c.id
+        RETURNING c.account_id, c.id
     ), requests AS (
-        DELETE FROM callback.requests r USING gone WHERE r.id = gone.id
+        DELETE FROM callback.requests r USING gone WHERE r.account_id = gone.account_id AND r.id = gone.id
     ), history AS (
         DELETE FROM callback.deliveries d USING gone WHERE d.callback_id = gone.id
     ), batched AS (
@@ -1373,7 +1375,7 @@ BEGIN
         SELECT d.id, r.account_id, r.campaign_id, r.target, r.endpoint, r.order_key,
                min(d.id) OVER (PARTITION BY r.order_key) AS first
         FROM callback.callbacks_done d
-        JOIN callback.requests r ON r.id = d.id
+        JOIN callback.requests r ON r.account_id = d.account_id AND r.id = d.id
         WHERE d.state = _replay_all.state
           AND (accounts IS NULL OR d.account_id = ANY (accounts))
           AND (_replay_all.campaign_id IS NULL OR r.campaign_id = _replay_all.campaign_id)
@@ -1408,7 +1410,7 @@ SELECT c.endpoint,
        coalesce(max(now() - c.due_at) FILTER (WHERE c.state = 'pending' AND c.due_at <= now()), '0') AS lag,
        min(r.recorded_at) AS oldest_recorded_at
 FROM callback.callbacks_undone c
-JOIN callback.requests r ON r.id = c.id
+JOIN callback.requests r ON r.account_id = c.account_id AND r.id = c.id
 GROUP BY 1;
 COMMENT ON VIEW callback.queue IS 'Callbacks not done yet, per endpoint (scheme, host and port): how many, due now, in flight, waiting for a retry, waiting behind an earlier one, held; lag: how long the longest-due callback has been due.';
 

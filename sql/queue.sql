@@ -112,7 +112,8 @@ CREATE TABLE callback.callbacks_done (
 CREATE UNIQUE INDEX callbacks_done_id ON callback.callbacks_done (id);
 COMMENT ON TABLE callback.callbacks_done IS 'A row per callback delivered or failed for good, its request in callback.requests: kept for pg_callback.retention (delivered) or until replayed or purged (failed).';
 
--- Credentials (auth_header, signing_secret) are left out: only callback.requests has them.
+-- Credentials (auth_header, signing_secret) are left out: only callback.requests has them. The
+-- parts join on the account too, as they would if the tables were distributed by account.
 CREATE VIEW callback.callbacks WITH (security_invoker = true) AS
 SELECT r.id, r.webhook_id, r.event, r.account_id, r.campaign_id, r.message_id, r.target, r.subscription_id,
        r.url, r.endpoint, r.method, r.headers, r.body, r.retry_policy, r.order_key,
@@ -123,8 +124,8 @@ SELECT r.id, r.webhook_id, r.event, r.account_id, r.campaign_id, r.message_id, r
        CASE WHEN u.id IS NOT NULL THEN u.last_error ELSE d.last_error END AS last_error,
        r.batch_size
 FROM callback.requests r
-LEFT JOIN callback.callbacks_undone u ON u.id = r.id
-LEFT JOIN callback.callbacks_done d ON d.id = r.id;
+LEFT JOIN callback.callbacks_undone u ON u.account_id = r.account_id AND u.id = r.id
+LEFT JOIN callback.callbacks_done d ON d.account_id = r.account_id AND d.id = r.id;
 COMMENT ON VIEW callback.callbacks IS 'Every callback recorded: its resolved URL, method, headers and body, fixed when its event happened (callback.requests), and its delivery state: in the queue (callbacks_undone: due_at, lease) or done (callbacks_done: finished_at).';
 COMMENT ON COLUMN callback.callbacks.order_key IS 'Callbacks with the same key (same message or campaign, same URL) are delivered in id order: a later one waits while an earlier one is not done.';
 COMMENT ON COLUMN callback.callbacks.endpoint IS 'Where its requests go: the URL''s scheme, host and port (the port left out when it is the scheme''s default), fixed when it was rendered (callback._endpoint). Workers limit requests in flight per endpoint; the operating views group by it.';
@@ -202,7 +203,8 @@ COMMENT ON TABLE callback.deliveries IS 'One row per HTTP attempt: when, how lon
 CREATE FUNCTION callback._retry_policy_in_use() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    IF EXISTS (SELECT FROM callback.requests r JOIN callback.callbacks_undone u ON u.id = r.id
+    IF EXISTS (SELECT FROM callback.requests r
+               JOIN callback.callbacks_undone u ON u.account_id = r.account_id AND u.id = r.id
                WHERE r.retry_policy = OLD.name) THEN
         RAISE EXCEPTION 'retry policy "%" is in use by callbacks not yet done', OLD.name
             USING ERRCODE = 'foreign_key_violation';

@@ -17,7 +17,7 @@ SELECT c.endpoint,
        coalesce(max(now() - c.due_at) FILTER (WHERE c.state = 'pending' AND c.due_at <= now()), '0') AS lag,
        min(r.recorded_at) AS oldest_recorded_at
 FROM callback.callbacks_undone c
-JOIN callback.requests r ON r.id = c.id
+JOIN callback.requests r ON r.account_id = c.account_id AND r.id = c.id
 GROUP BY 1;
 COMMENT ON VIEW callback.queue IS 'Callbacks not done yet, per endpoint (scheme, host and port): how many, due now, in flight, waiting for a retry, waiting behind an earlier one, held; lag: how long the longest-due callback has been due.';
 
@@ -179,7 +179,7 @@ BEGIN
         SELECT d.id, r.account_id, r.campaign_id, r.target, r.endpoint, r.order_key,
                min(d.id) OVER (PARTITION BY r.order_key) AS first
         FROM callback.callbacks_done d
-        JOIN callback.requests r ON r.id = d.id
+        JOIN callback.requests r ON r.account_id = d.account_id AND r.id = d.id
         WHERE d.state = _replay_all.state
           AND (accounts IS NULL OR d.account_id = ANY (accounts))
           AND (_replay_all.campaign_id IS NULL OR r.campaign_id = _replay_all.campaign_id)

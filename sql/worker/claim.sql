@@ -37,11 +37,12 @@ WITH due AS (
         leased_by = $2,
         attempts = c.attempts + 1
     WHERE c.id = ANY (ARRAY(SELECT id FROM due))
-    RETURNING c.id, c.attempts, c.leased_until, c.due_at
+    RETURNING c.account_id, c.id, c.attempts, c.leased_until, c.due_at
 ), leased AS (
     SELECT *, false AS rendered FROM claimed
     UNION ALL
-    SELECT c.id, c.attempts, c.leased_until, c.due_at, true FROM callback.callbacks_undone c WHERE c.id = ANY ($8::bigint[])
+    SELECT c.account_id, c.id, c.attempts, c.leased_until, c.due_at, true
+    FROM callback.callbacks_undone c WHERE c.id = ANY ($8::bigint[])
 )
 SELECT c.id,
        r.account_id,
@@ -69,4 +70,4 @@ SELECT c.id,
        extract(epoch FROM c.due_at)::float8 AS due,
        c.rendered
 FROM leased c
-JOIN callback.requests r ON r.id = c.id
+JOIN callback.requests r ON r.account_id = c.account_id AND r.id = c.id
