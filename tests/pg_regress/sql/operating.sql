@@ -117,3 +117,14 @@ UPDATE callback.callbacks SET url = 'https://elsewhere.example/' WHERE id = :c;
 DELETE FROM callback.callbacks WHERE id = :c;
 SELECT (SELECT count(*) FROM callback.requests WHERE id = :c) AS requests,
        (SELECT count(*) FROM callback.callbacks_undone WHERE id = :c) AS queued;
+
+-- A retry policy named by a callback not done cannot be deleted; once it is done, it can.
+INSERT INTO callback.retry_policies (name, kind, max_attempts, step) VALUES ('patient', 'fixed', 5, '10 minutes');
+UPDATE callback.campaigns SET retry_policy = 'patient' WHERE id = 1;
+INSERT INTO callback.messages (campaign_id, channel, destination, status) VALUES (1, 'sms', '+15550100', 'delivered');
+SELECT count(*) AS queued_with_it FROM callback.callbacks WHERE retry_policy = 'patient' AND state = 'pending';
+UPDATE callback.campaigns SET retry_policy = 'standard' WHERE id = 1;
+DELETE FROM callback.retry_policies WHERE name = 'patient';
+\echo :LAST_ERROR_SQLSTATE
+UPDATE callback.callbacks SET state = 'delivered' WHERE retry_policy = 'patient';
+DELETE FROM callback.retry_policies WHERE name = 'patient' RETURNING name;
