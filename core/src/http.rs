@@ -373,9 +373,10 @@ mod tests {
                 .filter(|(_, blocked)| blocked & standard | unblockable != standard)
                 .collect()
         };
-        // Other tests run at once and start and stop pools of their own: a thread of theirs seen
-        // on its way out (seen once, in a CI run) is gone when looked at again.
-        // This pool's threads run until it is dropped, so one of them unblocked stays so.
+        // Other tests run at once and start and stop pools of their own, whose threads are read
+        // here too: a CI run once saw one with no signal blocked (40 runs here did not), a
+        // thread presumably starting or ending. Look again: this pool's threads run until it
+        // is dropped, so one of them unblocked is still unblocked then.
         if !unblocked(&threads).is_empty() {
             std::thread::sleep(Duration::from_millis(200));
             threads = named();
