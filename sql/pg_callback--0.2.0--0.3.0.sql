@@ -52,33 +52,9 @@ LANGUAGE sql STABLE AS $$
     LEFT JOIN callback.members member ON member.id = message.member_id
 $$;
 
--- Every callback kept (history included) gets its endpoint: this rewrites the callbacks
--- table once.
-ALTER TABLE callback.callbacks
-    ADD COLUMN endpoint text GENERATED ALWAYS AS (callback._endpoint(url)) STORED;
-COMMENT ON COLUMN callback.callbacks.endpoint IS 'Where its requests go: the URL''s scheme, host and port (the port left out when it is the scheme''s default), fixed when it was rendered (callback._endpoint). Workers limit requests in flight per endpoint; the operating views group by it.';
-GRANT SELECT (endpoint) ON callback.callbacks TO callback_tenant;
-
-CREATE OR REPLACE VIEW callback.queue WITH (security_invoker = true) AS
-SELECT c.endpoint,
-       count(*) AS depth,
-       count(*) FILTER (WHERE c.state = 'pending' AND c.due_at <= now() AND c.leased_until IS NULL) AS due,
-       count(*) FILTER (WHERE c.leased_until > now()) AS in_flight,
-       count(*) FILTER (WHERE c.state = 'pending' AND c.due_at > now()) AS retrying,
-       count(*) FILTER (WHERE c.state = 'waiting') AS waiting,
-       count(*) FILTER (WHERE c.state = 'held') AS held,
-       coalesce(max(now() - c.due_at) FILTER (WHERE c.state = 'pending' AND c.due_at <= now()), '0') AS lag,
-       min(c.recorded_at) AS oldest_recorded_at
-FROM callback.callbacks c
-WHERE c.state IN ('waiting', 'pending', 'held')
-GROUP BY 1;
-COMMENT ON VIEW callback.queue IS 'Callbacks not done yet, per endpoint (scheme, host and port): how many, due now, in flight, waiting for a retry, waiting behind an earlier one, held; lag: how long the longest-due callback has been due.';
-
-
 -- Tenants no longer write the columns the workers own (state, attempts, lease, due time):
 -- replay, retry_now and replay_all change them as the extension's owner, for the accounts the
 -- calling role acts for.
-REVOKE UPDATE (state, due_at, attempts, finished_at, leased_until, leased_by) ON callback.callbacks FROM callback_tenant;
 CREATE FUNCTION callback._accounts_of(acting name) RETURNS bigint[]
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
@@ -99,12 +75,14 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     accounts bigint[] := callback._accounts_of(acting);
 BEGIN
-    UPDATE callback.callbacks c
-    SET state = 'pending', due_at = now(), attempts = 0, finished_at = NULL, leased_until = NULL, leased_by = NULL
-    WHERE c.id = _replay.callback_id AND c.state IN ('failed', 'delivered')
-      AND (accounts IS NULL OR c.account_id = ANY (accounts))
-    RETURNING c.id, c.webhook_id, c.state, c.attempts, c.due_at, c.finished_at
-    INTO id, webhook_id, state, attempts, due_at, finished_at;
+    WITH gone AS (
+        DELETE FROM callback.callbacks_done d
+        WHERE d.id = _replay.callback_id AND (accounts IS NULL OR d.account_id = ANY (accounts))
+        RETURNING d.account_id, d.id
+    )
+    INSERT INTO callback.callbacks_undone (id, account_id, campaign_id, target, state, endpoint, order_key)
+    SELECT r.id, r.account_id, r.campaign_id, r.target, 'pending', r.endpoint, r.order_key
+    FROM gone JOIN callback.requests r ON r.account_id = gone.account_id AND r.id = gone.id;
     IF NOT FOUND THEN
         PERFORM FROM callback.callbacks c
         WHERE c.id = _replay.callback_id AND (accounts IS NULL OR c.account_id = ANY (accounts));
@@ -115,6 +93,9 @@ BEGIN
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'Only failed or delivered callbacks can be replayed.';
     END IF;
+    SELECT c.id, c.webhook_id, c.state, c.attempts, c.due_at, c.finished_at
+    INTO id, webhook_id, state, attempts, due_at, finished_at
+    FROM callback.callbacks c WHERE c.id = _replay.callback_id;
     PERFORM callback._wake_on_commit();
     RETURN NEXT;
 END $$;
@@ -125,7 +106,7 @@ DECLARE
     accounts bigint[] := callback._accounts_of(acting);
     current_state callback.callback_state;
 BEGIN
-    UPDATE callback.callbacks c SET due_at = now()
+    UPDATE callback.callbacks_undone c SET due_at = now()
     WHERE c.id = _retry_now.callback_id AND c.state = 'pending' AND c.leased_until IS NULL
       AND (accounts IS NULL OR c.account_id = ANY (accounts));
     IF FOUND THEN
@@ -167,23 +148,26 @@ BEGIN
         END IF;
     END IF;
     WITH chosen AS (
-        SELECT c.id, c.order_key, min(c.id) OVER (PARTITION BY c.order_key) AS first
-        FROM callback.callbacks c
-        WHERE c.state = _replay_all.state
-          AND (accounts IS NULL OR c.account_id = ANY (accounts))
-          AND (_replay_all.campaign_id IS NULL OR c.campaign_id = _replay_all.campaign_id)
-          AND (_replay_all.finished_from IS NULL OR c.finished_at >= _replay_all.finished_from)
-          AND (_replay_all.finished_to IS NULL OR c.finished_at < _replay_all.finished_to)
+        SELECT d.id, r.account_id, r.campaign_id, r.target, r.endpoint, r.order_key,
+               min(d.id) OVER (PARTITION BY r.order_key) AS first
+        FROM callback.callbacks_done d
+        JOIN callback.requests r ON r.account_id = d.account_id AND r.id = d.id
+        WHERE d.state = _replay_all.state
+          AND (accounts IS NULL OR d.account_id = ANY (accounts))
+          AND (_replay_all.campaign_id IS NULL OR r.campaign_id = _replay_all.campaign_id)
+          AND (_replay_all.finished_from IS NULL OR d.finished_at >= _replay_all.finished_from)
+          AND (_replay_all.finished_to IS NULL OR d.finished_at < _replay_all.finished_to)
     ), busy AS (
-        SELECT DISTINCT u.order_key FROM callback.callbacks u JOIN chosen USING (order_key)
-        WHERE u.state IN ('waiting', 'pending', 'held')
+        SELECT DISTINCT u.order_key FROM callback.callbacks_undone u JOIN chosen USING (order_key)
+    ), gone AS (
+        DELETE FROM callback.callbacks_done d USING chosen WHERE d.id = chosen.id
     )
-    UPDATE callback.callbacks c
-    SET state = CASE WHEN c.id = chosen.first AND busy.order_key IS NULL THEN 'pending' ELSE 'waiting' END
-                    ::callback.callback_state,
-        due_at = now(), attempts = 0, finished_at = NULL, leased_until = NULL, leased_by = NULL
-    FROM chosen LEFT JOIN busy USING (order_key)
-    WHERE c.id = chosen.id;
+    INSERT INTO callback.callbacks_undone (id, account_id, campaign_id, target, state, endpoint, order_key)
+    SELECT chosen.id, chosen.account_id, chosen.campaign_id, chosen.target,
+           CASE WHEN chosen.id = chosen.first AND busy.order_key IS NULL THEN 'pending' ELSE 'waiting' END
+               ::callback.callback_state,
+           chosen.endpoint, chosen.order_key
+    FROM chosen LEFT JOIN busy USING (order_key);
     GET DIAGNOSTICS replayed = ROW_COUNT;
     IF replayed > 0 THEN
         PERFORM callback._wake_on_commit();
@@ -302,14 +286,20 @@ CREATE FUNCTION callback._cancel(callback_id bigint, acting name) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     accounts bigint[] := callback._accounts_of(acting);
-    canceled callback.callbacks;
+    canceled record;
     current_state callback.callback_state;
 BEGIN
-    UPDATE callback.callbacks c
-    SET state = 'failed', finished_at = now(), last_error = format('canceled by %s', acting)
-    WHERE c.id = _cancel.callback_id AND (accounts IS NULL OR c.account_id = ANY (accounts))
-      AND c.state IN ('waiting', 'pending', 'held') AND (c.leased_until IS NULL OR c.leased_until < now())
-    RETURNING * INTO canceled;
+    WITH gone AS (
+        DELETE FROM callback.callbacks_undone c
+        WHERE c.id = _cancel.callback_id AND (accounts IS NULL OR c.account_id = ANY (accounts))
+          AND (c.leased_until IS NULL OR c.leased_until < now())
+        RETURNING c.id, c.account_id, c.attempts, c.last_http_status, c.order_key
+    ), done AS (
+        INSERT INTO callback.callbacks_done (id, account_id, state, attempts, last_http_status, last_error)
+        SELECT g.id, g.account_id, 'failed', g.attempts, g.last_http_status, format('canceled by %s', acting)
+        FROM gone g
+    )
+    SELECT * INTO canceled FROM gone;
     IF FOUND THEN
         UPDATE callback.callbacks_undone w SET state = 'pending', due_at = now()
         WHERE w.id = (SELECT min(n.id) FROM callback.callbacks_undone n
@@ -539,32 +529,6 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT e.endpoint, e.state, e.since, e.failures, e.last_error, e.next_probe_at FROM callback.endpoints e
 $$;
 
-CREATE OR REPLACE VIEW callback.endpoint_health WITH (security_invoker = true) AS
-WITH attempts AS (
-    SELECT c.endpoint, d.started_at, d.error IS NULL AS ok, d.http_status, d.error
-    FROM callback.deliveries d
-    JOIN callback.callbacks c ON c.id = d.callback_id
-), last_success AS (
-    SELECT endpoint, max(started_at) FILTER (WHERE ok) AS at FROM attempts GROUP BY endpoint
-)
-SELECT a.endpoint,
-       count(*) AS attempts,
-       round(avg(a.ok::int), 4) AS success_rate,
-       count(*) FILTER (WHERE a.started_at > now() - interval '1 hour') AS attempts_last_hour,
-       round(avg(a.ok::int) FILTER (WHERE a.started_at > now() - interval '1 hour'), 4) AS success_rate_last_hour,
-       count(*) FILTER (WHERE NOT a.ok AND a.started_at > coalesce(s.at, '-infinity')) AS consecutive_failures,
-       s.at AS last_success_at,
-       max(a.started_at) FILTER (WHERE NOT a.ok) AS last_failure_at,
-       (array_agg(a.error ORDER BY a.started_at DESC) FILTER (WHERE NOT a.ok))[1] AS last_error,
-       max(a.started_at) AS last_attempt_at,
-       coalesce(e.state, 'up') AS state,
-       e.since AS state_since,
-       e.next_probe_at
-FROM attempts a
-JOIN last_success s USING (endpoint)
-LEFT JOIN callback._endpoint_states() e USING (endpoint)
-GROUP BY a.endpoint, s.at, e.state, e.since, e.next_probe_at;
-COMMENT ON VIEW callback.endpoint_health IS 'Every endpoint (scheme, host and port) in the history kept: attempts and success rate, overall and in the last hour; failures since the last success; the last success, failure and error; up or down (sql/health.sql) since when, and when a down one is probed next.';
 REVOKE ALL ON FUNCTION callback._unpark(text), callback.reset_endpoint(text), callback._endpoint_states() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION callback._unpark(text), callback.reset_endpoint(text), callback._endpoint_states() TO callback_admin;
 GRANT EXECUTE ON FUNCTION callback._endpoint_states() TO callback_tenant;
@@ -761,9 +725,6 @@ GRANT EXECUTE ON FUNCTION callback._report_storage(), callback._campaign_report_
 -- Batched reports, sql/batching.sql; each batch is a callback carrying batch_size events
 -- (sql/queue.sql), whose history each of them shows (sql/delivery.sql); targets' batching
 -- comes with their settings (sql/events.sql).
-ALTER TABLE callback.callbacks ADD COLUMN batch_size int;
-COMMENT ON COLUMN callback.callbacks.webhook_id IS 'Sent as the webhook-id header; the same on every retry, so receivers can drop duplicates. Unique without an index to maintain: for an event rendered by a worker, derived from the installation, the event and the target (a version 8 UUID), so that rendering it again after a crash undid the first gives the same; otherwise random.';
-COMMENT ON COLUMN callback.callbacks.batch_size IS 'A batch of events of one target ({"results": [...]}, sql/batching.sql): how many it carries, each a row of callback.batch_events; NULL for a callback of one event.';
 
 CREATE TABLE callback.batching (
     account_id bigint NOT NULL REFERENCES callback.accounts ON DELETE CASCADE,
@@ -901,48 +862,6 @@ GRANT EXECUTE ON FUNCTION callback._target_settings(bigint, bigint, bigint) TO c
 CREATE TRIGGER batching_settings_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON callback.batching
     FOR EACH STATEMENT EXECUTE FUNCTION callback._settings_changed();
 
-CREATE OR REPLACE VIEW callback.history AS
-SELECT d.id, d.callback_id, c.message_id, c.campaign_id, c.account_id, c.event, c.target, c.method, c.url,
-       d.attempt, d.started_at, d.duration, d.http_status, d.response_excerpt, d.error, c.state,
-       c.batch_size
-FROM callback.deliveries d
-JOIN callback.callbacks c ON c.id = d.callback_id
-WHERE c.batch_size IS NULL
-UNION ALL
--- A batch's attempts, once for each of its events.
-SELECT d.id, d.callback_id, b.message_id, c.campaign_id, c.account_id, b.event, c.target, c.method, c.url,
-       d.attempt, d.started_at, d.duration, d.http_status, d.response_excerpt, d.error, c.state,
-       c.batch_size
-FROM callback.batch_events b
-JOIN callback.callbacks c ON c.id = b.callback_id
-JOIN callback.deliveries d ON d.callback_id = c.id;
-COMMENT ON VIEW callback.history IS 'Every HTTP attempt with its callback: when, how long, the status, an excerpt of the answer, the error. The attempts of a batch (batch_size events in one request) appear once for each of its events, with that event''s type and message.';
-ALTER VIEW callback.history SET (security_invoker = true);
-CREATE OR REPLACE FUNCTION callback.purge(older_than interval, max_rows bigint DEFAULT NULL) RETURNS bigint
-LANGUAGE plpgsql AS $$
-DECLARE
-    purged bigint;
-BEGIN
-    IF older_than IS NULL OR older_than < '0' THEN
-        RAISE EXCEPTION 'older_than must be zero or more, not %', coalesce(older_than::text, 'NULL')
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    WITH gone AS (
-        DELETE FROM callback.callbacks c
-        WHERE c.id IN (SELECT o.id FROM callback.callbacks o
-                       WHERE o.state = 'delivered' AND o.finished_at < now() - older_than
-                       ORDER BY o.id
-                       LIMIT max_rows)
-        RETURNING c.id
-    ), history AS (
-        DELETE FROM callback.deliveries d USING gone WHERE d.callback_id = gone.id
-    ), batched AS (
-        DELETE FROM callback.batch_events b USING gone WHERE b.callback_id = gone.id
-    )
-    SELECT count(*) INTO purged FROM gone;
-    RETURN purged;
-END $$;
-
 ALTER TABLE callback.batching ENABLE ROW LEVEL SECURITY;
 CREATE POLICY own_account ON callback.batching
     USING ((SELECT callback._admin()) OR account_id = ANY ((SELECT callback._accounts())::bigint[]));
@@ -956,24 +875,6 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON callback.batching TO callback_tenant;
 GRANT SELECT (account_id, id, callback_id, event, campaign_id, message_id, recorded_at, batch_key, send_by,
               max_count, max_bytes, format, target, subscription_id, url, method, headers, envelope, retry_policy)
     ON callback.batch_events TO callback_tenant;
-GRANT SELECT (batch_size) ON callback.callbacks TO callback_tenant;
--- The events a campaign's callbacks carry (sql/views.sql).
-CREATE OR REPLACE VIEW callback.campaign_summary WITH (security_invoker = true) AS
-SELECT c.id AS campaign_id, c.account_id, c.name, c.status, c.callbacks_enabled,
-       count(cb.id) AS callbacks,
-       count(cb.id) FILTER (WHERE cb.state = 'delivered') AS delivered,
-       count(cb.id) FILTER (WHERE cb.state = 'failed') AS failed,
-       count(cb.id) FILTER (WHERE cb.state IN ('waiting', 'pending')) AS to_send,
-       count(cb.id) FILTER (WHERE cb.state = 'held') AS held,
-       coalesce(sum(cb.attempts), 0) AS attempts,
-       max(cb.finished_at) FILTER (WHERE cb.state = 'delivered') AS last_delivered_at,
-       (SELECT count(*) FROM callback.alerts a WHERE a.campaign_id = c.id) AS alerts,
-       coalesce(sum(coalesce(cb.batch_size, 1)) FILTER (WHERE cb.id IS NOT NULL), 0) AS events,
-       coalesce(sum(coalesce(cb.batch_size, 1)) FILTER (WHERE cb.state = 'delivered'), 0) AS events_delivered
-FROM callback.campaigns c
-LEFT JOIN callback.callbacks cb ON cb.campaign_id = c.id
-GROUP BY c.id;
-COMMENT ON VIEW callback.campaign_summary IS 'Each campaign''s callbacks: how many, delivered, failed, still to send, held; attempts made, the last delivery, alerts raised; the events they carry (a batch carries several), and those delivered.';
 REVOKE ALL ON FUNCTION callback._check_batching(), callback._batching(bigint, text, bigint),
     callback.set_batching(text, bigint, int, int, interval) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION callback._check_batching(), callback._batching(bigint, text, bigint),
@@ -1059,14 +960,14 @@ CREATE TABLE callback.callbacks_done1 (
 INSERT INTO callback.requests (
     id, webhook_id, event, account_id, campaign_id, message_id, target, subscription_id, url, endpoint, method,
     headers, body, auth_header, signing_secret, retry_policy, order_key, recorded_at, batch_size)
-SELECT id, webhook_id, event, account_id, campaign_id, message_id, target, subscription_id, url, endpoint, method,
-       headers, body, auth_header, signing_secret, retry_policy, order_key, recorded_at, batch_size
+SELECT id, webhook_id, event, account_id, campaign_id, message_id, target, subscription_id, url, callback._endpoint(url),
+       method, headers, body, auth_header, signing_secret, retry_policy, order_key, recorded_at, NULL
 FROM callback.callbacks;
 INSERT INTO callback.callbacks_undone1 (
     id, account_id, campaign_id, target, state, attempts, due_at, leased_until, leased_by, last_http_status,
     last_error, endpoint, order_key)
 SELECT id, account_id, campaign_id, target, state, attempts, due_at, leased_until, leased_by, last_http_status,
-       last_error, endpoint, order_key
+       last_error, callback._endpoint(url), order_key
 FROM callback.callbacks_undone;
 INSERT INTO callback.callbacks_done1 (id, account_id, state, attempts, finished_at, last_http_status, last_error)
 SELECT id, account_id, state, attempts, coalesce(finished_at, recorded_at), last_http_status, last_error
@@ -1226,38 +1127,6 @@ BEGIN
     RETURN NULL;
 END $$;
 
-CREATE OR REPLACE FUNCTION callback._replay(callback_id bigint, acting name)
-RETURNS TABLE (id bigint, webhook_id uuid, state callback.callback_state, attempts int, due_at timestamptz,
-               finished_at timestamptz)
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    accounts bigint[] := callback._accounts_of(acting);
-BEGIN
-    WITH gone AS (
-        DELETE FROM callback.callbacks_done d
-        WHERE d.id = _replay.callback_id AND (accounts IS NULL OR d.account_id = ANY (accounts))
-        RETURNING d.account_id, d.id
-    )
-    INSERT INTO callback.callbacks_undone (id, account_id, campaign_id, target, state, endpoint, order_key)
-    SELECT r.id, r.account_id, r.campaign_id, r.target, 'pending', r.endpoint, r.order_key
-    FROM gone JOIN callback.requests r ON r.account_id = gone.account_id AND r.id = gone.id;
-    IF NOT FOUND THEN
-        PERFORM FROM callback.callbacks c
-        WHERE c.id = _replay.callback_id AND (accounts IS NULL OR c.account_id = ANY (accounts));
-        IF NOT FOUND THEN
-            RAISE EXCEPTION 'callback % does not exist', callback_id USING ERRCODE = 'undefined_object';
-        END IF;
-        RAISE EXCEPTION 'callback % is not done yet', callback_id
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-                  HINT = 'Only failed or delivered callbacks can be replayed.';
-    END IF;
-    SELECT c.id, c.webhook_id, c.state, c.attempts, c.due_at, c.finished_at
-    INTO id, webhook_id, state, attempts, due_at, finished_at
-    FROM callback.callbacks c WHERE c.id = _replay.callback_id;
-    PERFORM callback._wake_on_commit();
-    RETURN NEXT;
-END $$;
-
 CREATE OR REPLACE FUNCTION callback.purge(older_than interval, max_rows bigint DEFAULT NULL) RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -1283,120 +1152,6 @@ BEGIN
     )
     SELECT count(*) INTO purged FROM gone;
     RETURN purged;
-END $$;
-
-CREATE OR REPLACE FUNCTION callback._retry_now(callback_id bigint, acting name) RETURNS timestamptz
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    accounts bigint[] := callback._accounts_of(acting);
-    current_state callback.callback_state;
-BEGIN
-    UPDATE callback.callbacks_undone c SET due_at = now()
-    WHERE c.id = _retry_now.callback_id AND c.state = 'pending' AND c.leased_until IS NULL
-      AND (accounts IS NULL OR c.account_id = ANY (accounts));
-    IF FOUND THEN
-        PERFORM callback._wake_on_commit();
-        RETURN now();
-    END IF;
-    SELECT c.state INTO current_state FROM callback.callbacks c
-    WHERE c.id = _retry_now.callback_id AND (accounts IS NULL OR c.account_id = ANY (accounts));
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'callback % does not exist', callback_id USING ERRCODE = 'undefined_object';
-    END IF;
-    RAISE EXCEPTION 'callback % is % and cannot be sent now', callback_id,
-        CASE WHEN current_state = 'pending' THEN 'being sent' ELSE current_state::text END
-        USING ERRCODE = 'object_not_in_prerequisite_state',
-              HINT = CASE current_state
-                  WHEN 'waiting' THEN 'It waits for an earlier callback with the same URL and message; send that one.'
-                  WHEN 'held' THEN 'Its campaign''s callbacks are disabled: callback.enable_campaign_callbacks().'
-                  WHEN 'pending' THEN 'A worker is sending it now.'
-                  ELSE 'It is done: callback.replay() sends it again.' END;
-END $$;
-
-CREATE OR REPLACE FUNCTION callback._cancel(callback_id bigint, acting name) RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    accounts bigint[] := callback._accounts_of(acting);
-    canceled record;
-    current_state callback.callback_state;
-BEGIN
-    WITH gone AS (
-        DELETE FROM callback.callbacks_undone c
-        WHERE c.id = _cancel.callback_id AND (accounts IS NULL OR c.account_id = ANY (accounts))
-          AND (c.leased_until IS NULL OR c.leased_until < now())
-        RETURNING c.id, c.account_id, c.attempts, c.last_http_status, c.order_key
-    ), done AS (
-        INSERT INTO callback.callbacks_done (id, account_id, state, attempts, last_http_status, last_error)
-        SELECT g.id, g.account_id, 'failed', g.attempts, g.last_http_status, format('canceled by %s', acting)
-        FROM gone g
-    )
-    SELECT * INTO canceled FROM gone;
-    IF FOUND THEN
-        UPDATE callback.callbacks_undone w SET state = 'pending', due_at = now()
-        WHERE w.id = (SELECT min(n.id) FROM callback.callbacks_undone n
-                      WHERE n.order_key = canceled.order_key AND n.state = 'waiting')
-          AND NOT EXISTS (SELECT FROM callback.callbacks_undone b
-                          WHERE b.order_key = canceled.order_key AND b.state IN ('pending', 'held'));
-        PERFORM callback._wake_on_commit();
-        RETURN;
-    END IF;
-    SELECT c.state INTO current_state FROM callback.callbacks c
-    WHERE c.id = _cancel.callback_id AND (accounts IS NULL OR c.account_id = ANY (accounts));
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'callback % does not exist', callback_id USING ERRCODE = 'undefined_object';
-    END IF;
-    RAISE EXCEPTION 'callback % is % and cannot be canceled', callback_id,
-        CASE WHEN current_state = 'pending' THEN 'being sent' ELSE current_state::text END
-        USING ERRCODE = 'object_not_in_prerequisite_state',
-              HINT = CASE WHEN current_state = 'pending' THEN 'A worker is sending it now; its result is written when it answers.'
-                          ELSE 'It is done already.' END;
-END $$;
-
-CREATE OR REPLACE FUNCTION callback._replay_all(campaign_id bigint, finished_from timestamptz, finished_to timestamptz,
-                                     state callback.callback_state, acting name)
-RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET enable_nestloop = off AS $$
-DECLARE
-    accounts bigint[] := callback._accounts_of(acting);
-    replayed bigint;
-BEGIN
-    IF _replay_all.state IS NULL OR _replay_all.state NOT IN ('failed', 'delivered') THEN
-        RAISE EXCEPTION 'only failed or delivered callbacks can be replayed, not %', coalesce(_replay_all.state::text, 'NULL')
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF _replay_all.campaign_id IS NOT NULL THEN
-        PERFORM FROM callback.campaigns c
-        WHERE c.id = _replay_all.campaign_id AND (accounts IS NULL OR c.account_id = ANY (accounts));
-        IF NOT FOUND THEN
-            RAISE EXCEPTION 'campaign % does not exist', campaign_id USING ERRCODE = 'undefined_object';
-        END IF;
-    END IF;
-    WITH chosen AS (
-        SELECT d.id, r.account_id, r.campaign_id, r.target, r.endpoint, r.order_key,
-               min(d.id) OVER (PARTITION BY r.order_key) AS first
-        FROM callback.callbacks_done d
-        JOIN callback.requests r ON r.account_id = d.account_id AND r.id = d.id
-        WHERE d.state = _replay_all.state
-          AND (accounts IS NULL OR d.account_id = ANY (accounts))
-          AND (_replay_all.campaign_id IS NULL OR r.campaign_id = _replay_all.campaign_id)
-          AND (_replay_all.finished_from IS NULL OR d.finished_at >= _replay_all.finished_from)
-          AND (_replay_all.finished_to IS NULL OR d.finished_at < _replay_all.finished_to)
-    ), busy AS (
-        SELECT DISTINCT u.order_key FROM callback.callbacks_undone u JOIN chosen USING (order_key)
-    ), gone AS (
-        DELETE FROM callback.callbacks_done d USING chosen WHERE d.id = chosen.id
-    )
-    INSERT INTO callback.callbacks_undone (id, account_id, campaign_id, target, state, endpoint, order_key)
-    SELECT chosen.id, chosen.account_id, chosen.campaign_id, chosen.target,
-           CASE WHEN chosen.id = chosen.first AND busy.order_key IS NULL THEN 'pending' ELSE 'waiting' END
-               ::callback.callback_state,
-           chosen.endpoint, chosen.order_key
-    FROM chosen LEFT JOIN busy USING (order_key);
-    GET DIAGNOSTICS replayed = ROW_COUNT;
-    IF replayed > 0 THEN
-        PERFORM callback._wake_on_commit();
-    END IF;
-    RETURN replayed;
 END $$;
 
 CREATE VIEW callback.queue WITH (security_invoker = true) AS
