@@ -4,8 +4,9 @@
 //! lock held, writes the results in one transaction per batch, and does the housekeeping.
 //!
 //! In: rows of `callback.callbacks_undone` that are due, with their `callback.requests` (and,
-//! deferred, events to render first: src/render/expand.rs). Out: HTTP requests; rows of `callback.deliveries` (the
-//! history), callbacks delivered, retried or failed, campaigns disabled. SQL: sql/worker/*.sql.
+//! deferred, events to render first: src/render/expand.rs). Out: HTTP requests; rows of
+//! `callback.deliveries` (the history), callbacks delivered, retried or failed, campaigns
+//! disabled. SQL: sql/worker/*.sql.
 //!
 //! In the order a callback meets them: launcher, worker (the loop), claim (with the client
 //! certificates it presents: identities; and its endpoint's health, which may keep it back),

@@ -24,9 +24,9 @@ pub fn callback_schema() -> pg_sys::Oid {
 }
 
 thread_local! {
-    /// The installation this backend's transaction (its local id) holds locked: a worker's
-    /// (`hold_extension`).
-    static HELD: Cell<Option<(u32, pg_sys::Oid)>> = const { Cell::new(None) };
+    /// The installation this backend's transaction (its local id) holds locked, and whether
+    /// its callbacks are split (`split_callbacks`): a worker's (`hold_extension`).
+    static HELD: Cell<Option<(u32, pg_sys::Oid, bool)>> = const { Cell::new(None) };
 }
 
 /// This backend's local transaction id (0 outside a transaction).
@@ -39,19 +39,27 @@ pub fn local_xid() -> u32 {
 /// and CREATE EXTENSION, whatever version is created. Plans, caches and claimed callbacks
 /// belong to the installation they were made for.
 pub fn installed_extension() -> pg_sys::Oid {
-    match HELD.get() {
-        Some((xid, extension)) if xid == local_xid() && xid != 0 => extension,
+    match held() {
+        Some((extension, _)) => extension,
         // SAFETY: a lookup by name in pg_extension; missing_ok returns InvalidOid.
-        _ => unsafe { pg_sys::get_extension_oid(c"pg_callback".as_ptr(), true) },
+        None => unsafe { pg_sys::get_extension_oid(c"pg_callback".as_ptr(), true) },
+    }
+}
+
+/// The installation this transaction holds, and its layout of callbacks, if it holds one.
+fn held() -> Option<(pg_sys::Oid, bool)> {
+    match HELD.get() {
+        Some((xid, extension, split)) if xid == local_xid() && xid != 0 => Some((extension, split)),
+        _ => None,
     }
 }
 
 /// This transaction holds installation `extension` locked until it ends (a worker's, which
 /// runs no DDL: src/deliver/mod.rs): DROP EXTENSION waits for it, so `installed_extension`
 /// answers from memory until then instead of reading pg_extension at each use (a dozen times
-/// in each of a worker's claims).
+/// in each of a worker's claims), and `split_callbacks` likewise (each use of kept plans asks).
 pub fn hold_extension(extension: pg_sys::Oid) {
-    HELD.set(Some((local_xid(), extension)));
+    HELD.set(Some((local_xid(), extension, look_for_split_callbacks())));
 }
 
 /// The oid of `callback.events` (InvalidOid when the installed schema has none: 0.1.0).
@@ -74,7 +82,15 @@ pub fn has_column(table: &CStr, column: &CStr) -> bool {
 /// and the done ones: sql/queue.sql, 0.3.0). An older one runs the statements in sql/compat/
 /// until `ALTER EXTENSION pg_callback UPDATE` splits them, under the same installation.
 pub fn split_callbacks() -> bool {
-    // SAFETY: a syscache lookup by name.
+    match held() {
+        Some((_, split)) => split,
+        None => look_for_split_callbacks(),
+    }
+}
+
+/// Whether `callback.requests` exists, looked up.
+fn look_for_split_callbacks() -> bool {
+    // SAFETY: syscache lookups by name.
     unsafe { pg_sys::get_relname_relid(c"requests".as_ptr(), callback_schema()) != pg_sys::InvalidOid }
 }
 
