@@ -1,23 +1,28 @@
-//! The HTTP side of delivery: a pool of threads sharing ureq agents (kept-alive connections,
-//! resumed TLS sessions), each sending one request at a time and reporting what came back.
+//! The HTTP side of delivery: one thread running an event loop (tokio, current-thread) that
+//! sends every request of a worker over kept-alive HTTP/1.1 connections (hyper; rustls for
+//! https, sessions resumed) and reports what came back. One thread waiting on all sockets at
+//! once costs a fraction of a thread per request blocked on its own (BENCHMARKS.md).
 //!
-//! No pgrx here, and these threads never call into Postgres: they start with every signal
-//! blocked (threads.rs), so SIGTERM and SIGHUP reach the worker's main thread, and they
-//! exchange only owned data with it over channels.
+//! No pgrx here, and this thread never calls into Postgres: it starts with every signal blocked
+//! (threads.rs), as do the threads it starts to look names up, so SIGTERM and SIGHUP reach the
+//! worker's main thread; it exchanges only owned data with it over channels.
 
-mod agents;
+mod connections;
 
 use crate::destinations::Destinations;
 use crate::retry::parse_retry_after;
 use crate::threads;
-use crate::tls::{self, Trust};
-use agents::Agents;
-use std::io::Read;
+use crate::tls::{self, ClientCert, Trust};
+use bytes::Bytes;
+use connections::{Connection, Connections, Key};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use std::future::Future;
 use std::sync::mpsc::{channel, Receiver, Sender};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
-use ureq::tls::{Certificate, ClientCert};
+use ureq::tls::Certificate;
 
 /// One request to make.
 #[derive(Debug, Clone)]
@@ -28,6 +33,7 @@ pub struct Request {
     pub url: String,
     pub headers: Vec<(String, String)>,
     pub body: Option<String>,
+    /// For the whole request: connecting, sending, the answer and its body.
     pub timeout: Duration,
     /// How much of the answer's body to keep.
     pub excerpt_bytes: usize,
@@ -36,12 +42,12 @@ pub struct Request {
 }
 
 /// A client certificate (mutual TLS, tls::client_certificate) and what tells it from the
-/// others: its id and version. Requests with the same one share an agent.
+/// others: its id and version. Requests with the same one share connections.
 #[derive(Debug, Clone)]
 pub struct Identity {
     pub id: i64,
     pub version: u64,
-    pub certificate: ClientCert,
+    pub certificate: Arc<ClientCert>,
 }
 
 /// What one request came to.
@@ -64,54 +70,58 @@ pub struct Response {
 /// Sizes and limits of a pool, and what it trusts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolConfig {
-    /// Requests in flight at once: one thread each.
-    pub threads: usize,
+    /// Requests in flight at once (the caller keeps to it): as many idle connections are kept
+    /// per receiver.
+    pub in_flight: usize,
     pub trust: Trust,
 }
 
 pub struct Pool {
     config: PoolConfig,
     allowed: Arc<RwLock<Destinations>>,
-    agents: Arc<Agents>,
-    jobs: Option<Sender<Request>>,
+    connections: Arc<Connections>,
+    jobs: Option<tokio::sync::mpsc::UnboundedSender<Request>>,
     results: Receiver<Response>,
-    threads: Vec<JoinHandle<()>>,
+    _thread: JoinHandle<()>,
+}
+
+/// Why a request came to no answer.
+enum Failure {
+    /// What to record as it is: the guard's refusal, a name that does not resolve.
+    Refused(String),
+    /// Nothing any retry can change.
+    Hopeless(String),
+    Io(std::io::Error),
+    Hyper(hyper::Error),
+    /// Out of time while doing this.
+    Timeout(&'static str),
 }
 
 impl Pool {
     /// A pool that sends only to the destinations `allowed` (and to public addresses),
-    /// trusting the certificates `roots` (tls::roots); an error when a thread cannot be started.
+    /// trusting the certificates `roots` (tls::roots); an error when its thread cannot be
+    /// started.
     pub fn new(config: PoolConfig, roots: &[Certificate<'static>], allowed: Destinations) -> std::io::Result<Pool> {
-        let (jobs, job_rx) = channel::<Request>();
+        let (jobs, job_rx) = tokio::sync::mpsc::unbounded_channel::<Request>();
         let (result_tx, results) = channel::<Response>();
-        let job_rx = Arc::new(Mutex::new(job_rx));
         let allowed = Arc::new(RwLock::new(allowed));
-        let agents = Arc::new(Agents::new(config.threads, roots, Arc::clone(&allowed)));
-        let threads = (0..config.threads.max(1))
-            .map(|i| {
-                let job_rx = Arc::clone(&job_rx);
-                let result_tx = result_tx.clone();
-                let agents = Arc::clone(&agents);
-                threads::spawn(format!("pg_callback-http-{i}"), move || loop {
-                    let job = match job_rx.lock() {
-                        Ok(rx) => rx.recv(),
-                        Err(_) => return,
-                    };
-                    let Ok(job) = job else { return };
-                    let agent = agents.get(job.timeout, job.identity.as_ref());
-                    if result_tx.send(send(&agent, job)).is_err() {
-                        return;
-                    }
-                })
-            })
-            .collect::<std::io::Result<Vec<_>>>()?;
+        let connections = Arc::new(Connections::new(config.in_flight, roots, Arc::clone(&allowed)));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .thread_name("pg_callback-http")
+            .build()?;
+        let serving = Arc::clone(&connections);
+        let thread = threads::spawn("pg_callback-http".into(), move || {
+            runtime.block_on(serve(job_rx, result_tx, serving));
+        })?;
         Ok(Pool {
             config,
             allowed,
-            agents,
+            connections,
             jobs: Some(jobs),
             results,
-            threads,
+            _thread: thread,
         })
     }
 
@@ -119,22 +129,23 @@ impl Pool {
         &self.config
     }
 
-    /// Trusts `roots` (from `trust`) instead, from the next request on: a changed CA bundle
+    /// Trusts `roots` (from `trust`) instead, from the next connection on: a changed CA bundle
     /// applies to every callback sent after the reload, while requests on the wire finish.
     pub fn trust(&mut self, trust: Trust, roots: &[Certificate<'static>]) {
-        self.agents.retrust(roots);
+        self.connections.retrust(roots);
         self.config.trust = trust;
     }
 
-    /// Changes what may be sent to, from the next request on.
+    /// Changes what may be sent to, from the next request on (over new connections).
     pub fn allow(&self, allowed: Destinations) {
         *self.allowed.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = allowed;
+        self.connections.forget();
     }
 
-    /// Queues a request; a thread takes it as soon as one is free.
+    /// Queues a request; it goes out at once.
     pub fn submit(&self, request: Request) {
         if let Some(jobs) = &self.jobs {
-            // The threads hold the receiver until the pool is dropped, so this cannot fail.
+            // The thread holds the receiver until the pool is dropped, so this cannot fail.
             let _ = jobs.send(request);
         }
     }
@@ -146,16 +157,29 @@ impl Pool {
 }
 
 impl Drop for Pool {
-    /// Closes the queue; threads finish the request they are on and end. They are not
-    /// joined: a request may run until its timeout, and the worker need not wait for it.
+    /// Closes the queue: the thread ends, and the requests still on the wire with it. It is
+    /// not joined.
     fn drop(&mut self) {
         self.jobs.take();
-        self.threads.clear();
     }
 }
 
-fn send(agent: &ureq::Agent, request: Request) -> Response {
-    let excerpt_bytes = request.excerpt_bytes;
+/// Sends each request queued, each in a task of its own, until the queue is closed.
+async fn serve(
+    mut jobs: tokio::sync::mpsc::UnboundedReceiver<Request>,
+    results: Sender<Response>,
+    connections: Arc<Connections>,
+) {
+    while let Some(job) = jobs.recv().await {
+        let results = results.clone();
+        let connections = Arc::clone(&connections);
+        tokio::spawn(async move {
+            let _ = results.send(send(&connections, job).await);
+        });
+    }
+}
+
+async fn send(connections: &Connections, request: Request) -> Response {
     let started = SystemTime::now();
     let clock = Instant::now();
     let mut response = Response {
@@ -168,75 +192,192 @@ fn send(agent: &ureq::Agent, request: Request) -> Response {
         error: None,
         hopeless: false,
     };
-    match call(agent, &request) {
-        Ok(mut answer) => {
-            response.status = Some(answer.status().as_u16());
-            let now_unix = started
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0);
-            response.retry_after = answer
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| parse_retry_after(v, now_unix));
-            let mut excerpt = Vec::with_capacity(excerpt_bytes.min(4096));
-            // Read the rest too (up to a bound) so the connection can be kept alive.
-            let mut reader = answer.body_mut().as_reader();
-            match reader.by_ref().take(excerpt_bytes as u64).read_to_end(&mut excerpt) {
-                Ok(_) => {
-                    let _ = std::io::copy(&mut reader.take(1 << 20), &mut std::io::sink());
+    let deadline = tokio::time::Instant::now() + request.timeout;
+    let answer = match exchange(connections, &request, deadline).await {
+        Ok(answer) => answer,
+        Err(failure) => {
+            response.hopeless = matches!(failure, Failure::Hopeless(_));
+            response.error = Some(describe(failure, request.timeout));
+            response.duration = clock.elapsed();
+            return response;
+        }
+    };
+    response.status = Some(answer.status().as_u16());
+    let now_unix = started
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    response.retry_after = answer
+        .response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_retry_after(v, now_unix));
+    let Answer {
+        response: answer,
+        connection,
+        key,
+    } = answer;
+    // Read the rest too (up to a bound) so the connection can be kept alive.
+    let mut body = answer.into_body();
+    let mut excerpt = Vec::with_capacity(request.excerpt_bytes.min(4096));
+    let mut read = 0;
+    let whole = within(deadline, "reading the answer", async {
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame?.into_data() {
+                let room = request.excerpt_bytes.saturating_sub(excerpt.len());
+                excerpt.extend_from_slice(&data[..room.min(data.len())]);
+                read += data.len();
+                if read > 1 << 20 {
+                    return Ok(false);
                 }
-                Err(e) => response.error = Some(format!("reading the response: {e}")),
             }
-            response.excerpt = Some(String::from_utf8_lossy(&excerpt).into_owned());
         }
-        Err(e) => {
-            response.hopeless = matches!(e, ureq::Error::BadUri(_) | ureq::Error::Http(_));
-            response.error = Some(describe(&e));
-        }
+        Ok(true)
+    })
+    .await
+    .and_then(|read| read.map_err(Failure::Hyper));
+    match whole {
+        Ok(true) => connections.give_back(key, connection),
+        Ok(false) => {}
+        Err(Failure::Timeout(what)) => response.error = Some(describe(Failure::Timeout(what), request.timeout)),
+        Err(e) => response.error = Some(format!("reading the response: {}", describe(e, request.timeout))),
     }
+    response.excerpt = Some(String::from_utf8_lossy(&excerpt).into_owned());
     response.duration = clock.elapsed();
     response
 }
 
-/// Sends a request with its agent, whose timeout is the request's.
-fn call(agent: &ureq::Agent, r: &Request) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
-    if r.post {
-        let mut builder = agent.post(&r.url);
-        for (name, value) in &r.headers {
-            builder = builder.header(name, value);
-        }
-        builder.send(r.body.as_deref().unwrap_or("").as_bytes())
-    } else {
-        let mut builder = agent.get(&r.url);
-        for (name, value) in &r.headers {
-            builder = builder.header(name, value);
-        }
-        builder.call()
+/// An answer's head, and the connection it came on.
+struct Answer {
+    response: hyper::Response<Incoming>,
+    connection: Connection,
+    key: Key,
+}
+
+impl Answer {
+    fn status(&self) -> hyper::StatusCode {
+        self.response.status()
     }
 }
 
-/// A short, stable description of a transport error for the history.
-fn describe(e: &ureq::Error) -> String {
-    let refused = match e {
-        ureq::Error::Rustls(r) => tls::refusal(r),
-        ureq::Error::Io(io) => tls::refusal(io),
-        _ => None,
+/// Sends `r` before `deadline` over a kept connection or a new one, up to the answer's head.
+/// A kept connection the receiver closed meanwhile is replaced when the request had not gone
+/// out on it.
+async fn exchange(connections: &Connections, r: &Request, deadline: tokio::time::Instant) -> Result<Answer, Failure> {
+    let (key, mut request) = build(r)?;
+    let mut connection = match connections.take(&key) {
+        Some(kept) => kept,
+        None => within(deadline, "connecting", connections.connect(&key, r.identity.as_ref())).await??,
     };
-    if let Some(refused) = refused {
-        return refused;
+    loop {
+        if connection.reused
+            && within(deadline, "connecting", connection.sender.ready())
+                .await?
+                .is_err()
+        {
+            connection = within(deadline, "connecting", connections.connect(&key, r.identity.as_ref())).await??;
+            continue;
+        }
+        match within(
+            deadline,
+            "waiting for the answer",
+            connection.sender.try_send_request(request),
+        )
+        .await?
+        {
+            Ok(response) => {
+                return Ok(Answer {
+                    response,
+                    connection,
+                    key,
+                })
+            }
+            Err(mut refused) => match refused.take_message() {
+                Some(unsent) if connection.reused => {
+                    request = unsent;
+                    connection =
+                        within(deadline, "connecting", connections.connect(&key, r.identity.as_ref())).await??;
+                }
+                _ => return Err(Failure::Hyper(refused.into_error())),
+            },
+        }
     }
-    match e {
-        ureq::Error::Timeout(what) => format!("timeout: {what}"),
-        // The guard's refusal (names.rs), as it is.
-        ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::PermissionDenied => io.to_string(),
-        ureq::Error::Io(io) => format!("connection error: {io}"),
-        ureq::Error::HostNotFound => "host not found".to_string(),
-        ureq::Error::BadUri(why) => format!("the URL cannot be sent: {why}"),
-        ureq::Error::Http(why) => format!("the URL cannot be sent: {why}"),
-        ureq::Error::ConnectionFailed => "connection error: connection failed".to_string(),
-        other => other.to_string(),
+}
+
+/// `what` done before `deadline`, or a timeout saying what was being done.
+async fn within<T>(
+    deadline: tokio::time::Instant,
+    what: &'static str,
+    f: impl Future<Output = T>,
+) -> Result<T, Failure> {
+    tokio::time::timeout_at(deadline, f)
+        .await
+        .map_err(|_| Failure::Timeout(what))
+}
+
+/// The connection key and the HTTP request for `r`; hopeless when its URL or a header cannot
+/// be sent.
+fn build(r: &Request) -> Result<(Key, hyper::Request<Full<Bytes>>), Failure> {
+    let unsendable = |why: String| Failure::Hopeless(format!("the URL cannot be sent: {why}"));
+    let uri: hyper::Uri = r
+        .url
+        .parse()
+        .map_err(|e: hyper::http::uri::InvalidUri| unsendable(e.to_string()))?;
+    let https = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        _ => return Err(unsendable("only http and https URLs are sent".into())),
+    };
+    let authority = uri.authority().ok_or_else(|| unsendable("no host".into()))?;
+    if authority.host().is_empty() {
+        return Err(unsendable("no host".into()));
+    }
+    let key = Key {
+        https,
+        host: authority.host().to_string(),
+        port: authority.port_u16().unwrap_or(if https { 443 } else { 80 }),
+        identity: r.identity.as_ref().map(|i| (i.id, i.version)),
+    };
+    let host = authority.as_str().rsplit('@').next().unwrap_or_default();
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut builder = hyper::Request::builder()
+        .method(if r.post {
+            hyper::Method::POST
+        } else {
+            hyper::Method::GET
+        })
+        .uri(path)
+        .header(hyper::header::HOST, host)
+        .header(
+            hyper::header::USER_AGENT,
+            concat!("pg_callback/", env!("CARGO_PKG_VERSION")),
+        );
+    for (name, value) in &r.headers {
+        builder = builder.header(name, value);
+    }
+    let body = Full::new(Bytes::from(r.body.clone().unwrap_or_default()));
+    let request = builder
+        .body(body)
+        .map_err(|e| Failure::Hopeless(format!("the request cannot be sent: {e}")))?;
+    Ok((key, request))
+}
+
+/// A short, stable description of a failure for the history.
+fn describe(failure: Failure, timeout: Duration) -> String {
+    match failure {
+        Failure::Refused(why) | Failure::Hopeless(why) => why,
+        Failure::Timeout(what) => format!("timeout: {what} (the request's timeout is {timeout:?})"),
+        Failure::Io(io) => tls::refusal(&io).unwrap_or_else(|| format!("connection error: {io}")),
+        Failure::Hyper(e) => {
+            if let Some(refused) = tls::refusal(&e) {
+                return refused;
+            }
+            match std::error::Error::source(&e) {
+                Some(cause) => format!("connection error: {e}: {cause}"),
+                None => format!("connection error: {e}"),
+            }
+        }
     }
 }
 
@@ -287,9 +428,9 @@ mod tests {
         }
     }
 
-    fn config(threads: usize) -> PoolConfig {
+    fn config(in_flight: usize) -> PoolConfig {
         PoolConfig {
-            threads,
+            in_flight,
             trust: Trust::default(),
         }
     }
@@ -339,12 +480,18 @@ mod tests {
     }
 
     #[test]
-    fn the_pool_threads_block_every_signal_and_the_caller_keeps_its_mask() {
+    fn the_pool_and_lookup_threads_block_every_signal_and_the_caller_keeps_its_mask() {
         // SAFETY: gettid has no preconditions.
         let me = unsafe { libc::syscall(libc::SYS_gettid) }.to_string();
         let before = blocked_signals(&me).unwrap();
-        let _pool = Pool::new(config(2), &[], loopback()).unwrap();
+        let pool = Pool::new(config(2), &[], loopback()).unwrap();
         assert_eq!(blocked_signals(&me), Some(before));
+        // A name looked up: the event loop's thread starts one to look it up, which stays a
+        // while after.
+        let (url, server) = receiver("HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n");
+        pool.submit(request(url.replace("127.0.0.1", "localhost")));
+        assert_eq!(pool.next(Duration::from_secs(5)).unwrap().status, Some(204));
+        server.join().unwrap();
         // A thread names itself once it runs: look until both have.
         let named = || -> Vec<String> {
             std::fs::read_dir("/proc/self/task")

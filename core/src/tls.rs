@@ -9,8 +9,9 @@
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
-use ureq::tls::{parse_pem, Certificate, ClientCert, PemItem};
+use ureq::tls::{parse_pem, Certificate, PemItem};
 
 /// The CA certificates a pool trusts.
 pub type Roots = Vec<Certificate<'static>>;
@@ -73,10 +74,26 @@ pub fn roots(trust: &Trust) -> (Roots, Vec<String>) {
     (roots, problems)
 }
 
+/// A client certificate and its key, as rustls presents them.
+#[derive(Debug)]
+pub struct ClientCert {
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+}
+
+impl Clone for ClientCert {
+    fn clone(&self) -> ClientCert {
+        ClientCert {
+            chain: self.chain.clone(),
+            key: self.key.clone_key(),
+        }
+    }
+}
+
 /// A client certificate (mutual TLS) from PEM text: the certificate with any intermediates,
 /// and its private key (PKCS#8, PKCS#1 or SEC1). An error saying what is wrong when either
 /// cannot be read, or the key is not the certificate's.
-pub fn client_certificate(certificate: &str, private_key: &str) -> Result<ClientCert, String> {
+pub fn client_certificate(certificate: &str, private_key: &str) -> Result<Arc<ClientCert>, String> {
     let mut chain = Vec::new();
     for item in parse_pem(certificate.as_bytes()) {
         match item {
@@ -93,23 +110,22 @@ pub fn client_certificate(certificate: &str, private_key: &str) -> Result<Client
         Ok(_) => None,
         Err(e) => Some(Err(format!("the private key is not valid PEM: {e}"))),
     });
-    let key = keys.next().ok_or("the private key holds no PEM private key")??;
+    keys.next().ok_or("the private key holds no PEM private key")??;
     if keys.next().is_some() {
         return Err("the private key holds more than one key".into());
     }
-    check_pair(&chain, private_key)?;
-    Ok(ClientCert::new_with_certs(&chain, key))
+    check_pair(&chain, private_key)
 }
 
-/// Whether the key in `private_key` is that of the first certificate of `chain`, as rustls
-/// (with the provider ureq uses) loads them for a handshake.
-fn check_pair(chain: &[Certificate<'static>], private_key: &str) -> Result<(), String> {
+/// The certificate and key, when the key in `private_key` is that of the first certificate of
+/// `chain`, as rustls (with the provider the pool uses) loads them for a handshake.
+fn check_pair(chain: &[Certificate<'static>], private_key: &str) -> Result<Arc<ClientCert>, String> {
     let key = PrivateKeyDer::from_pem_slice(private_key.as_bytes())
         .map_err(|e| format!("the private key cannot be read: {e}"))?;
-    let chain = chain.iter().map(|c| CertificateDer::from(c.der().to_vec())).collect();
+    let chain: Vec<_> = chain.iter().map(|c| CertificateDer::from(c.der().to_vec())).collect();
     let provider = rustls::crypto::ring::default_provider();
-    match rustls::sign::CertifiedKey::from_der(chain, key, &provider) {
-        Ok(_) => Ok(()),
+    match rustls::sign::CertifiedKey::from_der(chain.clone(), key.clone_key(), &provider) {
+        Ok(_) => Ok(Arc::new(ClientCert { chain, key })),
         Err(rustls::Error::InconsistentKeys(_)) => Err("the private key is not the certificate's".into()),
         Err(e) => Err(format!("the certificate or its key cannot be used: {e}")),
     }

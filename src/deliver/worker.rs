@@ -1,9 +1,9 @@
 //! A delivery worker: the loop that claims due callbacks a batch at a time (claim.rs), sends
-//! them from the HTTP pool as threads and their endpoints' limits allow (pg_callback_core::
+//! them from the HTTP pool as the limits in flight and their endpoints' allow (pg_callback_core::
 //! dispatch), with no transaction or row lock held, writes results as they come in
 //! (write.rs), and exits after `pg_callback.idle_exit` with nothing to send.
 //!
-//! All SPI happens on this, the main thread; the HTTP threads see only owned data.
+//! All SPI happens on this, the main thread; the HTTP thread sees only owned data.
 
 use super::claim::{claim, Claimed, Left, Position, Wanted};
 use super::emails::Emails;
@@ -70,7 +70,7 @@ pub extern "C-unwind" fn pg_callback_worker_main(arg: pg_sys::Datum) {
 
 fn pool_config() -> PoolConfig {
     PoolConfig {
-        threads: guc::MAX_IN_FLIGHT.get().max(1) as usize,
+        in_flight: guc::MAX_IN_FLIGHT.get().max(1) as usize,
         trust: guc::trust(),
     }
 }
@@ -91,7 +91,7 @@ fn roots(trust: &Trust) -> tls::Roots {
 fn new_pool(config: PoolConfig) -> Pool {
     let roots = roots(&config.trust);
     Pool::new(config, &roots, guc::allowed_destinations())
-        .unwrap_or_else(|e| error!("pg_callback worker: cannot start its HTTP threads: {e}"))
+        .unwrap_or_else(|e| error!("pg_callback worker: cannot start its HTTP thread: {e}"))
 }
 
 /// The worker's limits, from the settings.
@@ -258,7 +258,7 @@ impl Worker {
     }
 
     /// Settings reloaded on SIGHUP. The CAs trusted (a new bundle, or the same file changed)
-    /// and the destinations allowed apply from the next request on; a new number of threads
+    /// and the destinations allowed apply from the next request on; a new number in flight
     /// makes a new pool once the old one has nothing on the wire.
     fn reload(&mut self) {
         if BackgroundWorker::sighup_received() {
@@ -269,7 +269,7 @@ impl Worker {
             if config.trust != self.pool.config().trust {
                 self.pool.trust(config.trust.clone(), &roots(&config.trust));
             }
-            self.new_pool = Some(config).filter(|config| config.threads != self.pool.config().threads);
+            self.new_pool = Some(config).filter(|config| config.in_flight != self.pool.config().in_flight);
         }
         if self.work.is_empty() {
             if let Some(config) = self.new_pool.take() {

@@ -46,11 +46,20 @@ def test_no_lock_or_transaction_is_held_while_http_is_in_flight(db, receiver):
     send_message(db)
     receiver.wait_for(1, "/slow")
     pid = in_flight_worker(db)
-    [(state, activity, xact_start, name, datname)] = db.sql(
-        "SELECT state, query, xact_start, application_name, datname FROM pg_stat_activity WHERE pid = %s", [pid])
-    assert (state, activity, xact_start) == ("idle", "sending callbacks (1 in flight)", None), "no open transaction"
-    assert name.startswith("pg_callback worker") and datname == DATABASE
-    assert db.one("SELECT count(*) FROM pg_locks WHERE pid = %s AND locktype <> 'virtualxid'", [pid]) == 0
+    # The request may reach the receiver before the worker has finished the turn that sent it
+    # (its other work after sending); once it has, it waits for the answer holding nothing,
+    # for as long as the answer takes.
+    sending = ("SELECT state = 'idle' AND query = 'sending callbacks (1 in flight)' AND xact_start IS NULL "
+               "FROM pg_stat_activity WHERE pid = %s")
+    db.wait_for(sending, [pid], timeout=1, what="the worker waiting, no transaction open")
+    for _ in range(10):
+        [(state, activity, xact_start, name, datname)] = db.sql(
+            "SELECT state, query, xact_start, application_name, datname FROM pg_stat_activity WHERE pid = %s", [pid])
+        assert (state, activity, xact_start) == ("idle", "sending callbacks (1 in flight)", None), "no open transaction"
+        assert name.startswith("pg_callback worker") and datname == DATABASE
+        assert db.one("SELECT count(*) FROM pg_locks WHERE pid = %s AND locktype <> 'virtualxid'", [pid]) == 0
+        time.sleep(0.1)
+    assert db.one("SELECT state FROM callback.callbacks") == "pending", "still waiting for the answer"
     # Its queue row can be locked by anyone meanwhile.
     with db.connect(autocommit=False) as conn:
         conn.execute("SELECT id FROM callback.callbacks_undone FOR UPDATE NOWAIT")
