@@ -53,8 +53,8 @@ cluster_start "$dir" "$port" \
     "pg_callback.database = 'postgres'" \
     "pg_callback.workers = ${PG_CALLBACK_BENCH_WORKERS:-2}" \
     "pg_callback.batch_size = ${PG_CALLBACK_BENCH_BATCH:-1000}" \
-    "pg_callback.max_in_flight = ${PG_CALLBACK_BENCH_IN_FLIGHT:-16}" \
-    "pg_callback.max_in_flight_per_host = ${PG_CALLBACK_BENCH_PER_HOST:-8}" \
+    "pg_callback.max_in_flight = ${PG_CALLBACK_BENCH_IN_FLIGHT:-64}" \
+    "pg_callback.max_in_flight_per_host = ${PG_CALLBACK_BENCH_PER_HOST:-16}" \
     "pg_callback.allowed_destinations = '127.0.0.1'" \
     "pg_callback.ca_bundle = '$nginx_dir/ca.pem'" \
     "max_worker_processes = 16" \
