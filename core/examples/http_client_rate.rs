@@ -47,14 +47,14 @@ fn main() {
     let (cpu_before, clock) = (cpu(), Instant::now());
     let mut sent = 0;
     while sent < in_flight.min(n) {
-        pool.submit(request(sent));
+        pool.submit([request(sent)]);
         sent += 1;
     }
     for _ in 0..n {
         let answer = pool.next(Duration::from_secs(10)).expect("an answer within 10 s");
         assert_eq!(answer.status, Some(200), "{answer:?}");
         if sent < n {
-            pool.submit(request(sent));
+            pool.submit([request(sent)]);
             sent += 1;
         }
     }

@@ -135,23 +135,31 @@ impl<T> Dispatcher<T> {
     }
 
     /// Moves what may go at `now` from the queue to in flight, and returns it, oldest first.
-    /// Stops at the overall limit, so a full worker pays nothing for a long queue.
+    /// Stops at the overall limit, and once no endpoint with queued callbacks has room, so a
+    /// full worker pays nothing for a long queue (it looks after every answer).
     pub fn to_send(&mut self, limits: Limits, now: Instant) -> Vec<&T> {
+        let per_endpoint = limits.per_endpoint.max(1);
+        let mut open = self
+            .endpoints
+            .values()
+            .filter(|load| load.queued > 0 && load.in_flight < per_endpoint)
+            .count();
         let mut keys = Vec::new();
         let mut i = 0;
-        while i < self.queue.len() && self.in_flight.len() < limits.in_flight {
+        while open > 0 && i < self.queue.len() && self.in_flight.len() < limits.in_flight {
             let Some(endpoint) = self.endpoints.get_mut(&self.queue[i].endpoint) else {
                 i += 1; // every queued callback's endpoint is counted (add)
                 continue;
             };
-            if endpoint.in_flight >= limits.per_endpoint.max(1)
-                || !Self::pace_allows(&mut self.next_at, &self.queue[i].paces, now)
-            {
+            if endpoint.in_flight >= per_endpoint || !Self::pace_allows(&mut self.next_at, &self.queue[i].paces, now) {
                 i += 1;
                 continue;
             }
             endpoint.queued -= 1;
             endpoint.in_flight += 1;
+            if endpoint.queued == 0 || endpoint.in_flight >= per_endpoint {
+                open -= 1;
+            }
             let Some(q) = self.queue.remove(i) else { break };
             self.unpaced -= usize::from(q.paces.is_empty());
             keys.push(q.key);
@@ -262,6 +270,23 @@ mod tests {
         assert!(d.to_send(LIMITS, Instant::now()).is_empty());
         assert_eq!(d.answered(0, Duration::from_secs(2)), Some(0));
         assert_eq!(d.to_send(LIMITS, Instant::now()), vec![&2]);
+    }
+
+    #[test]
+    fn endpoints_filling_up_do_not_stop_the_look_before_the_last_with_room() {
+        let mut d = Dispatcher::default();
+        for (key, endpoint) in [(0, "a"), (1, "a"), (2, "b"), (3, "b"), (4, "a"), (5, "b"), (6, "c")] {
+            d.add(key, endpoint, later(), vec![], key);
+        }
+        let limits = Limits {
+            in_flight: 10,
+            per_endpoint: 2,
+        };
+        assert_eq!(d.to_send(limits, Instant::now()), vec![&0, &1, &2, &3, &6]);
+        // Every endpoint with queued callbacks is full: nothing goes until an answer comes.
+        assert!(d.to_send(limits, Instant::now()).is_empty());
+        assert_eq!(d.answered(2, Duration::from_millis(1)), Some(2));
+        assert_eq!(d.to_send(limits, Instant::now()), vec![&5]);
     }
 
     #[test]

@@ -80,7 +80,7 @@ pub struct Pool {
     config: PoolConfig,
     allowed: Arc<RwLock<Destinations>>,
     connections: Arc<Connections>,
-    jobs: Option<tokio::sync::mpsc::UnboundedSender<Request>>,
+    jobs: Option<tokio::sync::mpsc::UnboundedSender<Vec<Request>>>,
     results: Receiver<Response>,
     _thread: JoinHandle<()>,
 }
@@ -102,7 +102,7 @@ impl Pool {
     /// trusting the certificates `roots` (tls::roots); an error when its thread cannot be
     /// started.
     pub fn new(config: PoolConfig, roots: &[Certificate<'static>], allowed: Destinations) -> std::io::Result<Pool> {
-        let (jobs, job_rx) = tokio::sync::mpsc::unbounded_channel::<Request>();
+        let (jobs, job_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<Request>>();
         let (result_tx, results) = channel::<Response>();
         let allowed = Arc::new(RwLock::new(allowed));
         let connections = Arc::new(Connections::new(config.in_flight, roots, Arc::clone(&allowed)));
@@ -142,11 +142,12 @@ impl Pool {
         self.connections.forget();
     }
 
-    /// Queues a request; it goes out at once.
-    pub fn submit(&self, request: Request) {
-        if let Some(jobs) = &self.jobs {
+    /// Sends these requests at once (the event loop is woken once for them all).
+    pub fn submit(&self, requests: impl IntoIterator<Item = Request>) {
+        let requests: Vec<Request> = requests.into_iter().collect();
+        if let (false, Some(jobs)) = (requests.is_empty(), &self.jobs) {
             // The thread holds the receiver until the pool is dropped, so this cannot fail.
-            let _ = jobs.send(request);
+            let _ = jobs.send(requests);
         }
     }
 
@@ -166,16 +167,18 @@ impl Drop for Pool {
 
 /// Sends each request queued, each in a task of its own, until the queue is closed.
 async fn serve(
-    mut jobs: tokio::sync::mpsc::UnboundedReceiver<Request>,
+    mut jobs: tokio::sync::mpsc::UnboundedReceiver<Vec<Request>>,
     results: Sender<Response>,
     connections: Arc<Connections>,
 ) {
-    while let Some(job) = jobs.recv().await {
-        let results = results.clone();
-        let connections = Arc::clone(&connections);
-        tokio::spawn(async move {
-            let _ = results.send(send(&connections, job).await);
-        });
+    while let Some(batch) = jobs.recv().await {
+        for job in batch {
+            let results = results.clone();
+            let connections = Arc::clone(&connections);
+            tokio::spawn(async move {
+                let _ = results.send(send(&connections, job).await);
+            });
+        }
     }
 }
 
@@ -440,7 +443,7 @@ mod tests {
         let (url, server) =
             receiver("HTTP/1.1 429 Too Many Requests\r\nRetry-After: 30\r\nContent-Length: 11\r\n\r\nslow down!!");
         let pool = Pool::new(config(2), &[], loopback()).unwrap();
-        pool.submit(request(url));
+        pool.submit([request(url)]);
         let answer = pool.next(Duration::from_secs(5)).expect("an answer");
         assert_eq!(answer.key, 7);
         assert_eq!(answer.status, Some(429));
@@ -457,7 +460,7 @@ mod tests {
         let (url, _server) =
             receiver("HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:1/\r\nContent-Length: 0\r\n\r\n");
         let pool = Pool::new(config(1), &[], loopback()).unwrap();
-        pool.submit(request(url));
+        pool.submit([request(url)]);
         assert_eq!(pool.next(Duration::from_secs(5)).unwrap().status, Some(302));
     }
 
@@ -465,7 +468,7 @@ mod tests {
     fn urls_that_cannot_be_sent_are_hopeless() {
         let pool = Pool::new(config(1), &[], loopback()).unwrap();
         for url in ["http:///x", "http://exa mple.com/"] {
-            pool.submit(request(url.into()));
+            pool.submit([request(url.into())]);
             let answer = pool.next(Duration::from_secs(5)).unwrap();
             assert!(answer.hopeless, "{url}: {answer:?}");
             assert!(
@@ -489,7 +492,7 @@ mod tests {
         // A name looked up: the event loop's thread starts one to look it up, which stays a
         // while after.
         let (url, server) = receiver("HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n");
-        pool.submit(request(url.replace("127.0.0.1", "localhost")));
+        pool.submit([request(url.replace("127.0.0.1", "localhost"))]);
         assert_eq!(pool.next(Duration::from_secs(5)).unwrap().status, Some(204));
         server.join().unwrap();
         // A thread names itself once it runs: look until both have.
@@ -535,7 +538,7 @@ mod tests {
     fn refused_connections_are_errors() {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let pool = Pool::new(config(1), &[], loopback()).unwrap();
-        pool.submit(request(format!("http://127.0.0.1:{port}/")));
+        pool.submit([request(format!("http://127.0.0.1:{port}/"))]);
         let answer = pool.next(Duration::from_secs(5)).unwrap();
         assert_eq!(answer.status, None);
         assert!(answer.error.unwrap().starts_with("connection error"));
@@ -545,7 +548,7 @@ mod tests {
     fn names_that_do_not_resolve_are_host_not_found() {
         let pool = Pool::new(config(1), &[], loopback()).unwrap();
         // A label one longer than DNS allows: the lookup fails without asking a name server.
-        pool.submit(request(format!("http://{}.invalid/", "a".repeat(64))));
+        pool.submit([request(format!("http://{}.invalid/", "a".repeat(64)))]);
         let answer = pool.next(Duration::from_secs(10)).unwrap();
         assert_eq!((answer.status, answer.error.as_deref()), (None, Some("host not found")));
     }
@@ -557,7 +560,7 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         let pool = Pool::new(config(1), &[], Destinations::default()).unwrap();
         for url in [format!("http://127.0.0.1:{port}/"), format!("http://localhost:{port}/")] {
-            pool.submit(request(url));
+            pool.submit([request(url)]);
             let answer = pool.next(Duration::from_secs(5)).unwrap();
             assert_eq!(answer.status, None);
             let error = answer.error.unwrap();
@@ -571,7 +574,7 @@ mod tests {
         pool.allow(Destinations::parse("localhost").unwrap());
         let (url, server) = receiver("HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n");
         let url = url.replace("127.0.0.1", "localhost");
-        pool.submit(request(url));
+        pool.submit([request(url)]);
         assert_eq!(pool.next(Duration::from_secs(5)).unwrap().status, Some(204));
         server.join().unwrap();
     }

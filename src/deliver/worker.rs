@@ -239,9 +239,12 @@ impl Worker {
         // A reload that came while claiming applies to what was just claimed: the callbacks of
         // an event committed after a reload are sent with the settings it brought.
         self.reload();
-        for c in self.work.to_send(limits(), Instant::now()) {
-            self.pool.submit(send::request(c));
-        }
+        self.pool.submit(
+            self.work
+                .to_send(limits(), Instant::now())
+                .into_iter()
+                .map(send::request),
+        );
         // Results, emails and reports after the new callbacks are on their way: an event
         // committed meanwhile does not wait for them.
         self.write_when_due();
