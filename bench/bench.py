@@ -250,20 +250,20 @@ class Bench:
 
     def start_profile(self):
         """perf sampling every CPU (a software clock: this machine has no hardware counters)."""
-        path = os.path.join(self.args.cluster_dir, "..", "drain.perf")
+        path = os.path.join(self.args.cluster_dir, "..", "bench.perf")
         return path, subprocess.Popen(["perf", "record", "-a", "-F", "999", "-o", path, "-q"],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-    def print_profile(self, profile, label):
-        """Where the machine's time went during the drain: by thread name and library, then the
-        functions with the most samples."""
+    def print_profile(self, profile, label, what="drain"):
+        """Where the machine's time went during the drain (or stream): by thread name and
+        library, then the functions with the most samples."""
         path, perf = profile
         perf.send_signal(signal.SIGINT)
         perf.wait()
         for sort, lines in (("comm,dso", 16), ("comm,sym", 40)):
             out = subprocess.run(["perf", "report", "-i", path, "--sort", sort, "--stdio", "-q", "--percent-limit", "0.4"],
                                  capture_output=True, text=True).stdout
-            print(f"  where the time went, drain {label} (perf, by {sort}):")
+            print(f"  where the time went, {what} {label} (perf, by {sort}):")
             for line in [l for l in out.splitlines() if l.strip()][:lines]:
                 print("    " + line.strip())
 
@@ -380,6 +380,7 @@ class Bench:
         if self.args.statements:
             self.reset_statements()
         busy, workers, wal = self.machine_busy(), self.workers_cpu(), self.lsn()
+        profile = self.start_profile() if self.args.profile else None
         with tempfile.TemporaryDirectory() as logs:
             script = os.path.join(logs, "update.sql")
             with open(script, "w") as f:
@@ -403,6 +404,8 @@ class Bench:
         offered = n / (max(committed.values()) - wall_start)
         self.wait_for(DRAINED, timeout=60)
         busy, wal = self.machine_busy() - busy, self.lsn() - wal
+        if profile:
+            self.print_profile(profile, f"offered at {rate:,} events/s", what="a stream")
         workers = sum(used - workers.get(pid, 0) for pid, used in self.workers_cpu().items())
         if self.args.statements:
             self.print_statements(n, top=12)
@@ -583,7 +586,7 @@ def main():
     p.add_argument("--wal-stats", action="store_true",
                    help="after each drain, what its WAL holds by kind of record (pg_waldump)")
     p.add_argument("--profile", action="store_true",
-                   help="during each drain, where the machine's time went (perf record -a)")
+                   help="during each drain and stream, where the machine's time went (perf record -a)")
     p.add_argument("--pgbench-seconds", type=int, default=15)
     p.add_argument("--only", nargs="*", help="run only these measurements")
     args = p.parse_args()

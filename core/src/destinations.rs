@@ -11,7 +11,7 @@
 //! `pg_callback.allowed_destinations` lets an administrator allow some anyway: host names
 //! (exactly, case-insensitive) and address ranges (`10.1.0.0/16`, `::1`, `127.0.0.1`).
 //!
-//! No pgrx here: the HTTP threads use it.
+//! No pgrx here: the HTTP pool's thread uses it.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::LazyLock;

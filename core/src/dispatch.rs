@@ -1,7 +1,7 @@
 //! Which claimed callback a worker sends next: at most `max_in_flight` requests at once and at
 //! most `max_in_flight_per_host` to any one endpoint (scheme, host and port: a callback's
 //! `endpoint`, computed when it was rendered), so one slow or dead endpoint holds a few
-//! threads, never all of them. The worker (src/deliver/worker.rs) feeds it claimed callbacks
+//! requests in flight, never all of them. The worker (src/deliver/worker.rs) feeds it claimed callbacks
 //! and answers, and asks it what to send, what to give back unsent, and which endpoints a
 //! claim should skip because it has enough of their callbacks already.
 

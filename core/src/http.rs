@@ -534,6 +534,88 @@ mod tests {
         assert_eq!(unblocked(&threads), vec![]);
     }
 
+    /// A receiver on loopback that takes one connection after another and answers 200 to as
+    /// many requests on each as `per_connection` says, in turn, then closes it `linger` later
+    /// (as a receiver closes a kept connection left idle).
+    fn keep_alive_receiver(per_connection: Vec<usize>, linger: Duration) -> (String, std::thread::JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let handle = std::thread::spawn(move || {
+            for requests in per_connection {
+                let (stream, _) = listener.accept().unwrap();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                for _ in 0..requests {
+                    let mut length = 0;
+                    loop {
+                        let mut line = String::new();
+                        reader.read_line(&mut line).unwrap();
+                        if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                            length = value.trim().parse().unwrap();
+                        }
+                        if line == "\r\n" || line.is_empty() {
+                            break;
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    std::io::Read::read_exact(&mut reader, &mut body).unwrap();
+                    (&stream)
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                        .unwrap();
+                }
+                std::thread::sleep(linger);
+            }
+        });
+        (url, handle)
+    }
+
+    #[test]
+    fn kept_alive_connections_carry_the_next_requests() {
+        let (url, server) = keep_alive_receiver(vec![3], Duration::ZERO);
+        let pool = Pool::new(config(1), &[], loopback()).unwrap();
+        for _ in 0..3 {
+            pool.submit([request(url.clone())]);
+            let answer = pool.next(Duration::from_secs(5)).unwrap();
+            assert_eq!((answer.status, answer.error), (Some(200), None));
+        }
+        // The receiver took one connection only, and has ended.
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn a_kept_connection_the_receiver_closed_is_replaced_without_an_error() {
+        // The receiver closes each connection 20 ms after its answer: the next request, 40 ms
+        // later, finds the kept connection closed.
+        let (url, server) = keep_alive_receiver(vec![1; 10], Duration::from_millis(20));
+        let pool = Pool::new(config(1), &[], loopback()).unwrap();
+        for round in 0..10 {
+            pool.submit([request(url.clone())]);
+            let answer = pool.next(Duration::from_secs(5)).unwrap();
+            assert_eq!((round, answer.status, answer.error), (round, Some(200), None));
+            std::thread::sleep(Duration::from_millis(40));
+        }
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn a_timeout_says_what_was_being_waited_for() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let pool = Pool::new(config(1), &[], loopback()).unwrap();
+        let mut slow = request(url);
+        slow.timeout = Duration::from_millis(200);
+        pool.submit([slow]);
+        // Connected (the kernel accepts it), never answered.
+        let answer = pool.next(Duration::from_secs(5)).unwrap();
+        assert_eq!(answer.status, None);
+        let error = answer.error.clone().unwrap();
+        assert!(error.starts_with("timeout: waiting for the answer"), "{error}");
+        assert!(
+            answer.duration >= Duration::from_millis(200) && !answer.hopeless,
+            "{answer:?}"
+        );
+        drop(listener);
+    }
+
     #[test]
     fn refused_connections_are_errors() {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
