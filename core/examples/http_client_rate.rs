@@ -2,7 +2,9 @@
 //! a 400-byte body, M in flight, one answer taken for each request sent, as a worker does; the
 //! rate and the process's CPU time per request.
 //!
-//!     cargo run --release -p pg_callback_core --example http_client_rate -- URL [N] [M]
+//!     cargo run --release -p pg_callback_core --example http_client_rate -- URL [N] [M] [CA]
+//!
+//! CA: a PEM bundle to trust, for an https URL (bench/run.sh makes one for its nginx).
 
 use pg_callback_core::destinations::Destinations;
 use pg_callback_core::http::{Pool, PoolConfig, Request};
@@ -29,7 +31,11 @@ fn main() {
         in_flight,
         trust: Trust::default(),
     };
-    let pool = Pool::new(config, &[], Destinations::parse("127.0.0.1").unwrap()).unwrap();
+    let roots = match args.get(4) {
+        Some(path) => pg_callback_core::tls::bundle_certificates(std::path::Path::new(path)).expect("a CA bundle"),
+        None => Vec::new(),
+    };
+    let pool = Pool::new(config, &roots, Destinations::parse("127.0.0.1").unwrap()).unwrap();
     let body = "x".repeat(400);
     let request = |key: usize| Request {
         key: key as i64,
