@@ -223,7 +223,7 @@ async fn send(connections: &Connections, request: Request) -> Response {
             match read {
                 Ok(true) => connections.give_back(key, connection),
                 Ok(false) => {}
-                Err(Failure::Timeout(what)) => response.error = Some(describe(Failure::Timeout(what), request.timeout)),
+                Err(timeout @ Failure::Timeout(_)) => response.error = Some(describe(timeout, request.timeout)),
                 Err(e) => response.error = Some(format!("reading the response: {}", describe(e, request.timeout))),
             }
             response.excerpt = Some(String::from_utf8_lossy(&excerpt).into_owned());
@@ -272,9 +272,10 @@ struct Answer {
 /// out on it.
 async fn exchange(connections: &Connections, r: &Request, deadline: tokio::time::Instant) -> Result<Answer, Failure> {
     let (key, mut request) = build(r)?;
+    let connect = || within(deadline, "connecting", connections.connect(&key, r.identity.as_ref()));
     let mut connection = match connections.take(&key) {
         Some(kept) => kept,
-        None => within(deadline, "connecting", connections.connect(&key, r.identity.as_ref())).await??,
+        None => connect().await??,
     };
     loop {
         if connection.reused
@@ -282,7 +283,7 @@ async fn exchange(connections: &Connections, r: &Request, deadline: tokio::time:
                 .await?
                 .is_err()
         {
-            connection = within(deadline, "connecting", connections.connect(&key, r.identity.as_ref())).await??;
+            connection = connect().await??;
             continue;
         }
         match within(
@@ -302,8 +303,7 @@ async fn exchange(connections: &Connections, r: &Request, deadline: tokio::time:
             Err(mut refused) => match refused.take_message() {
                 Some(unsent) if connection.reused => {
                     request = unsent;
-                    connection =
-                        within(deadline, "connecting", connections.connect(&key, r.identity.as_ref())).await??;
+                    connection = connect().await??;
                 }
                 _ => return Err(Failure::Hyper(refused.into_error())),
             },

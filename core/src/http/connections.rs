@@ -14,6 +14,7 @@ use hyper_util::rt::TokioIo;
 use rustc_hash::FxHashMap;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use tokio::net::TcpStream;
 use ureq::tls::Certificate;
@@ -133,18 +134,7 @@ impl Connections {
             let tls = key.https.then(|| tls_config(&mut state, identity)).transpose()?;
             (state.generation, tls)
         };
-        let mut last = None;
-        let mut stream = None;
-        for addr in addrs {
-            match TcpStream::connect(addr).await {
-                Ok(s) => {
-                    stream = Some(s);
-                    break;
-                }
-                Err(e) => last = Some(e),
-            }
-        }
-        let stream = stream.ok_or_else(|| Failure::Io(last.unwrap_or_else(|| std::io::ErrorKind::NotFound.into())))?;
+        let stream = connect_first(addrs).await.map_err(Failure::Io)?;
         stream.set_nodelay(true).map_err(Failure::Io)?;
         let sender = match tls {
             None => handshake(stream).await?,
@@ -165,6 +155,18 @@ impl Connections {
             reused: false,
         })
     }
+}
+
+/// A TCP connection to the first of `addrs` that takes one; the last refusal when none does.
+async fn connect_first(addrs: Vec<SocketAddr>) -> std::io::Result<TcpStream> {
+    let mut last = std::io::Error::from(std::io::ErrorKind::NotFound);
+    for addr in addrs {
+        match TcpStream::connect(addr).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
 }
 
 /// HTTP/1.1 over `io`, its connection driven by a task of its own until it closes.
