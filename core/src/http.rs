@@ -17,6 +17,8 @@ use bytes::Bytes;
 use connections::{Connection, Connections, Key};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
+use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, RwLock};
@@ -81,7 +83,10 @@ pub struct Pool {
     allowed: Arc<RwLock<Destinations>>,
     connections: Arc<Connections>,
     jobs: Option<tokio::sync::mpsc::UnboundedSender<Vec<Request>>>,
-    results: Receiver<Response>,
+    /// Answers come in batches, one wake-up of the caller each (see `serve`).
+    results: Receiver<Vec<Response>>,
+    /// Answers of the last batch not yet taken.
+    ready: RefCell<VecDeque<Response>>,
     _thread: JoinHandle<()>,
 }
 
@@ -103,7 +108,7 @@ impl Pool {
     /// started.
     pub fn new(config: PoolConfig, roots: &[Certificate<'static>], allowed: Destinations) -> std::io::Result<Pool> {
         let (jobs, job_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<Request>>();
-        let (result_tx, results) = channel::<Response>();
+        let (result_tx, results) = channel::<Vec<Response>>();
         let allowed = Arc::new(RwLock::new(allowed));
         let connections = Arc::new(Connections::new(config.in_flight, roots, Arc::clone(&allowed)));
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -124,6 +129,7 @@ impl Pool {
             connections,
             jobs: Some(jobs),
             results,
+            ready: RefCell::default(),
             _thread: thread,
         })
     }
@@ -156,7 +162,11 @@ impl Pool {
 
     /// The next answer, waiting at most `timeout`.
     pub fn next(&self, timeout: Duration) -> Option<Response> {
-        self.results.recv_timeout(timeout).ok()
+        let mut ready = self.ready.borrow_mut();
+        if ready.is_empty() {
+            ready.extend(self.results.recv_timeout(timeout).ok()?);
+        }
+        ready.pop_front()
     }
 }
 
@@ -168,18 +178,29 @@ impl Drop for Pool {
     }
 }
 
-/// Sends each request queued, each in a task of its own, until the queue is closed.
+/// Sends each request queued, each in a task of its own, until the queue is closed. Answers
+/// go back in batches: those that came in the same turn of the loop are handed over together,
+/// so the caller's thread is woken once for them, not once each.
 async fn serve(
     mut jobs: tokio::sync::mpsc::UnboundedReceiver<Vec<Request>>,
-    results: Sender<Response>,
+    results: Sender<Vec<Response>>,
     connections: Arc<Connections>,
 ) {
+    let (answered, mut answers) = tokio::sync::mpsc::unbounded_channel::<Response>();
+    tokio::spawn(async move {
+        let mut batch = Vec::new();
+        while answers.recv_many(&mut batch, 1024).await > 0 {
+            if results.send(std::mem::take(&mut batch)).is_err() {
+                return;
+            }
+        }
+    });
     while let Some(batch) = jobs.recv().await {
         for job in batch {
-            let results = results.clone();
+            let answered = answered.clone();
             let connections = Arc::clone(&connections);
             tokio::spawn(async move {
-                let _ = results.send(send(&connections, job).await);
+                let _ = answered.send(send(&connections, job).await);
             });
         }
     }
