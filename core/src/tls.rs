@@ -74,20 +74,11 @@ pub fn roots(trust: &Trust) -> (Roots, Vec<String>) {
     (roots, problems)
 }
 
-/// A client certificate and its key, as rustls presents them.
+/// A client certificate and its key, as rustls presents them (Debug elides the key).
 #[derive(Debug)]
 pub struct ClientCert {
     pub chain: Vec<CertificateDer<'static>>,
     pub key: PrivateKeyDer<'static>,
-}
-
-impl Clone for ClientCert {
-    fn clone(&self) -> ClientCert {
-        ClientCert {
-            chain: self.chain.clone(),
-            key: self.key.clone_key(),
-        }
-    }
 }
 
 /// A client certificate (mutual TLS) from PEM text: the certificate with any intermediates,
