@@ -145,10 +145,14 @@ impl Pool {
         self.config.trust = trust;
     }
 
-    /// Changes what may be sent to, from the next request on (over new connections).
+    /// Changes what may be sent to, from the next request on (over new connections); the
+    /// same destinations again (any reload of the settings) keep the connections.
     pub fn allow(&self, allowed: Destinations) {
-        *self.allowed.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = allowed;
-        self.connections.forget();
+        let mut current = self.allowed.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if *current != allowed {
+            *current = allowed;
+            self.connections.forget();
+        }
     }
 
     /// Sends these requests at once (the event loop is woken once for them all).

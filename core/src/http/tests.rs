@@ -196,6 +196,20 @@ fn kept_alive_connections_carry_the_next_requests() {
 }
 
 #[test]
+fn a_reload_with_the_same_destinations_keeps_the_connections() {
+    // One connection for both requests: the receiver takes no second one.
+    let (url, server) = keep_alive_receiver(vec![2], Duration::ZERO);
+    let pool = Pool::new(config(1), &[], loopback()).unwrap();
+    for _ in 0..2 {
+        pool.submit([request(url.clone())]);
+        let answer = pool.next(Duration::from_secs(5)).unwrap();
+        assert_eq!((answer.status, answer.error), (Some(200), None));
+        pool.allow(loopback());
+    }
+    server.join().unwrap();
+}
+
+#[test]
 fn a_kept_connection_the_receiver_closed_is_replaced_without_an_error() {
     // The receiver closes each connection 20 ms after its answer: the next request, 40 ms
     // later, finds the kept connection closed.
