@@ -143,7 +143,11 @@ class Behaviour:
 
 class QuietServer(ThreadingHTTPServer):
     """A threading HTTP server that does not print the connections a client gave up on (a
-    TLS handshake refused, a connection dropped)."""
+    TLS handshake refused, a connection dropped), with a listen backlog like a web server's:
+    socketserver's 5 let the kernel drop the connections a worker opens at once beyond it,
+    which the client's TCP then retried a second later, long after the test had moved on."""
+
+    request_queue_size = 128
 
     def handle_error(self, request, client_address):
         pass
