@@ -1265,3 +1265,7 @@ BEGIN
         EXECUTE format('GRANT SELECT (%s) ON callback.%I TO callback_tenant', readable, t);
     END LOOP;
 END $$;
+
+-- The history's one index: by callback, the id making it unique (sql/queue.sql says why).
+ALTER TABLE callback.deliveries DROP CONSTRAINT deliveries_pkey, ADD PRIMARY KEY (callback_id, id);
+DROP INDEX callback.deliveries_callback_id_idx;

@@ -186,17 +186,20 @@ END $$;
 CREATE TRIGGER callbacks_changed INSTEAD OF UPDATE OR DELETE ON callback.callbacks
     FOR EACH ROW EXECUTE FUNCTION callback._callbacks_changed();
 
+-- One index: by callback, as every reader looks attempts up, the id making it unique. An index
+-- of the id alone besides cost each attempt an index entry more (BENCHMARKS.md, "Bytes per
+-- callback") and nothing looks an attempt up by its id alone.
 CREATE TABLE callback.deliveries (
-    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id bigint GENERATED ALWAYS AS IDENTITY,
     callback_id bigint NOT NULL,
     attempt int NOT NULL,
     started_at timestamptz NOT NULL,
     duration interval NOT NULL,
     http_status int,
     response_excerpt text,
-    error text
+    error text,
+    PRIMARY KEY (callback_id, id)
 );
-CREATE INDEX ON callback.deliveries (callback_id);
 COMMENT ON TABLE callback.deliveries IS 'One row per HTTP attempt: when, how long, the status, a bounded excerpt of the response, the error. callback_id names its callback (no foreign key: the worker writes thousands a second).';
 
 -- What the foreign key from callbacks to retry_policies would do, without its cost per insert.
