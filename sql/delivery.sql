@@ -27,19 +27,19 @@ BEGIN
         -- still in flight or waiting); the rest wait their turn. Joins, not a subquery per row:
         -- a campaign may hold a million callbacks.
         WITH held AS (
-            SELECT order_key, min(id) AS first FROM callback.callbacks_undone
+            SELECT order_hash, min(id) AS first FROM callback.callbacks_undone
             WHERE campaign_id = NEW.id AND state = 'held'
-            GROUP BY order_key
+            GROUP BY order_hash
         ), busy AS (
-            SELECT DISTINCT o.order_key FROM callback.callbacks_undone o JOIN held USING (order_key)
+            SELECT DISTINCT o.order_hash FROM callback.callbacks_undone o JOIN held USING (order_hash)
             WHERE o.state IN ('waiting', 'pending')
         )
         UPDATE callback.callbacks_undone c
-        SET state = CASE WHEN c.id = held.first AND busy.order_key IS NULL THEN 'pending' ELSE 'waiting' END
+        SET state = CASE WHEN c.id = held.first AND busy.order_hash IS NULL THEN 'pending' ELSE 'waiting' END
                         ::callback.callback_state,
             due_at = now()
-        FROM held LEFT JOIN busy USING (order_key)
-        WHERE c.campaign_id = NEW.id AND c.state = 'held' AND c.order_key = held.order_key;
+        FROM held LEFT JOIN busy USING (order_hash)
+        WHERE c.campaign_id = NEW.id AND c.state = 'held' AND c.order_hash = held.order_hash;
         PERFORM callback._wake_on_commit();
     ELSE
         -- Not those on the wire (leased): their worker writes how they went.
@@ -145,8 +145,8 @@ BEGIN
         WHERE d.id = _replay.callback_id AND (accounts IS NULL OR d.account_id = ANY (accounts))
         RETURNING d.account_id, d.id
     )
-    INSERT INTO callback.callbacks_undone (id, account_id, campaign_id, target, state, endpoint, order_key)
-    SELECT r.id, r.account_id, r.campaign_id, r.target, 'pending', r.endpoint, r.order_key
+    INSERT INTO callback.callbacks_undone (id, account_id, campaign_id, target, state, endpoint, order_hash)
+    SELECT r.id, r.account_id, r.campaign_id, r.target, 'pending', r.endpoint, callback._order_hash(r.order_key)
     FROM gone JOIN callback.requests r ON r.account_id = gone.account_id AND r.id = gone.id;
     IF NOT FOUND THEN
         PERFORM FROM callback.callbacks c

@@ -19,6 +19,12 @@
 -- it leaves the schema a fresh install of 0.3.0 makes.
 \echo Use "ALTER EXTENSION pg_callback UPDATE TO '0.3.0'" to load this file. \quit
 
+-- What the queue orders by (sql/queue.sql).
+CREATE FUNCTION callback._order_hash(order_key text) RETURNS bigint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT hashtextextended(order_key, 0) $$;
+REVOKE ALL ON FUNCTION callback._order_hash(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION callback._order_hash(text) TO callback_admin, callback_tenant;
+
 -- Functions that were SQL and are now the library's, and the one 0.3.0 adds.
 CREATE OR REPLACE FUNCTION callback._endpoint(
 	"url" TEXT /* & str */
@@ -80,8 +86,8 @@ BEGIN
         WHERE d.id = _replay.callback_id AND (accounts IS NULL OR d.account_id = ANY (accounts))
         RETURNING d.account_id, d.id
     )
-    INSERT INTO callback.callbacks_undone (id, account_id, campaign_id, target, state, endpoint, order_key)
-    SELECT r.id, r.account_id, r.campaign_id, r.target, 'pending', r.endpoint, r.order_key
+    INSERT INTO callback.callbacks_undone (id, account_id, campaign_id, target, state, endpoint, order_hash)
+    SELECT r.id, r.account_id, r.campaign_id, r.target, 'pending', r.endpoint, callback._order_hash(r.order_key)
     FROM gone JOIN callback.requests r ON r.account_id = gone.account_id AND r.id = gone.id;
     IF NOT FOUND THEN
         PERFORM FROM callback.callbacks c
@@ -148,7 +154,7 @@ BEGIN
         END IF;
     END IF;
     WITH chosen AS (
-        SELECT d.id, r.account_id, r.campaign_id, r.target, r.endpoint, r.order_key,
+        SELECT d.id, r.account_id, r.campaign_id, r.target, r.endpoint, callback._order_hash(r.order_key) AS order_hash,
                min(d.id) OVER (PARTITION BY r.order_key) AS first
         FROM callback.callbacks_done d
         JOIN callback.requests r ON r.account_id = d.account_id AND r.id = d.id
@@ -158,16 +164,16 @@ BEGIN
           AND (_replay_all.finished_from IS NULL OR d.finished_at >= _replay_all.finished_from)
           AND (_replay_all.finished_to IS NULL OR d.finished_at < _replay_all.finished_to)
     ), busy AS (
-        SELECT DISTINCT u.order_key FROM callback.callbacks_undone u JOIN chosen USING (order_key)
+        SELECT DISTINCT u.order_hash FROM callback.callbacks_undone u JOIN chosen USING (order_hash)
     ), gone AS (
         DELETE FROM callback.callbacks_done d USING chosen WHERE d.id = chosen.id
     )
-    INSERT INTO callback.callbacks_undone (id, account_id, campaign_id, target, state, endpoint, order_key)
+    INSERT INTO callback.callbacks_undone (id, account_id, campaign_id, target, state, endpoint, order_hash)
     SELECT chosen.id, chosen.account_id, chosen.campaign_id, chosen.target,
-           CASE WHEN chosen.id = chosen.first AND busy.order_key IS NULL THEN 'pending' ELSE 'waiting' END
+           CASE WHEN chosen.id = chosen.first AND busy.order_hash IS NULL THEN 'pending' ELSE 'waiting' END
                ::callback.callback_state,
-           chosen.endpoint, chosen.order_key
-    FROM chosen LEFT JOIN busy USING (order_key);
+           chosen.endpoint, chosen.order_hash
+    FROM chosen LEFT JOIN busy USING (order_hash);
     GET DIAGNOSTICS replayed = ROW_COUNT;
     IF replayed > 0 THEN
         PERFORM callback._wake_on_commit();
@@ -293,7 +299,7 @@ BEGIN
         DELETE FROM callback.callbacks_undone c
         WHERE c.id = _cancel.callback_id AND (accounts IS NULL OR c.account_id = ANY (accounts))
           AND (c.leased_until IS NULL OR c.leased_until < now())
-        RETURNING c.id, c.account_id, c.attempts, c.last_http_status, c.order_key
+        RETURNING c.id, c.account_id, c.attempts, c.last_http_status, c.order_hash
     ), done AS (
         INSERT INTO callback.callbacks_done (id, account_id, state, attempts, last_http_status, last_error)
         SELECT g.id, g.account_id, 'failed', g.attempts, g.last_http_status, format('canceled by %s', acting)
@@ -303,9 +309,9 @@ BEGIN
     IF FOUND THEN
         UPDATE callback.callbacks_undone w SET state = 'pending', due_at = now()
         WHERE w.id = (SELECT min(n.id) FROM callback.callbacks_undone n
-                      WHERE n.order_key = canceled.order_key AND n.state = 'waiting')
+                      WHERE n.order_hash = canceled.order_hash AND n.state = 'waiting')
           AND NOT EXISTS (SELECT FROM callback.callbacks_undone b
-                          WHERE b.order_key = canceled.order_key AND b.state IN ('pending', 'held'));
+                          WHERE b.order_hash = canceled.order_hash AND b.state IN ('pending', 'held'));
         PERFORM callback._wake_on_commit();
         RETURN;
     END IF;
@@ -944,7 +950,8 @@ CREATE TABLE callback.callbacks_undone1 (
     last_http_status int,
     last_error text,
     endpoint text NOT NULL,
-    order_key text COLLATE "C" NOT NULL
+    -- callback._order_hash() of the request's order key.
+    order_hash bigint NOT NULL
 ) WITH (fillfactor = 70);
 
 CREATE TABLE callback.callbacks_done1 (
@@ -965,9 +972,9 @@ SELECT id, webhook_id, event, account_id, campaign_id, message_id, target, subsc
 FROM callback.callbacks;
 INSERT INTO callback.callbacks_undone1 (
     id, account_id, campaign_id, target, state, attempts, due_at, leased_until, leased_by, last_http_status,
-    last_error, endpoint, order_key)
+    last_error, endpoint, order_hash)
 SELECT id, account_id, campaign_id, target, state, attempts, due_at, leased_until, leased_by, last_http_status,
-       last_error, callback._endpoint(url), order_key
+       last_error, callback._endpoint(url), callback._order_hash(order_key)
 FROM callback.callbacks_undone;
 INSERT INTO callback.callbacks_done1 (id, account_id, state, attempts, finished_at, last_http_status, last_error)
 SELECT id, account_id, state, attempts, coalesce(finished_at, recorded_at), last_http_status, last_error
@@ -1002,7 +1009,7 @@ SET extconfig = (SELECT array_agg(u.x ORDER BY u.n) FROM unnest(e.extconfig) WIT
 WHERE e.extname = 'pg_callback';
 CREATE UNIQUE INDEX callbacks_undone_id ON callback.callbacks_undone (id);
 CREATE INDEX callbacks_due ON callback.callbacks_undone (due_at, id) WHERE state = 'pending';
-CREATE INDEX callbacks_order ON callback.callbacks_undone (order_key, id);
+CREATE INDEX callbacks_order ON callback.callbacks_undone (order_hash, id);
 CREATE INDEX callbacks_waiting ON callback.callbacks_undone (id) WHERE state = 'waiting';
 CREATE UNIQUE INDEX callbacks_done_id ON callback.callbacks_done (id);
 COMMENT ON TABLE callback.callbacks_undone IS 'The queue: a row per callback not yet done (waiting, pending, held), its request in callback.requests.';
@@ -1057,10 +1064,10 @@ BEGIN
         DELETE FROM callback.callbacks_done WHERE id = OLD.id;
         INSERT INTO callback.callbacks_undone AS u (
             id, account_id, campaign_id, target, state, attempts, due_at, leased_until, leased_by,
-            last_http_status, last_error, endpoint, order_key)
+            last_http_status, last_error, endpoint, order_hash)
         VALUES (OLD.id, OLD.account_id, OLD.campaign_id, OLD.target, NEW.state, NEW.attempts,
                 coalesce(NEW.due_at, now()), NEW.leased_until, NEW.leased_by, NEW.last_http_status,
-                NEW.last_error, OLD.endpoint, OLD.order_key)
+                NEW.last_error, OLD.endpoint, callback._order_hash(OLD.order_key))
         ON CONFLICT (id) DO UPDATE
         SET state = excluded.state, attempts = excluded.attempts, due_at = excluded.due_at,
             leased_until = excluded.leased_until, leased_by = excluded.leased_by,
@@ -1104,19 +1111,19 @@ BEGIN
         -- still in flight or waiting); the rest wait their turn. Joins, not a subquery per row:
         -- a campaign may hold a million callbacks.
         WITH held AS (
-            SELECT order_key, min(id) AS first FROM callback.callbacks_undone
+            SELECT order_hash, min(id) AS first FROM callback.callbacks_undone
             WHERE campaign_id = NEW.id AND state = 'held'
-            GROUP BY order_key
+            GROUP BY order_hash
         ), busy AS (
-            SELECT DISTINCT o.order_key FROM callback.callbacks_undone o JOIN held USING (order_key)
+            SELECT DISTINCT o.order_hash FROM callback.callbacks_undone o JOIN held USING (order_hash)
             WHERE o.state IN ('waiting', 'pending')
         )
         UPDATE callback.callbacks_undone c
-        SET state = CASE WHEN c.id = held.first AND busy.order_key IS NULL THEN 'pending' ELSE 'waiting' END
+        SET state = CASE WHEN c.id = held.first AND busy.order_hash IS NULL THEN 'pending' ELSE 'waiting' END
                         ::callback.callback_state,
             due_at = now()
-        FROM held LEFT JOIN busy USING (order_key)
-        WHERE c.campaign_id = NEW.id AND c.state = 'held' AND c.order_key = held.order_key;
+        FROM held LEFT JOIN busy USING (order_hash)
+        WHERE c.campaign_id = NEW.id AND c.state = 'held' AND c.order_hash = held.order_hash;
         PERFORM callback._wake_on_commit();
     ELSE
         -- Not those on the wire (leased): their worker writes how they went.

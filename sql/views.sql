@@ -121,7 +121,7 @@ BEGIN
         DELETE FROM callback.callbacks_undone c
         WHERE c.id = _cancel.callback_id AND (accounts IS NULL OR c.account_id = ANY (accounts))
           AND (c.leased_until IS NULL OR c.leased_until < now())
-        RETURNING c.id, c.account_id, c.attempts, c.last_http_status, c.order_key
+        RETURNING c.id, c.account_id, c.attempts, c.last_http_status, c.order_hash
     ), done AS (
         INSERT INTO callback.callbacks_done (id, account_id, state, attempts, last_http_status, last_error)
         SELECT g.id, g.account_id, 'failed', g.attempts, g.last_http_status, format('canceled by %s', acting)
@@ -131,9 +131,9 @@ BEGIN
     IF FOUND THEN
         UPDATE callback.callbacks_undone w SET state = 'pending', due_at = now()
         WHERE w.id = (SELECT min(n.id) FROM callback.callbacks_undone n
-                      WHERE n.order_key = canceled.order_key AND n.state = 'waiting')
+                      WHERE n.order_hash = canceled.order_hash AND n.state = 'waiting')
           AND NOT EXISTS (SELECT FROM callback.callbacks_undone b
-                          WHERE b.order_key = canceled.order_key AND b.state IN ('pending', 'held'));
+                          WHERE b.order_hash = canceled.order_hash AND b.state IN ('pending', 'held'));
         PERFORM callback._wake_on_commit();
         RETURN;
     END IF;
@@ -176,7 +176,7 @@ BEGIN
         END IF;
     END IF;
     WITH chosen AS (
-        SELECT d.id, r.account_id, r.campaign_id, r.target, r.endpoint, r.order_key,
+        SELECT d.id, r.account_id, r.campaign_id, r.target, r.endpoint, callback._order_hash(r.order_key) AS order_hash,
                min(d.id) OVER (PARTITION BY r.order_key) AS first
         FROM callback.callbacks_done d
         JOIN callback.requests r ON r.account_id = d.account_id AND r.id = d.id
@@ -186,16 +186,16 @@ BEGIN
           AND (_replay_all.finished_from IS NULL OR d.finished_at >= _replay_all.finished_from)
           AND (_replay_all.finished_to IS NULL OR d.finished_at < _replay_all.finished_to)
     ), busy AS (
-        SELECT DISTINCT u.order_key FROM callback.callbacks_undone u JOIN chosen USING (order_key)
+        SELECT DISTINCT u.order_hash FROM callback.callbacks_undone u JOIN chosen USING (order_hash)
     ), gone AS (
         DELETE FROM callback.callbacks_done d USING chosen WHERE d.id = chosen.id
     )
-    INSERT INTO callback.callbacks_undone (id, account_id, campaign_id, target, state, endpoint, order_key)
+    INSERT INTO callback.callbacks_undone (id, account_id, campaign_id, target, state, endpoint, order_hash)
     SELECT chosen.id, chosen.account_id, chosen.campaign_id, chosen.target,
-           CASE WHEN chosen.id = chosen.first AND busy.order_key IS NULL THEN 'pending' ELSE 'waiting' END
+           CASE WHEN chosen.id = chosen.first AND busy.order_hash IS NULL THEN 'pending' ELSE 'waiting' END
                ::callback.callback_state,
-           chosen.endpoint, chosen.order_key
-    FROM chosen LEFT JOIN busy USING (order_key);
+           chosen.endpoint, chosen.order_hash
+    FROM chosen LEFT JOIN busy USING (order_hash);
     GET DIAGNOSTICS replayed = ROW_COUNT;
     IF replayed > 0 THEN
         PERFORM callback._wake_on_commit();

@@ -18,8 +18,8 @@ WITH r AS MATERIALIZED (
            $7, r.endpoint, $8::callback.http_method, $9::jsonb, $10, $11, $12, $13, $14, $15, $16
     FROM r
 ), batch AS (
-    INSERT INTO callback.callbacks_undone (id, account_id, campaign_id, target, state, endpoint, order_key)
-    SELECT r.id, $2, $3, $5::callback.target_kind, r.state, r.endpoint, $14
+    INSERT INTO callback.callbacks_undone (id, account_id, campaign_id, target, state, endpoint, order_hash)
+    SELECT r.id, $2, $3, $5::callback.target_kind, r.state, r.endpoint, callback._order_hash($14)
     FROM r
     RETURNING id, state
 ), linked AS (

@@ -10,6 +10,7 @@ WITH events AS MATERIALIZED (
 SELECT e.message_id
 FROM events e
 WHERE EXISTS (SELECT FROM callback.callbacks_undone c
-              WHERE c.id = e.callback_id AND c.order_key >= $1 || ' #' AND c.order_key < $1 || ' $'
+              JOIN callback.requests r ON r.account_id = c.account_id AND r.id = c.id
+              WHERE c.id = e.callback_id AND r.order_key >= $1 || ' #' AND r.order_key < $1 || ' $'
               OFFSET 0)
 GROUP BY e.message_id

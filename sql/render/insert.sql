@@ -6,7 +6,7 @@ WITH r AS MATERIALIZED (
     SELECT nextval('callback.callbacks_id_seq') AS id, callback._endpoint($7) AS endpoint,
            CASE WHEN $15 THEN 'held'
                 WHEN EXISTS (SELECT FROM callback.callbacks_undone c
-                             WHERE c.order_key = $14) THEN 'waiting'
+                             WHERE c.order_hash = callback._order_hash($14)) THEN 'waiting'
                 ELSE 'pending' END::callback.callback_state AS state
 ), request AS (
     INSERT INTO callback.requests (
@@ -16,7 +16,7 @@ WITH r AS MATERIALIZED (
            $7, r.endpoint, $8::callback.http_method, $9::jsonb, $10, $11, $12, $13, $14, $16
     FROM r
 )
-INSERT INTO callback.callbacks_undone (id, account_id, campaign_id, target, state, endpoint, order_key)
-SELECT r.id, $2, $3, $5::callback.target_kind, r.state, r.endpoint, $14
+INSERT INTO callback.callbacks_undone (id, account_id, campaign_id, target, state, endpoint, order_hash)
+SELECT r.id, $2, $3, $5::callback.target_kind, r.state, r.endpoint, callback._order_hash($14)
 FROM r
 RETURNING state = 'pending'

@@ -15,10 +15,12 @@ WITH lease AS (
            + interval '60 seconds' AS until
 ), r AS MATERIALIZED (
     -- Each row's id, endpoint and state worked out once, for its request and its queue row.
-    SELECT nextval('callback.callbacks_id_seq') AS id, callback._endpoint(r.url) AS endpoint, r.*,
+    SELECT nextval('callback.callbacks_id_seq') AS id, callback._endpoint(r.url) AS endpoint,
+           callback._order_hash(r.order_key) AS order_hash, r.*,
            CASE WHEN r.held THEN 'held'
                 WHEN r.behind THEN 'waiting'
-                WHEN EXISTS (SELECT FROM callback.callbacks_undone c WHERE c.order_key = r.order_key) THEN 'waiting'
+                WHEN EXISTS (SELECT FROM callback.callbacks_undone c
+                             WHERE c.order_hash = callback._order_hash(r.order_key)) THEN 'waiting'
                 ELSE 'pending' END::callback.callback_state AS state
     FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::bigint[],
                 $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[],
@@ -36,8 +38,8 @@ WITH lease AS (
     FROM r
 ), inserted AS (
     INSERT INTO callback.callbacks_undone (
-        id, account_id, campaign_id, target, state, endpoint, order_key, leased_by, leased_until, attempts)
-    SELECT r.id, r.account_id, r.campaign_id, r.target::callback.target_kind, r.state, r.endpoint, r.order_key,
+        id, account_id, campaign_id, target, state, endpoint, order_hash, leased_by, leased_until, attempts)
+    SELECT r.id, r.account_id, r.campaign_id, r.target::callback.target_kind, r.state, r.endpoint, r.order_hash,
            CASE WHEN r.lease AND r.state = 'pending' THEN $19 END,
            CASE WHEN r.lease AND r.state = 'pending' THEN (SELECT until FROM lease) END,
            CASE WHEN r.lease AND r.state = 'pending' THEN 1 ELSE 0 END

@@ -32,10 +32,10 @@ WITH r AS (
     DELETE FROM callback.callbacks_undone c
     USING r
     WHERE c.id = r.id AND c.state = 'pending' AND c.leased_by = $10 AND r.verdict IN ('delivered', 'failed')
-    RETURNING c.id, c.account_id, c.attempts, c.order_key, r.verdict, r.http_status AS answer_status, r.error AS answer_error
+    RETURNING c.id, c.account_id, c.attempts, c.order_hash, r.verdict, r.http_status AS answer_status, r.error AS answer_error
 ), archived AS (
     INSERT INTO callback.callbacks_done (id, account_id, state, attempts, finished_at, last_http_status, last_error)
     SELECT id, account_id, verdict::callback.callback_state, attempts, now(), answer_status, answer_error
     FROM done
 )
-SELECT id, verdict = 'failed' AS failed, order_key FROM done
+SELECT id, verdict = 'failed' AS failed, order_hash FROM done

@@ -4,4 +4,4 @@
 UPDATE callback.callbacks_undone w
 SET state = 'pending', due_at = now()
 WHERE w.state = 'waiting'
-  AND NOT EXISTS (SELECT FROM callback.callbacks_undone o WHERE o.order_key = w.order_key AND o.id < w.id)
+  AND NOT EXISTS (SELECT FROM callback.callbacks_undone o WHERE o.order_hash = w.order_hash AND o.id < w.id)

@@ -71,7 +71,7 @@ pub fn recover() -> bool {
 /// Lets go the waiting callbacks whose release was missed (sweep.sql); whether there were any.
 pub fn sweep() -> bool {
     let swept = BackgroundWorker::transaction(|| match extension_installed() {
-        true => Spi::connect_mut(|client| client.update(SWEEP, None, &[]).map(|t| t.len())),
+        true => Spi::connect_mut(|client| client.update(&spi::for_queue_order(SWEEP), None, &[]).map(|t| t.len())),
         false => Ok(0),
     });
     swept.unwrap_or_else(|e| {

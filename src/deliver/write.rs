@@ -30,6 +30,8 @@ const AFTER_FAILURE: &str = include_str!("../../sql/worker/after_failure.sql");
 struct Plans {
     finish: OwnedPreparedStatement,
     release: OwnedPreparedStatement,
+    /// Whether the queue orders by hashes of order keys (0.3.0 on), not by the keys.
+    hashed: bool,
 }
 
 thread_local! {
@@ -46,9 +48,16 @@ fn prepare(client: &mut SpiClient<'_>) -> SpiResult<Plans> {
         (false, true) => COMPAT_FINISH.to_string(),
         (false, false) => COMPAT_FINISH.replace(", batch_size", ""),
     };
+    let hashed = spi::split_callbacks();
     Ok(Plans {
         finish: client.prepare_mut(&finish_sql, &types(&finish))?.keep(),
-        release: client.prepare_mut(RELEASE, &types(&["text[]"]))?.keep(),
+        release: client
+            .prepare_mut(
+                &spi::for_queue_order(RELEASE),
+                &types(&[if hashed { "bigint[]" } else { "text[]" }]),
+            )?
+            .keep(),
+        hashed,
     })
 }
 
@@ -154,15 +163,23 @@ pub fn finish(done: Vec<(Claimed, Option<Response>)>) -> Vec<String> {
         let written = Spi::connect_mut(|client| {
             spi::with(&PLANS, client, prepare, |client, plans| {
                 let mut failed = Vec::new();
-                let mut keys = Vec::new();
+                // The order keys of those done, as the queue keeps them (spi::for_queue_order).
+                let (mut hashes, mut keys) = (Vec::new(), Vec::new());
                 for row in client.update(&plans.finish, None, &args)? {
                     if row.get_by_name::<bool, _>("failed")?.unwrap_or(false) {
                         failed.push(row.get_by_name::<i64, _>("id")?.unwrap_or_default());
                     }
-                    keys.push(row.get_by_name::<String, _>("order_key")?.unwrap_or_default());
+                    match plans.hashed {
+                        true => hashes.push(row.get_by_name::<i64, _>("order_hash")?.unwrap_or_default()),
+                        false => keys.push(row.get_by_name::<String, _>("order_key")?.unwrap_or_default()),
+                    }
                 }
-                if !keys.is_empty() {
-                    client.update(&plans.release, None, &[keys.into()])?;
+                if !hashes.is_empty() || !keys.is_empty() {
+                    let done = match plans.hashed {
+                        true => hashes.into(),
+                        false => keys.into(),
+                    };
+                    client.update(&plans.release, None, &[done])?;
                 }
                 if !failed.is_empty() {
                     client.update(AFTER_FAILURE, None, &[failed.into()])?;

@@ -88,6 +88,18 @@ pub fn split_callbacks() -> bool {
     }
 }
 
+/// A statement on the queue as 0.3.0 keeps it, which orders callbacks by `order_hash` (a hash
+/// of the order key, `$1` an array of them), for the installed schema: an older one orders by
+/// `order_key` itself until `ALTER EXTENSION pg_callback UPDATE`.
+pub fn for_queue_order(sql: &str) -> String {
+    match split_callbacks() {
+        true => sql.to_string(),
+        false => sql
+            .replace("order_hash", "order_key")
+            .replace("$1::bigint[]", "$1::text[]"),
+    }
+}
+
 /// Whether `callback.requests` exists, looked up.
 fn look_for_split_callbacks() -> bool {
     // SAFETY: syscache lookups by name.
