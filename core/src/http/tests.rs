@@ -33,6 +33,13 @@ fn loopback() -> Destinations {
     Destinations::parse("127.0.0.1").unwrap()
 }
 
+/// Sends one request to `url` and waits for its answer: the status and the error.
+fn sent(pool: &Pool, url: &str) -> (Option<u16>, Option<String>) {
+    pool.submit([request(url.to_string())]);
+    let answer = pool.next(Duration::from_secs(5)).unwrap();
+    (answer.status, answer.error)
+}
+
 fn request(url: String) -> Request {
     Request {
         key: 7,
@@ -187,9 +194,7 @@ fn kept_alive_connections_carry_the_next_requests() {
     let (url, server) = keep_alive_receiver(vec![3], Duration::ZERO);
     let pool = Pool::new(config(1), &[], loopback()).unwrap();
     for _ in 0..3 {
-        pool.submit([request(url.clone())]);
-        let answer = pool.next(Duration::from_secs(5)).unwrap();
-        assert_eq!((answer.status, answer.error), (Some(200), None));
+        assert_eq!(sent(&pool, &url), (Some(200), None));
     }
     // The receiver took one connection only, and has ended.
     server.join().unwrap();
@@ -201,9 +206,7 @@ fn a_reload_with_the_same_destinations_keeps_the_connections() {
     let (url, server) = keep_alive_receiver(vec![2], Duration::ZERO);
     let pool = Pool::new(config(1), &[], loopback()).unwrap();
     for _ in 0..2 {
-        pool.submit([request(url.clone())]);
-        let answer = pool.next(Duration::from_secs(5)).unwrap();
-        assert_eq!((answer.status, answer.error), (Some(200), None));
+        assert_eq!(sent(&pool, &url), (Some(200), None));
         pool.allow(loopback());
     }
     server.join().unwrap();
@@ -216,9 +219,7 @@ fn a_kept_connection_the_receiver_closed_is_replaced_without_an_error() {
     let (url, server) = keep_alive_receiver(vec![1; 10], Duration::from_millis(20));
     let pool = Pool::new(config(1), &[], loopback()).unwrap();
     for round in 0..10 {
-        pool.submit([request(url.clone())]);
-        let answer = pool.next(Duration::from_secs(5)).unwrap();
-        assert_eq!((round, answer.status, answer.error), (round, Some(200), None));
+        assert_eq!((round, sent(&pool, &url)), (round, (Some(200), None)));
         std::thread::sleep(Duration::from_millis(40));
     }
     server.join().unwrap();
