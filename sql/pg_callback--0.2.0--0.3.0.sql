@@ -933,9 +933,9 @@ COMMENT ON COLUMN callback.requests.order_key IS 'Callbacks with the same key (s
 COMMENT ON COLUMN callback.requests.endpoint IS 'Where its requests go: the URL''s scheme, host and port (the port left out when it is the scheme''s default), fixed when it was rendered (callback._endpoint). Workers limit requests in flight per endpoint; the operating views group by it.';
 COMMENT ON COLUMN callback.requests.batch_size IS 'A batch of events of one target ({"results": [...]}, sql/batching.sql): how many it carries, each a row of callback.batch_events; NULL for a callback of one event.';
 
--- The queue. Its account, campaign, target, order key and endpoint are the request's, copied
--- so that claiming, ordering, holding a campaign's callbacks and limiting an endpoint read the
--- queue alone. fillfactor: room for HOT updates, as leasing a row changes no indexed column.
+-- The queue. Its account, campaign, target, order key (hashed) and endpoint are the request's,
+-- copied so that claiming, ordering, holding a campaign's callbacks and limiting an endpoint
+-- read the queue alone. fillfactor: room for HOT updates, as leasing a row changes no indexed column.
 CREATE TABLE callback.callbacks_undone1 (
     id bigint NOT NULL,
     account_id bigint NOT NULL,

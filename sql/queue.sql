@@ -79,9 +79,9 @@ COMMENT ON COLUMN callback.requests.batch_size IS 'A batch of events of one targ
 CREATE FUNCTION callback._order_hash(order_key text) RETURNS bigint
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT hashtextextended(order_key, 0) $$;
 
--- The queue. Its account, campaign, target, order key and endpoint are the request's, copied
--- so that claiming, ordering, holding a campaign's callbacks and limiting an endpoint read the
--- queue alone. fillfactor: room for HOT updates, as leasing a row changes no indexed column.
+-- The queue. Its account, campaign, target, order key (hashed) and endpoint are the request's,
+-- copied so that claiming, ordering, holding a campaign's callbacks and limiting an endpoint
+-- read the queue alone. fillfactor: room for HOT updates, as leasing a row changes no indexed column.
 CREATE TABLE callback.callbacks_undone (
     id bigint NOT NULL,
     account_id bigint NOT NULL,
