@@ -3,11 +3,11 @@
 -- disabled ($15). Its webhook-id ($16) comes from src/render/queue.rs. Returns whether it is
 -- due now.
 WITH r AS MATERIALIZED (
-    SELECT nextval('callback.callbacks_id_seq') AS id, callback._endpoint($7) AS endpoint,
+    SELECT nextval('callback.callbacks_id_seq') AS id, callback._endpoint($7) AS endpoint, h.order_hash,
            CASE WHEN $15 THEN 'held'
-                WHEN EXISTS (SELECT FROM callback.callbacks_undone c
-                             WHERE c.order_hash = callback._order_hash($14)) THEN 'waiting'
+                WHEN EXISTS (SELECT FROM callback.callbacks_undone c WHERE c.order_hash = h.order_hash) THEN 'waiting'
                 ELSE 'pending' END::callback.callback_state AS state
+    FROM (SELECT callback._order_hash($14) AS order_hash) h
 ), request AS (
     INSERT INTO callback.requests (
         id, event, account_id, campaign_id, message_id, target, subscription_id,
@@ -17,6 +17,6 @@ WITH r AS MATERIALIZED (
     FROM r
 )
 INSERT INTO callback.callbacks_undone (id, account_id, campaign_id, target, state, endpoint, order_hash)
-SELECT r.id, $2, $3, $5::callback.target_kind, r.state, r.endpoint, callback._order_hash($14)
+SELECT r.id, $2, $3, $5::callback.target_kind, r.state, r.endpoint, r.order_hash
 FROM r
 RETURNING state = 'pending'

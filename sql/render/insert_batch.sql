@@ -14,20 +14,21 @@ WITH lease AS (
     SELECT now() + $20 * (SELECT greatest(max(timeout), make_interval(secs => $21)) FROM callback.retry_policies)
            + interval '60 seconds' AS until
 ), r AS MATERIALIZED (
-    -- Each row's id, endpoint and state worked out once, for its request and its queue row.
+    -- Each row's id, endpoint, order hash and state worked out once, for its request and its
+    -- queue row.
     SELECT nextval('callback.callbacks_id_seq') AS id, callback._endpoint(r.url) AS endpoint,
-           callback._order_hash(r.order_key) AS order_hash, r.*,
+           h.order_hash, r.*,
            CASE WHEN r.held THEN 'held'
                 WHEN r.behind THEN 'waiting'
-                WHEN EXISTS (SELECT FROM callback.callbacks_undone c
-                             WHERE c.order_hash = callback._order_hash(r.order_key)) THEN 'waiting'
+                WHEN EXISTS (SELECT FROM callback.callbacks_undone c WHERE c.order_hash = h.order_hash) THEN 'waiting'
                 ELSE 'pending' END::callback.callback_state AS state
     FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::bigint[],
                 $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[],
                 $14::text[], $15::bool[], $16::uuid[], $17::bool[], $18::bool[])
          AS r(event, account_id, campaign_id, message_id, target, subscription_id,
               url, method, headers, body, auth_header, signing_secret, retry_policy,
-              order_key, held, webhook_id, behind, lease)
+              order_key, held, webhook_id, behind, lease),
+         LATERAL (SELECT callback._order_hash(r.order_key) AS order_hash) h
 ), request AS (
     INSERT INTO callback.requests (
         id, event, account_id, campaign_id, message_id, target, subscription_id,
