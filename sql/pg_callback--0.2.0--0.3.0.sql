@@ -12,7 +12,7 @@
 -- callback.batch_events, callbacks.batch_size); webhook-ids derived from the event when a
 -- worker renders it (the column's comment says so); the callbacks table split into
 -- callback.requests (what each sends, written once), the queue and the done callbacks, with
--- callback.callbacks a view of them (at the end).
+-- callback.callbacks a view of them (at the end), each request's body stored compressed.
 -- Frozen with the release: the files it was made from (sql/queue.sql, events.sql, views.sql,
 -- model.sql, delivery.sql, tenants.sql, secrets.sql, limits.sql, certificates.sql, health.sql,
 -- emails.sql, reports.sql, batching.sql) go on changing for later versions. tests/integration/test_upgrade.py checks that
@@ -24,6 +24,22 @@ CREATE FUNCTION callback._order_hash(order_key text) RETURNS bigint
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT hashtextextended(order_key, 0) $$;
 REVOKE ALL ON FUNCTION callback._order_hash(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION callback._order_hash(text) TO callback_admin, callback_tenant;
+
+-- Bodies as callback.requests stores them, compressed, and as they are sent (sql/queue.sql).
+CREATE FUNCTION callback._packed_body(
+	"body" TEXT /* &str */
+) RETURNS bytea /* alloc::vec::Vec<u8> */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'packed_body_wrapper';
+CREATE FUNCTION callback._body(
+	"stored" bytea /* &[u8] */
+) RETURNS TEXT /* alloc::string::String */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'body_wrapper';
+REVOKE ALL ON FUNCTION callback._packed_body(text), callback._body(bytea) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION callback._packed_body(text), callback._body(bytea) TO callback_admin, callback_tenant;
 
 -- Functions that were SQL and are now the library's, and the one 0.3.0 adds.
 CREATE OR REPLACE FUNCTION callback._endpoint(
@@ -909,7 +925,8 @@ CREATE TABLE callback.requests (
     endpoint text NOT NULL,
     method callback.http_method NOT NULL,
     headers jsonb NOT NULL DEFAULT '{}',
-    body text,
+    -- callback._packed_body() of the body: compressed, byte for byte what is sent.
+    body bytea,
     auth_header text,
     signing_secret text,
     retry_policy text NOT NULL,
@@ -927,7 +944,7 @@ COMMENT ON TABLE callback.requests IS 'What each callback sends and why, fixed w
 COMMENT ON COLUMN callback.requests.webhook_id IS 'Sent as the webhook-id header; the same on every retry, so receivers can drop duplicates. Unique without an index to maintain: for an event rendered by a worker, derived from the installation, the event and the target (a version 8 UUID), so that rendering it again after a crash undid the first gives the same; otherwise random.';
 COMMENT ON COLUMN callback.requests.retry_policy IS 'A row of retry_policies, which cannot be deleted while callbacks not done name it (no foreign key: it would cost a lookup on every insert).';
 COMMENT ON COLUMN callback.requests.headers IS 'Content-Type and the target''s custom headers.';
-COMMENT ON COLUMN callback.requests.body IS 'The rendered body; NULL for GET, whose data is in the URL.';
+COMMENT ON COLUMN callback.requests.body IS 'The rendered body as stored, compressed against a dictionary of pg_callback''s envelopes (a body of 400 bytes in about 50): callback._body(body) is the text sent, as callback.callbacks shows it. NULL for GET, whose data is in the URL.';
 COMMENT ON COLUMN callback.requests.auth_header IS 'The Authorization header (Basic or Bearer) when the target has credentials.';
 COMMENT ON COLUMN callback.requests.order_key IS 'Callbacks with the same key (same message or campaign, same URL) are delivered in id order: a later one waits while an earlier one is not done.';
 COMMENT ON COLUMN callback.requests.endpoint IS 'Where its requests go: the URL''s scheme, host and port (the port left out when it is the scheme''s default), fixed when it was rendered (callback._endpoint). Workers limit requests in flight per endpoint; the operating views group by it.';
@@ -968,7 +985,7 @@ INSERT INTO callback.requests (
     id, webhook_id, event, account_id, campaign_id, message_id, target, subscription_id, url, endpoint, method,
     headers, body, auth_header, signing_secret, retry_policy, order_key, recorded_at, batch_size)
 SELECT id, webhook_id, event, account_id, campaign_id, message_id, target, subscription_id, url, callback._endpoint(url),
-       method, headers, body, auth_header, signing_secret, retry_policy, order_key, recorded_at, NULL
+       method, headers, callback._packed_body(body), auth_header, signing_secret, retry_policy, order_key, recorded_at, NULL
 FROM callback.callbacks;
 INSERT INTO callback.callbacks_undone1 (
     id, account_id, campaign_id, target, state, attempts, due_at, leased_until, leased_by, last_http_status,
@@ -1021,7 +1038,7 @@ COMMENT ON TABLE callback.callbacks_done IS 'A row per callback delivered or fai
 -- parts join on the account too, as they would if the tables were distributed by account.
 CREATE VIEW callback.callbacks WITH (security_invoker = true) AS
 SELECT r.id, r.webhook_id, r.event, r.account_id, r.campaign_id, r.message_id, r.target, r.subscription_id,
-       r.url, r.endpoint, r.method, r.headers, r.body, r.retry_policy, r.order_key,
+       r.url, r.endpoint, r.method, r.headers, callback._body(r.body) AS body, r.retry_policy, r.order_key,
        coalesce(u.state, d.state) AS state,
        coalesce(u.attempts, d.attempts) AS attempts,
        u.due_at, u.leased_until, u.leased_by, r.recorded_at, d.finished_at,

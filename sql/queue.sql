@@ -48,7 +48,8 @@ CREATE TABLE callback.requests (
     endpoint text NOT NULL,
     method callback.http_method NOT NULL,
     headers jsonb NOT NULL DEFAULT '{}',
-    body text,
+    -- callback._packed_body() of the body: compressed, byte for byte what is sent.
+    body bytea,
     auth_header text,
     signing_secret text,
     retry_policy text NOT NULL,
@@ -67,7 +68,7 @@ COMMENT ON TABLE callback.requests IS 'What each callback sends and why, fixed w
 COMMENT ON COLUMN callback.requests.webhook_id IS 'Sent as the webhook-id header; the same on every retry, so receivers can drop duplicates. Unique without an index to maintain: for an event rendered by a worker, derived from the installation, the event and the target (a version 8 UUID), so that rendering it again after a crash undid the first gives the same; otherwise random.';
 COMMENT ON COLUMN callback.requests.retry_policy IS 'A row of retry_policies, which cannot be deleted while callbacks not done name it (no foreign key: it would cost a lookup on every insert).';
 COMMENT ON COLUMN callback.requests.headers IS 'Content-Type and the target''s custom headers.';
-COMMENT ON COLUMN callback.requests.body IS 'The rendered body; NULL for GET, whose data is in the URL.';
+COMMENT ON COLUMN callback.requests.body IS 'The rendered body as stored, compressed against a dictionary of pg_callback''s envelopes (a body of 400 bytes in about 50): callback._body(body) is the text sent, as callback.callbacks shows it. NULL for GET, whose data is in the URL.';
 COMMENT ON COLUMN callback.requests.auth_header IS 'The Authorization header (Basic or Bearer) when the target has credentials.';
 COMMENT ON COLUMN callback.requests.order_key IS 'Callbacks with the same key (same message or campaign, same URL) are delivered in id order: a later one waits while an earlier one is not done.';
 COMMENT ON COLUMN callback.requests.endpoint IS 'Where its requests go: the URL''s scheme, host and port (the port left out when it is the scheme''s default), fixed when it was rendered (callback._endpoint). Workers limit requests in flight per endpoint; the operating views group by it.';
@@ -123,7 +124,7 @@ COMMENT ON TABLE callback.callbacks_done IS 'A row per callback delivered or fai
 -- parts join on the account too, as they would if the tables were distributed by account.
 CREATE VIEW callback.callbacks WITH (security_invoker = true) AS
 SELECT r.id, r.webhook_id, r.event, r.account_id, r.campaign_id, r.message_id, r.target, r.subscription_id,
-       r.url, r.endpoint, r.method, r.headers, r.body, r.retry_policy, r.order_key,
+       r.url, r.endpoint, r.method, r.headers, callback._body(r.body) AS body, r.retry_policy, r.order_key,
        coalesce(u.state, d.state) AS state,
        coalesce(u.attempts, d.attempts) AS attempts,
        u.due_at, u.leased_until, u.leased_by, r.recorded_at, d.finished_at,

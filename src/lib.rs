@@ -47,7 +47,12 @@ pgrx::extension_sql_file!("../sql/webhooks.sql", name = "webhooks", requires = [
 pgrx::extension_sql_file!(
     "../sql/queue.sql",
     name = "queue",
-    requires = ["webhooks", api::functions::endpoint]
+    requires = [
+        "webhooks",
+        api::functions::endpoint,
+        api::functions::packed_body,
+        api::functions::body
+    ]
 );
 // Requests per second per endpoint: the administrator's and the accounts' limits.
 pgrx::extension_sql_file!("../sql/limits.sql", name = "limits", requires = ["queue"]);

@@ -9,9 +9,11 @@
 pub mod callback;
 pub mod event;
 pub mod target;
-// What rendering fills in: URL templates, request bodies (and batches of them), times.
+// What rendering fills in: URL templates, request bodies (and batches of them, and how they
+// are stored), times.
 pub mod batch;
 pub mod body;
+pub mod packed;
 pub mod template;
 pub mod time;
 pub mod webhook_id;

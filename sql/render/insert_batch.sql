@@ -34,7 +34,7 @@ WITH lease AS (
         id, event, account_id, campaign_id, message_id, target, subscription_id,
         url, endpoint, method, headers, body, auth_header, signing_secret, retry_policy, order_key, webhook_id)
     SELECT r.id, r.event::callback.event_type, r.account_id, r.campaign_id, r.message_id, r.target::callback.target_kind,
-           r.subscription_id, r.url, r.endpoint, r.method::callback.http_method, r.headers::jsonb, r.body, r.auth_header,
+           r.subscription_id, r.url, r.endpoint, r.method::callback.http_method, r.headers::jsonb, callback._packed_body(r.body), r.auth_header,
            r.signing_secret, r.retry_policy, r.order_key, r.webhook_id
     FROM r
 ), inserted AS (

@@ -51,7 +51,7 @@ SELECT c.id,
        r.url,
        r.endpoint,
        r.headers::text AS headers,
-       r.body,
+       callback._body(r.body) AS body,
        r.auth_header,
        r.signing_secret,
        -- The secrets in their rotation overlap with it (sql/secrets.sql): signed with them too.

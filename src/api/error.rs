@@ -16,6 +16,8 @@ pub enum CallbackError {
     Format(String),
     /// A message's status that is not in callback.statuses: 23503 foreign_key_violation.
     UnknownStatus(String),
+    /// A stored body that cannot be read (src/api/functions.rs, `_body`): XX001 data_corrupted.
+    Unreadable(pg_callback_core::packed::Unreadable),
 }
 
 impl CallbackError {
@@ -54,6 +56,10 @@ impl CallbackError {
                 "pg_callback",
             )
             .set_hint("Use one of the statuses in callback.statuses, or add it there first."),
+            CallbackError::Unreadable(e) => {
+                ErrorReport::new(PgSqlErrorCode::ERRCODE_DATA_CORRUPTED, e.to_string(), "pg_callback")
+                    .set_hint("callback.requests.body holds what callback._packed_body() makes, and only that.")
+            }
         }
     }
 

@@ -1,7 +1,7 @@
 //! The Rust functions SQL calls directly: checking settings and client certificates,
 //! generate_signing_secret, the workers' statistics behind `callback.workers`, and the one
-//! home of what SQL shares with rendering: endpoints, timestamps in bodies, the template
-//! variables of a message's events.
+//! home of what SQL shares with rendering: endpoints, timestamps in bodies, bodies as they are
+//! stored, the template variables of a message's events.
 //!
 //! Internal (`_`-prefixed) except `generate_signing_secret`; each is a thin wrapper over
 //! pg_callback_core or shared memory, raising [`CallbackError`] on bad input.
@@ -11,7 +11,7 @@ use crate::pg::shared;
 use base64::Engine;
 use pg_callback_core::event::Message;
 use pg_callback_core::settings::SettingError;
-use pg_callback_core::{callback, settings, time};
+use pg_callback_core::{callback, packed, settings, time};
 use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::{Map, Value};
@@ -61,6 +61,19 @@ fn generate_signing_secret() -> String {
 #[pg_extern(immutable, strict, parallel_safe, name = "_endpoint")]
 fn endpoint(url: &str) -> String {
     callback::endpoint(url)
+}
+
+/// A body as `callback.requests` stores it: compressed (pg_callback_core::packed).
+#[pg_extern(immutable, strict, parallel_safe, name = "_packed_body")]
+fn packed_body(body: &str) -> Vec<u8> {
+    packed::pack(body)
+}
+
+/// The body `callback._packed_body` stored, as it is sent; raises XX001 for bytes it did not
+/// make.
+#[pg_extern(immutable, strict, parallel_safe, name = "_body")]
+fn body(stored: &[u8]) -> String {
+    packed::unpack(stored).unwrap_or_else(|e| CallbackError::Unreadable(e).raise())
 }
 
 /// A time as bodies carry it: ISO 8601 in UTC with microseconds, whatever the session's

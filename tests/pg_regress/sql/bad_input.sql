@@ -262,6 +262,12 @@ INSERT INTO callback.subscriptions (account_id, events, callback_url) VALUES (1,
 INSERT INTO callback.subscriptions (account_id, channels, callback_url) VALUES (1, '{fax}', 'https://crm.example.com/s');
 \echo :LAST_ERROR_SQLSTATE
 
+-- Bytes callback._packed_body did not make are not a stored body: XX001, data_corrupted.
+SELECT callback._body('\x7b7d');
+\echo :LAST_ERROR_SQLSTATE
+SELECT callback._body(substr(callback._packed_body('{"type": "message.status"}'), 1, 8));
+\echo :LAST_ERROR_SQLSTATE
+
 -- Nothing of the above was written.
 SELECT pg_temp.fingerprint() = :'before' AS nothing_written;
 

@@ -43,6 +43,12 @@ FROM callback.callbacks c JOIN callback.requests r USING (id) ORDER BY id;
 
 SELECT event, jsonb_pretty(pg_temp.shown(body)::jsonb) AS body FROM callback.callbacks ORDER BY id;
 
+-- callback.requests stores each body compressed (callback._packed_body), in a fraction of its
+-- bytes; callback._body gives back the body sent, byte for byte, as callback.callbacks shows it.
+SELECT r.id, octet_length(c.body) AS body_bytes, octet_length(r.body) * 3 < octet_length(c.body) AS stored_in_a_third,
+       callback._body(r.body) = c.body AS same, callback._body(callback._packed_body(c.body)) = c.body AS round_trip
+FROM callback.callbacks c JOIN callback.requests r USING (id) WHERE r.body IS NOT NULL ORDER BY id;
+
 -- The same event as XML and as form fields.
 UPDATE callback.lists SET callback_format = 'xml';
 INSERT INTO callback.messages (campaign_id, channel, destination, status) VALUES (1, 'sms', '+15550009', 'delivered');
@@ -55,7 +61,7 @@ FROM callback.callbacks WHERE message_id = 3 ORDER BY id;
 UPDATE callback.lists SET callback_method = 'GET', callback_url = 'https://crm.example.com/dlr?id=${id}&status=${status}',
                           callback_basic_auth = NULL, callback_bearer_token = 'tok_abc';
 UPDATE callback.messages SET status = 'failed' WHERE id = 3;
-SELECT method, url, headers, body, auth_header FROM callback.requests WHERE id = (SELECT max(id) FROM callback.requests);
+SELECT c.method, c.url, c.headers, c.body, r.auth_header FROM callback.callbacks c JOIN callback.requests r USING (id) WHERE id = (SELECT max(id) FROM callback.requests);
 
 -- Each callback has its own webhook id, a random (version 4) UUID. The first callback of each order key (message or
 -- campaign, and URL) is pending and due now; the later ones wait their turn.
