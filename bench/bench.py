@@ -182,7 +182,7 @@ class Bench:
                                         ("delivery", after_release, end)):
                 self.print_wal(f"{label}, {stage}", since, until, n)
         delivered_wal = end - after_release
-        kept_bytes = self.sizes("requests", "callbacks_done", "deliveries")
+        kept_bytes = self.sizes("requests", "callbacks_ended", "deliveries")
         self.report(f"drain {label} ({len(times):,} received)",
                     f"{rate:,.0f}/s, {ratio:.2f} of nginx; {wall:.1f} s to all delivered, {released:.1f} s of them releasing the backlog; "
                     f"inserting and rendering the backlog beforehand: {rendering:.1f} s",
@@ -343,7 +343,7 @@ class Bench:
         self.report("backlog: worker memory (RssAnon), peak", f"{peak:.0f} MB", "< 100 MB", peak < 100)
         sizes = self.sql("""SELECT pg_size_pretty(pg_total_relation_size('callback.callbacks_undone')),
                                    pg_size_pretty(pg_total_relation_size('callback.requests')),
-                                   pg_size_pretty(pg_total_relation_size('callback.callbacks_done')),
+                                   pg_size_pretty(pg_total_relation_size('callback.callbacks_ended')),
                                    pg_size_pretty(pg_total_relation_size('callback.deliveries'))""")[0]
         self.report("backlog: table sizes after (queue / requests / done / history), indexes included",
                     " / ".join(sizes), "queue as small as the backlog", None)

@@ -140,10 +140,8 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     accounts bigint[] := callback._accounts_of(acting);
 BEGIN
-    WITH gone AS (
-        DELETE FROM callback.callbacks_done d
-        WHERE d.id = _replay.callback_id AND (accounts IS NULL OR d.account_id = ANY (accounts))
-        RETURNING d.account_id, d.id
+    WITH gone AS MATERIALIZED (
+        SELECT * FROM callback._reopen(ARRAY[_replay.callback_id], accounts)
     )
     INSERT INTO callback.callbacks_undone (id, account_id, campaign_id, target, state, endpoint, order_hash)
     SELECT r.id, r.account_id, r.campaign_id, r.target, 'pending', r.endpoint, callback._order_hash(r.order_key)
@@ -262,17 +260,27 @@ BEGIN
         RAISE EXCEPTION 'older_than must be zero or more, not %', coalesce(older_than::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    WITH gone AS (
-        DELETE FROM callback.callbacks_done c
-        WHERE c.id IN (SELECT o.id FROM callback.callbacks_done o
-                       WHERE o.state = 'delivered' AND o.finished_at < now() - older_than
-                       ORDER BY o.id
-                       LIMIT max_rows)
-        RETURNING c.account_id, c.id
+    -- What says a chosen callback was delivered is deleted first, and only what still says so
+    -- (a replay may have reopened it meanwhile): then the rest of it.
+    WITH chosen AS (
+        SELECT o.id FROM callback.callbacks_done o
+        WHERE o.state = 'delivered' AND o.finished_at < now() - older_than
+        ORDER BY o.id
+        LIMIT max_rows
+    ), ended AS (
+        DELETE FROM callback.callbacks_ended e USING chosen
+        WHERE e.id = chosen.id AND e.state = 'delivered'
+        RETURNING e.account_id, e.id
+    ), attempted AS (
+        DELETE FROM callback.deliveries d USING chosen
+        WHERE d.callback_id = chosen.id AND d.outcome = 'delivered'
+        RETURNING d.account_id, d.callback_id AS id
+    ), gone AS (
+        SELECT * FROM ended UNION ALL SELECT * FROM attempted
     ), requests AS (
         DELETE FROM callback.requests r USING gone WHERE r.account_id = gone.account_id AND r.id = gone.id
     ), history AS (
-        DELETE FROM callback.deliveries d USING gone WHERE d.callback_id = gone.id
+        DELETE FROM callback.deliveries d USING gone WHERE d.callback_id = gone.id AND d.outcome IS NULL
     ), batched AS (
         DELETE FROM callback.batch_events b USING gone WHERE b.callback_id = gone.id
     )

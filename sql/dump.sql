@@ -14,7 +14,7 @@ DECLARE
     t text;
 BEGIN
     FOREACH t IN ARRAY ARRAY['accounts', 'lists', 'campaigns', 'members', 'messages', 'attempts', 'subscriptions',
-                             'delivery_webhooks', 'alerts', 'events', 'requests', 'callbacks_undone', 'callbacks_done',
+                             'delivery_webhooks', 'alerts', 'events', 'requests', 'callbacks_undone', 'callbacks_ended',
                              'deliveries'] LOOP
         PERFORM pg_catalog.pg_extension_config_dump(format('callback.%I', t)::regclass, '');
     END LOOP;

@@ -97,10 +97,8 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     accounts bigint[] := callback._accounts_of(acting);
 BEGIN
-    WITH gone AS (
-        DELETE FROM callback.callbacks_done d
-        WHERE d.id = _replay.callback_id AND (accounts IS NULL OR d.account_id = ANY (accounts))
-        RETURNING d.account_id, d.id
+    WITH gone AS MATERIALIZED (
+        SELECT * FROM callback._reopen(ARRAY[_replay.callback_id], accounts)
     )
     INSERT INTO callback.callbacks_undone (id, account_id, campaign_id, target, state, endpoint, order_hash)
     SELECT r.id, r.account_id, r.campaign_id, r.target, 'pending', r.endpoint, callback._order_hash(r.order_key)
@@ -181,15 +179,15 @@ BEGIN
           AND (_replay_all.finished_to IS NULL OR d.finished_at < _replay_all.finished_to)
     ), busy AS (
         SELECT DISTINCT u.order_hash FROM callback.callbacks_undone u JOIN chosen USING (order_hash)
-    ), gone AS (
-        DELETE FROM callback.callbacks_done d USING chosen WHERE d.id = chosen.id
+    ), reopened AS MATERIALIZED (
+        SELECT o.id FROM callback._reopen(ARRAY(SELECT id FROM chosen), accounts) o
     )
     INSERT INTO callback.callbacks_undone (id, account_id, campaign_id, target, state, endpoint, order_hash)
     SELECT chosen.id, chosen.account_id, chosen.campaign_id, chosen.target,
            CASE WHEN chosen.id = chosen.first AND busy.order_hash IS NULL THEN 'pending' ELSE 'waiting' END
                ::callback.callback_state,
            chosen.endpoint, chosen.order_hash
-    FROM chosen LEFT JOIN busy USING (order_hash);
+    FROM chosen JOIN reopened USING (id) LEFT JOIN busy USING (order_hash);
     GET DIAGNOSTICS replayed = ROW_COUNT;
     IF replayed > 0 THEN
         PERFORM callback._wake_on_commit();
@@ -317,7 +315,7 @@ BEGIN
           AND (c.leased_until IS NULL OR c.leased_until < now())
         RETURNING c.id, c.account_id, c.attempts, c.last_http_status, c.order_hash
     ), done AS (
-        INSERT INTO callback.callbacks_done (id, account_id, state, attempts, last_http_status, last_error)
+        INSERT INTO callback.callbacks_ended (id, account_id, state, attempts, last_http_status, last_error)
         SELECT g.id, g.account_id, 'failed', g.attempts, g.last_http_status, format('canceled by %s', acting)
         FROM gone g
     )
@@ -903,9 +901,10 @@ GRANT EXECUTE ON FUNCTION callback._check_batching(), callback._batching(bigint,
     callback.set_batching(text, bigint, int, int, interval) TO callback_admin, callback_tenant;
 
 -- The callbacks table split in three (sql/queue.sql): each callback's request written once
--- (callback.requests), a narrow queue row while it is not done (callbacks_undone), a narrow
--- done row after (callbacks_done), and callback.callbacks a view of them. Every callback kept
--- is copied once here. A done callback no longer keeps its last due time.
+-- (callback.requests), a narrow queue row while it is not done (callbacks_undone), how it
+-- ended after (the attempt that ended it, or a row of callbacks_ended; the view
+-- callbacks_done shows both), and callback.callbacks a view of them. Every callback kept is
+-- copied once here; those done keep their done rows, in callbacks_ended. A done callback no longer keeps its last due time.
 -- Ids of callbacks: rendering takes them ahead (nextval) to write a request and its queue row
 -- in one statement.
 CREATE SEQUENCE callback.callbacks_id_seq1;
@@ -971,7 +970,7 @@ CREATE TABLE callback.callbacks_undone1 (
     order_hash bigint NOT NULL
 ) WITH (fillfactor = 70);
 
-CREATE TABLE callback.callbacks_done1 (
+CREATE TABLE callback.callbacks_ended (
     id bigint NOT NULL,
     account_id bigint NOT NULL,
     state callback.callback_state NOT NULL CONSTRAINT done CHECK (state IN ('delivered', 'failed')),
@@ -993,9 +992,22 @@ INSERT INTO callback.callbacks_undone1 (
 SELECT id, account_id, campaign_id, target, state, attempts, due_at, leased_until, leased_by, last_http_status,
        last_error, callback._endpoint(url), callback._order_hash(order_key)
 FROM callback.callbacks_undone;
-INSERT INTO callback.callbacks_done1 (id, account_id, state, attempts, finished_at, last_http_status, last_error)
+INSERT INTO callback.callbacks_ended (id, account_id, state, attempts, finished_at, last_http_status, last_error)
 SELECT id, account_id, state, attempts, coalesce(finished_at, recorded_at), last_http_status, last_error
 FROM callback.callbacks_done;
+
+-- The history's one index: by callback, the id making it unique; each attempt's account; the
+-- attempt that ended its callback marked with the outcome (sql/queue.sql says why). An attempt
+-- whose callback is gone goes too: the history never showed it.
+DELETE FROM callback.deliveries d WHERE NOT EXISTS (SELECT FROM callback.requests r WHERE r.id = d.callback_id);
+ALTER TABLE callback.deliveries DROP CONSTRAINT deliveries_pkey, ADD PRIMARY KEY (callback_id, id),
+    ADD COLUMN account_id bigint, ADD COLUMN outcome callback.callback_state CONSTRAINT done CHECK (outcome IN ('delivered', 'failed'));
+DROP INDEX callback.deliveries_callback_id_idx;
+UPDATE callback.deliveries d SET account_id = r.account_id FROM callback.requests r WHERE r.id = d.callback_id;
+ALTER TABLE callback.deliveries ALTER account_id SET NOT NULL;
+ALTER POLICY own_account ON callback.deliveries
+    USING ((SELECT callback._admin()) OR account_id = ANY ((SELECT callback._accounts())::bigint[]));
+COMMENT ON COLUMN callback.deliveries.outcome IS 'delivered or failed on the attempt that ended its callback; NULL on the others, and once the callback is replayed.';
 
 -- What reads the old table goes with it, and is made again over the new ones below. The
 -- history view's type is in functions' signatures: it is replaced, not dropped.
@@ -1006,17 +1018,14 @@ SELECT d.id, d.callback_id, r.message_id, r.campaign_id, r.account_id, r.event, 
        NULL::callback.callback_state AS state, r.batch_size
 FROM callback.deliveries d
 JOIN callback.requests r ON r.id = d.callback_id;
-ALTER POLICY own_account ON callback.deliveries
-    USING ((SELECT callback._admin()) OR EXISTS (SELECT FROM callback.requests r WHERE r.id = callback_id));
 SELECT pg_catalog.pg_extension_config_dump('callback.requests', '');
 DROP TABLE callback.callbacks;
 ALTER SEQUENCE callback.callbacks_id_seq1 RENAME TO callbacks_id_seq;
 ALTER SEQUENCE callback.callbacks_id_seq OWNED BY callback.requests.id;
 SELECT pg_catalog.pg_extension_config_dump('callback.callbacks_id_seq', '');
 ALTER TABLE callback.callbacks_undone1 RENAME TO callbacks_undone;
-ALTER TABLE callback.callbacks_done1 RENAME TO callbacks_done;
 SELECT pg_catalog.pg_extension_config_dump('callback.callbacks_undone', '');
-SELECT pg_catalog.pg_extension_config_dump('callback.callbacks_done', '');
+SELECT pg_catalog.pg_extension_config_dump('callback.callbacks_ended', '');
 -- DROP TABLE leaves what it dropped on the list of what pg_dump keeps: off it.
 UPDATE pg_catalog.pg_extension e
 SET extconfig = (SELECT array_agg(u.x ORDER BY u.n) FROM unnest(e.extconfig) WITH ORDINALITY AS u(x, n)
@@ -1028,11 +1037,39 @@ CREATE UNIQUE INDEX callbacks_undone_id ON callback.callbacks_undone (id);
 CREATE INDEX callbacks_due ON callback.callbacks_undone (due_at, id) WHERE state = 'pending';
 CREATE INDEX callbacks_order ON callback.callbacks_undone (order_hash, id);
 CREATE INDEX callbacks_waiting ON callback.callbacks_undone (id) WHERE state = 'waiting';
-CREATE UNIQUE INDEX callbacks_done_id ON callback.callbacks_done (id);
+CREATE UNIQUE INDEX callbacks_ended_id ON callback.callbacks_ended (id);
 COMMENT ON TABLE callback.callbacks_undone IS 'The queue: a row per callback not yet done (waiting, pending, held), its request in callback.requests.';
 COMMENT ON COLUMN callback.callbacks_undone.due_at IS 'When the next attempt may be made.';
 COMMENT ON COLUMN callback.callbacks_undone.leased_until IS 'A worker that claimed the row holds it until then; after that another may reclaim it.';
-COMMENT ON TABLE callback.callbacks_done IS 'A row per callback delivered or failed for good, its request in callback.requests: kept for pg_callback.retention (delivered) or until replayed or purged (failed).';
+COMMENT ON TABLE callback.callbacks_ended IS 'A row per callback done that no attempt ended: canceled, unsendable when rendered, or given a done state by an administrator (callback.callbacks_done shows these with those an attempt ended).';
+
+-- Every callback done, as one narrow row each: how it ended.
+CREATE VIEW callback.callbacks_done WITH (security_invoker = true) AS
+SELECT e.id, e.account_id, e.state, e.attempts, e.finished_at, e.last_http_status, e.last_error
+FROM callback.callbacks_ended e
+UNION ALL
+SELECT d.callback_id, d.account_id, d.outcome, d.attempt, d.started_at + d.duration, d.http_status, d.error
+FROM callback.deliveries d
+WHERE d.outcome IS NOT NULL;
+COMMENT ON VIEW callback.callbacks_done IS 'A row per callback delivered or failed for good, its request in callback.requests: the attempt that ended it (callback.deliveries), or its row of callbacks_ended. Kept for pg_callback.retention (delivered) or until replayed or purged (failed).';
+
+-- Makes the done callbacks `ids` (of `accounts`; NULL: any) not done, for replay or an
+-- administrator's change of state: removes their row of callbacks_ended, or the outcome of the
+-- attempt that ended them. Returns those it reopened.
+CREATE FUNCTION callback._reopen(ids bigint[], accounts bigint[]) RETURNS TABLE (account_id bigint, id bigint)
+LANGUAGE sql AS $$
+    WITH ended AS (
+        DELETE FROM callback.callbacks_ended e
+        WHERE e.id = ANY (ids) AND (accounts IS NULL OR e.account_id = ANY (accounts))
+        RETURNING e.account_id, e.id
+    ), attempted AS (
+        UPDATE callback.deliveries d SET outcome = NULL
+        WHERE d.callback_id = ANY (ids) AND d.outcome IS NOT NULL
+          AND (accounts IS NULL OR d.account_id = ANY (accounts))
+        RETURNING d.account_id, d.callback_id
+    )
+    SELECT * FROM ended UNION SELECT * FROM attempted
+$$;
 
 -- Credentials (auth_header, signing_secret) are left out: only callback.requests has them. The
 -- parts join on the account too, as they would if the tables were distributed by account.
@@ -1056,13 +1093,13 @@ COMMENT ON COLUMN callback.callbacks.batch_size IS 'A batch of events of one tar
 
 -- An administrator may change a callback's state through the view, as the workers would:
 -- make one due now, give one up, mark one delivered or failed; the row moves between the queue
--- and callbacks_done as its state says. What it sends, fixed when it was rendered, stays.
+-- and the done ones as its state says. What it sends, fixed when it was rendered, stays.
 CREATE FUNCTION callback._callbacks_changed() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'DELETE' THEN
         DELETE FROM callback.callbacks_undone WHERE id = OLD.id;
-        DELETE FROM callback.callbacks_done WHERE id = OLD.id;
+        DELETE FROM callback.callbacks_ended WHERE id = OLD.id;
         DELETE FROM callback.requests WHERE id = OLD.id;
         RETURN OLD;
     END IF;
@@ -1077,8 +1114,9 @@ BEGIN
             USING ERRCODE = 'feature_not_supported',
                   HINT = 'Only its state, attempts, due time, lease, finish time and last answer can change.';
     END IF;
+    -- Whatever said how it ended goes: it is not done, or done as the administrator says.
+    PERFORM callback._reopen(ARRAY[OLD.id], NULL);
     IF NEW.state IN ('waiting', 'pending', 'held') THEN
-        DELETE FROM callback.callbacks_done WHERE id = OLD.id;
         INSERT INTO callback.callbacks_undone AS u (
             id, account_id, campaign_id, target, state, attempts, due_at, leased_until, leased_by,
             last_http_status, last_error, endpoint, order_hash)
@@ -1092,12 +1130,9 @@ BEGIN
         NEW.finished_at := NULL;
     ELSE
         DELETE FROM callback.callbacks_undone WHERE id = OLD.id;
-        INSERT INTO callback.callbacks_done AS d (id, account_id, state, attempts, finished_at, last_http_status, last_error)
+        INSERT INTO callback.callbacks_ended (id, account_id, state, attempts, finished_at, last_http_status, last_error)
         VALUES (OLD.id, OLD.account_id, NEW.state, NEW.attempts, coalesce(NEW.finished_at, now()),
-                NEW.last_http_status, NEW.last_error)
-        ON CONFLICT (id) DO UPDATE
-        SET state = excluded.state, attempts = excluded.attempts, finished_at = excluded.finished_at,
-            last_http_status = excluded.last_http_status, last_error = excluded.last_error;
+                NEW.last_http_status, NEW.last_error);
         NEW.due_at := NULL;
         NEW.leased_until := NULL;
         NEW.leased_by := NULL;
@@ -1160,17 +1195,27 @@ BEGIN
         RAISE EXCEPTION 'older_than must be zero or more, not %', coalesce(older_than::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    WITH gone AS (
-        DELETE FROM callback.callbacks_done c
-        WHERE c.id IN (SELECT o.id FROM callback.callbacks_done o
-                       WHERE o.state = 'delivered' AND o.finished_at < now() - older_than
-                       ORDER BY o.id
-                       LIMIT max_rows)
-        RETURNING c.account_id, c.id
+    -- What says a chosen callback was delivered is deleted first, and only what still says so
+    -- (a replay may have reopened it meanwhile): then the rest of it.
+    WITH chosen AS (
+        SELECT o.id FROM callback.callbacks_done o
+        WHERE o.state = 'delivered' AND o.finished_at < now() - older_than
+        ORDER BY o.id
+        LIMIT max_rows
+    ), ended AS (
+        DELETE FROM callback.callbacks_ended e USING chosen
+        WHERE e.id = chosen.id AND e.state = 'delivered'
+        RETURNING e.account_id, e.id
+    ), attempted AS (
+        DELETE FROM callback.deliveries d USING chosen
+        WHERE d.callback_id = chosen.id AND d.outcome = 'delivered'
+        RETURNING d.account_id, d.callback_id AS id
+    ), gone AS (
+        SELECT * FROM ended UNION ALL SELECT * FROM attempted
     ), requests AS (
         DELETE FROM callback.requests r USING gone WHERE r.account_id = gone.account_id AND r.id = gone.id
     ), history AS (
-        DELETE FROM callback.deliveries d USING gone WHERE d.callback_id = gone.id
+        DELETE FROM callback.deliveries d USING gone WHERE d.callback_id = gone.id AND d.outcome IS NULL
     ), batched AS (
         DELETE FROM callback.batch_events b USING gone WHERE b.callback_id = gone.id
     )
@@ -1260,7 +1305,7 @@ DO $$
 DECLARE
     t text;
 BEGIN
-    FOREACH t IN ARRAY ARRAY['requests', 'callbacks_undone', 'callbacks_done'] LOOP
+    FOREACH t IN ARRAY ARRAY['requests', 'callbacks_undone', 'callbacks_ended'] LOOP
         EXECUTE format('ALTER TABLE callback.%I ENABLE ROW LEVEL SECURITY', t);
         EXECUTE format('CREATE POLICY own_account ON callback.%I
                             USING ((SELECT callback._admin()) OR account_id = ANY ((SELECT callback._accounts())::bigint[]))', t);
@@ -1268,14 +1313,14 @@ BEGIN
 END $$;
 ALTER FUNCTION callback._campaign_callbacks_switched() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION callback._retry_policy_in_use() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
-REVOKE ALL ON FUNCTION callback._callbacks_changed() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION callback._callbacks_changed() TO callback_admin, callback_tenant;
-GRANT ALL ON callback.requests, callback.callbacks_undone, callback.callbacks_done, callback.callbacks,
+REVOKE ALL ON FUNCTION callback._callbacks_changed(), callback._reopen(bigint[], bigint[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION callback._callbacks_changed(), callback._reopen(bigint[], bigint[]) TO callback_admin, callback_tenant;
+GRANT ALL ON callback.requests, callback.callbacks_undone, callback.callbacks_ended, callback.callbacks_done, callback.callbacks,
     callback.queue, callback.endpoint_health, callback.campaign_summary TO callback_admin;
 GRANT ALL ON SEQUENCE callback.callbacks_id_seq TO callback_admin;
 GRANT USAGE ON SEQUENCE callback.callbacks_id_seq TO callback_tenant;
 GRANT SELECT ON callback.queue, callback.endpoint_health, callback.campaign_summary, callback.callbacks_undone,
-    callback.callbacks_done TO callback_tenant;
+    callback.callbacks_ended, callback.callbacks_done TO callback_tenant;
 DO $$
 DECLARE
     t text;
@@ -1290,6 +1335,4 @@ BEGIN
     END LOOP;
 END $$;
 
--- The history's one index: by callback, the id making it unique (sql/queue.sql says why).
-ALTER TABLE callback.deliveries DROP CONSTRAINT deliveries_pkey, ADD PRIMARY KEY (callback_id, id);
-DROP INDEX callback.deliveries_callback_id_idx;
+

@@ -5,11 +5,15 @@
 --   never changed;
 -- * callback.callbacks_undone, the queue: a narrow row per callback not done yet, with its
 --   state, due time, lease and attempts, deleted when it is done;
--- * callback.callbacks_done: a narrow row per callback delivered or failed for good, with how
---   it ended.
+-- * how it ended: the attempt that ended it, its row in callback.deliveries (the history of
+--   every attempt) marked with the outcome; or, for a callback ended by no attempt (canceled,
+--   unsendable, given a done state by an administrator), a narrow row in callbacks_ended.
+--   The view callback.callbacks_done shows both alike: a row per callback delivered or failed
+--   for good. A callback has at most one of them: making it not done (callback._reopen)
+--   removes it.
 --
 -- The view callback.callbacks puts them together. Delivering a callback so deletes its queue
--- row and inserts a done row and the attempt's history; the request, the widest part, is not
+-- row and inserts the attempt's history row, marked; the request, the widest part, is not
 -- copied or rewritten (BENCHMARKS.md, "Bytes per callback"), nor its page touched again.
 --
 -- A worker claims due queue rows (state pending, due_at passed, no live lease) with
@@ -108,7 +112,7 @@ COMMENT ON TABLE callback.callbacks_undone IS 'The queue: a row per callback not
 COMMENT ON COLUMN callback.callbacks_undone.due_at IS 'When the next attempt may be made.';
 COMMENT ON COLUMN callback.callbacks_undone.leased_until IS 'A worker that claimed the row holds it until then; after that another may reclaim it.';
 
-CREATE TABLE callback.callbacks_done (
+CREATE TABLE callback.callbacks_ended (
     id bigint NOT NULL,
     account_id bigint NOT NULL,
     state callback.callback_state NOT NULL CONSTRAINT done CHECK (state IN ('delivered', 'failed')),
@@ -117,8 +121,56 @@ CREATE TABLE callback.callbacks_done (
     last_http_status int,
     last_error text
 );
-CREATE UNIQUE INDEX callbacks_done_id ON callback.callbacks_done (id);
-COMMENT ON TABLE callback.callbacks_done IS 'A row per callback delivered or failed for good, its request in callback.requests: kept for pg_callback.retention (delivered) or until replayed or purged (failed).';
+CREATE UNIQUE INDEX callbacks_ended_id ON callback.callbacks_ended (id);
+COMMENT ON TABLE callback.callbacks_ended IS 'A row per callback done that no attempt ended: canceled, unsendable when rendered, or given a done state by an administrator (callback.callbacks_done shows these with those an attempt ended).';
+
+-- One index: by callback, as every reader looks attempts up, the id making it unique. An index
+-- of the id alone besides cost each attempt an index entry more (BENCHMARKS.md, "Bytes per
+-- callback") and nothing looks an attempt up by its id alone. The attempt that ended its
+-- callback carries the outcome: its done row, without a row and an index entry of its own.
+CREATE TABLE callback.deliveries (
+    id bigint GENERATED ALWAYS AS IDENTITY,
+    callback_id bigint NOT NULL,
+    attempt int NOT NULL,
+    started_at timestamptz NOT NULL,
+    duration interval NOT NULL,
+    http_status int,
+    response_excerpt text,
+    error text,
+    account_id bigint NOT NULL,
+    outcome callback.callback_state CONSTRAINT done CHECK (outcome IN ('delivered', 'failed')),
+    PRIMARY KEY (callback_id, id)
+);
+COMMENT ON TABLE callback.deliveries IS 'One row per HTTP attempt: when, how long, the status, a bounded excerpt of the response, the error. callback_id names its callback (no foreign key: the worker writes thousands a second).';
+COMMENT ON COLUMN callback.deliveries.outcome IS 'delivered or failed on the attempt that ended its callback; NULL on the others, and once the callback is replayed.';
+
+-- Every callback done, as one narrow row each: how it ended.
+CREATE VIEW callback.callbacks_done WITH (security_invoker = true) AS
+SELECT e.id, e.account_id, e.state, e.attempts, e.finished_at, e.last_http_status, e.last_error
+FROM callback.callbacks_ended e
+UNION ALL
+SELECT d.callback_id, d.account_id, d.outcome, d.attempt, d.started_at + d.duration, d.http_status, d.error
+FROM callback.deliveries d
+WHERE d.outcome IS NOT NULL;
+COMMENT ON VIEW callback.callbacks_done IS 'A row per callback delivered or failed for good, its request in callback.requests: the attempt that ended it (callback.deliveries), or its row of callbacks_ended. Kept for pg_callback.retention (delivered) or until replayed or purged (failed).';
+
+-- Makes the done callbacks `ids` (of `accounts`; NULL: any) not done, for replay or an
+-- administrator's change of state: removes their row of callbacks_ended, or the outcome of the
+-- attempt that ended them. Returns those it reopened.
+CREATE FUNCTION callback._reopen(ids bigint[], accounts bigint[]) RETURNS TABLE (account_id bigint, id bigint)
+LANGUAGE sql AS $$
+    WITH ended AS (
+        DELETE FROM callback.callbacks_ended e
+        WHERE e.id = ANY (ids) AND (accounts IS NULL OR e.account_id = ANY (accounts))
+        RETURNING e.account_id, e.id
+    ), attempted AS (
+        UPDATE callback.deliveries d SET outcome = NULL
+        WHERE d.callback_id = ANY (ids) AND d.outcome IS NOT NULL
+          AND (accounts IS NULL OR d.account_id = ANY (accounts))
+        RETURNING d.account_id, d.callback_id
+    )
+    SELECT * FROM ended UNION SELECT * FROM attempted
+$$;
 
 -- Credentials (auth_header, signing_secret) are left out: only callback.requests has them. The
 -- parts join on the account too, as they would if the tables were distributed by account.
@@ -142,13 +194,13 @@ COMMENT ON COLUMN callback.callbacks.batch_size IS 'A batch of events of one tar
 
 -- An administrator may change a callback's state through the view, as the workers would:
 -- make one due now, give one up, mark one delivered or failed; the row moves between the queue
--- and callbacks_done as its state says. What it sends, fixed when it was rendered, stays.
+-- and the done ones as its state says. What it sends, fixed when it was rendered, stays.
 CREATE FUNCTION callback._callbacks_changed() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'DELETE' THEN
         DELETE FROM callback.callbacks_undone WHERE id = OLD.id;
-        DELETE FROM callback.callbacks_done WHERE id = OLD.id;
+        DELETE FROM callback.callbacks_ended WHERE id = OLD.id;
         DELETE FROM callback.requests WHERE id = OLD.id;
         RETURN OLD;
     END IF;
@@ -163,8 +215,9 @@ BEGIN
             USING ERRCODE = 'feature_not_supported',
                   HINT = 'Only its state, attempts, due time, lease, finish time and last answer can change.';
     END IF;
+    -- Whatever said how it ended goes: it is not done, or done as the administrator says.
+    PERFORM callback._reopen(ARRAY[OLD.id], NULL);
     IF NEW.state IN ('waiting', 'pending', 'held') THEN
-        DELETE FROM callback.callbacks_done WHERE id = OLD.id;
         INSERT INTO callback.callbacks_undone AS u (
             id, account_id, campaign_id, target, state, attempts, due_at, leased_until, leased_by,
             last_http_status, last_error, endpoint, order_hash)
@@ -178,12 +231,9 @@ BEGIN
         NEW.finished_at := NULL;
     ELSE
         DELETE FROM callback.callbacks_undone WHERE id = OLD.id;
-        INSERT INTO callback.callbacks_done AS d (id, account_id, state, attempts, finished_at, last_http_status, last_error)
+        INSERT INTO callback.callbacks_ended (id, account_id, state, attempts, finished_at, last_http_status, last_error)
         VALUES (OLD.id, OLD.account_id, NEW.state, NEW.attempts, coalesce(NEW.finished_at, now()),
-                NEW.last_http_status, NEW.last_error)
-        ON CONFLICT (id) DO UPDATE
-        SET state = excluded.state, attempts = excluded.attempts, finished_at = excluded.finished_at,
-            last_http_status = excluded.last_http_status, last_error = excluded.last_error;
+                NEW.last_http_status, NEW.last_error);
         NEW.due_at := NULL;
         NEW.leased_until := NULL;
         NEW.leased_by := NULL;
@@ -194,21 +244,6 @@ END $$;
 CREATE TRIGGER callbacks_changed INSTEAD OF UPDATE OR DELETE ON callback.callbacks
     FOR EACH ROW EXECUTE FUNCTION callback._callbacks_changed();
 
--- One index: by callback, as every reader looks attempts up, the id making it unique. An index
--- of the id alone besides cost each attempt an index entry more (BENCHMARKS.md, "Bytes per
--- callback") and nothing looks an attempt up by its id alone.
-CREATE TABLE callback.deliveries (
-    id bigint GENERATED ALWAYS AS IDENTITY,
-    callback_id bigint NOT NULL,
-    attempt int NOT NULL,
-    started_at timestamptz NOT NULL,
-    duration interval NOT NULL,
-    http_status int,
-    response_excerpt text,
-    error text,
-    PRIMARY KEY (callback_id, id)
-);
-COMMENT ON TABLE callback.deliveries IS 'One row per HTTP attempt: when, how long, the status, a bounded excerpt of the response, the error. callback_id names its callback (no foreign key: the worker writes thousands a second).';
 
 -- What the foreign key from callbacks to retry_policies would do, without its cost per insert.
 CREATE FUNCTION callback._retry_policy_in_use() RETURNS trigger

@@ -65,8 +65,8 @@ DECLARE
     t text;
 BEGIN
     FOREACH t IN ARRAY ARRAY['lists', 'campaigns', 'members', 'messages', 'attempts', 'subscriptions',
-                             'delivery_webhooks', 'alerts', 'events', 'requests', 'callbacks_undone', 'callbacks_done',
-                             'signing_secret_overlaps', 'account_endpoint_limits', 'client_certificates',
+                             'delivery_webhooks', 'alerts', 'events', 'requests', 'callbacks_undone', 'callbacks_ended',
+                             'deliveries', 'signing_secret_overlaps', 'account_endpoint_limits', 'client_certificates',
                              'alert_emails', 'campaign_reports', 'batching', 'batch_events'] LOOP
         EXECUTE format('ALTER TABLE callback.%I ENABLE ROW LEVEL SECURITY', t);
         EXECUTE format('CREATE POLICY own_account ON callback.%I
@@ -76,10 +76,6 @@ END $$;
 ALTER TABLE callback.accounts ENABLE ROW LEVEL SECURITY;
 CREATE POLICY own_account ON callback.accounts
     USING ((SELECT callback._admin()) OR id = ANY ((SELECT callback._accounts())::bigint[]));
--- An attempt's history goes with its callback.
-ALTER TABLE callback.deliveries ENABLE ROW LEVEL SECURITY;
-CREATE POLICY own_account ON callback.deliveries
-    USING ((SELECT callback._admin()) OR EXISTS (SELECT FROM callback.requests r WHERE r.id = callback_id));
 ALTER VIEW callback.history SET (security_invoker = true);
 
 -- The triggers that read credentials or write the queue run as the owner, with no say for the
@@ -138,7 +134,7 @@ GRANT USAGE ON ALL SEQUENCES IN SCHEMA callback TO callback_tenant;
 GRANT SELECT ON callback.accounts, callback.account_roles, callback.retry_policies, callback.statuses, callback.endpoint_limits,
     callback.deliveries, callback.alerts, callback.history, callback.queue, callback.endpoint_health,
     callback.campaign_summary, callback.alert_emails, callback.alert_summary,
-    callback.campaign_reports, callback.callbacks_undone, callback.callbacks_done TO callback_tenant;
+    callback.campaign_reports, callback.callbacks_undone, callback.callbacks_ended, callback.callbacks_done TO callback_tenant;
 GRANT SELECT, INSERT, UPDATE, DELETE ON callback.members, callback.messages, callback.attempts, callback.account_endpoint_limits,
     callback.delivery_webhooks TO callback_tenant;
 GRANT INSERT, UPDATE, DELETE ON callback.lists, callback.campaigns, callback.subscriptions, callback.client_certificates

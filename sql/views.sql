@@ -123,7 +123,7 @@ BEGIN
           AND (c.leased_until IS NULL OR c.leased_until < now())
         RETURNING c.id, c.account_id, c.attempts, c.last_http_status, c.order_hash
     ), done AS (
-        INSERT INTO callback.callbacks_done (id, account_id, state, attempts, last_http_status, last_error)
+        INSERT INTO callback.callbacks_ended (id, account_id, state, attempts, last_http_status, last_error)
         SELECT g.id, g.account_id, 'failed', g.attempts, g.last_http_status, format('canceled by %s', acting)
         FROM gone g
     )
@@ -187,15 +187,15 @@ BEGIN
           AND (_replay_all.finished_to IS NULL OR d.finished_at < _replay_all.finished_to)
     ), busy AS (
         SELECT DISTINCT u.order_hash FROM callback.callbacks_undone u JOIN chosen USING (order_hash)
-    ), gone AS (
-        DELETE FROM callback.callbacks_done d USING chosen WHERE d.id = chosen.id
+    ), reopened AS MATERIALIZED (
+        SELECT o.id FROM callback._reopen(ARRAY(SELECT id FROM chosen), accounts) o
     )
     INSERT INTO callback.callbacks_undone (id, account_id, campaign_id, target, state, endpoint, order_hash)
     SELECT chosen.id, chosen.account_id, chosen.campaign_id, chosen.target,
            CASE WHEN chosen.id = chosen.first AND busy.order_hash IS NULL THEN 'pending' ELSE 'waiting' END
                ::callback.callback_state,
            chosen.endpoint, chosen.order_hash
-    FROM chosen LEFT JOIN busy USING (order_hash);
+    FROM chosen JOIN reopened USING (id) LEFT JOIN busy USING (order_hash);
     GET DIAGNOSTICS replayed = ROW_COUNT;
     IF replayed > 0 THEN
         PERFORM callback._wake_on_commit();

@@ -9,5 +9,5 @@ WITH request AS (
         $8::callback.http_method, $9, $10, $12)
     RETURNING id, account_id
 )
-INSERT INTO callback.callbacks_done (id, account_id, state, attempts, last_error)
+INSERT INTO callback.callbacks_ended (id, account_id, state, attempts, last_error)
 SELECT id, account_id, 'failed', 0, $11 FROM request

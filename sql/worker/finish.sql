@@ -3,21 +3,15 @@
 -- is stopping or the callback waited too long for a slot; the attempt is not counted). Only
 -- rows still leased by worker $10 are touched. Returns the callbacks done (delivered or
 -- failed), whether each failed for good, and their order keys, whose next callbacks
--- release.sql lets go.
+-- release.sql lets go. $11 are the callbacks' accounts.
 --
--- A done callback's queue row is deleted and its done row inserted (sql/queue.sql); its request
--- is not touched.
+-- A done callback's queue row is deleted, and the history row of the attempt that ended it
+-- carries the outcome (sql/queue.sql): no row of its own. Its request is not touched.
 WITH r AS (
     SELECT *
     FROM unnest($1::bigint[], $2::int[], $3::float8[], $4::float8[], $5::int[], $6::text[], $7::text[],
-                $8::text[], $9::float8[])
-         AS r(id, attempt, started, duration_ms, http_status, excerpt, error, verdict, wait)
-), history AS (
-    INSERT INTO callback.deliveries (callback_id, attempt, started_at, duration, http_status, response_excerpt, error)
-    SELECT r.id, r.attempt, to_timestamp(r.started), make_interval(secs => r.duration_ms / 1000),
-           r.http_status, r.excerpt, r.error
-    FROM r
-    WHERE r.verdict <> 'released'
+                $8::text[], $9::float8[], $11::bigint[])
+         AS r(id, attempt, started, duration_ms, http_status, excerpt, error, verdict, wait, account_id)
 ), again AS (
     UPDATE callback.callbacks_undone c
     SET due_at = CASE WHEN r.verdict = 'retry' THEN now() + make_interval(secs => r.wait) ELSE c.due_at END,
@@ -32,10 +26,15 @@ WITH r AS (
     DELETE FROM callback.callbacks_undone c
     USING r
     WHERE c.id = r.id AND c.state = 'pending' AND c.leased_by = $10 AND r.verdict IN ('delivered', 'failed')
-    RETURNING c.id, c.account_id, c.attempts, c.order_hash, r.verdict, r.http_status AS answer_status, r.error AS answer_error
-), archived AS (
-    INSERT INTO callback.callbacks_done (id, account_id, state, attempts, finished_at, last_http_status, last_error)
-    SELECT id, account_id, verdict::callback.callback_state, attempts, now(), answer_status, answer_error
-    FROM done
+    RETURNING c.id, c.order_hash, r.verdict
+), history AS (
+    -- An attempt whose callback another worker took over meanwhile (its lease ran out) is kept
+    -- in the history, but ends nothing.
+    INSERT INTO callback.deliveries (callback_id, account_id, attempt, started_at, duration, http_status,
+                                     response_excerpt, error, outcome)
+    SELECT r.id, r.account_id, r.attempt, to_timestamp(r.started), make_interval(secs => r.duration_ms / 1000),
+           r.http_status, r.excerpt, r.error, done.verdict::callback.callback_state
+    FROM r LEFT JOIN done ON done.id = r.id
+    WHERE r.verdict <> 'released'
 )
 SELECT id, verdict = 'failed' AS failed, order_hash FROM done

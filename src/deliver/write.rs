@@ -39,8 +39,10 @@ thread_local! {
 }
 
 fn prepare(client: &mut SpiClient<'_>) -> SpiResult<Plans> {
+    // The accounts ($11) are the last: sql/compat/finish.sql does without them.
     let finish = [
         "bigint[]", "int[]", "float8[]", "float8[]", "int[]", "text[]", "text[]", "text[]", "float8[]", "int",
+        "bigint[]",
     ];
     // A schema before 0.3.0 has no batches, until `ALTER EXTENSION pg_callback UPDATE`.
     let finish_sql = match (spi::split_callbacks(), spi::has_column(c"callbacks", c"batch_size")) {
@@ -80,11 +82,13 @@ struct Results {
     error: Vec<Option<String>>,
     verdict: Vec<&'static str>,
     wait: Vec<Option<f64>>,
+    accounts: Vec<i64>,
 }
 
 impl Results {
     fn push(&mut self, c: &Claimed, answer: Option<&Response>) {
         self.ids.push(c.id);
+        self.accounts.push(c.account_id);
         self.attempts.push(c.attempts as i32);
         let Some(r) = answer else {
             self.started.push(0.0);
@@ -159,6 +163,7 @@ pub fn finish(done: Vec<(Claimed, Option<Response>)>) -> Vec<String> {
             results.verdict.into(),
             results.wait.into(),
             my_pid().into(),
+            results.accounts.into(),
         ];
         let written = Spi::connect_mut(|client| {
             spi::with(&PLANS, client, prepare, |client, plans| {

@@ -31,16 +31,64 @@ def test_a_committed_status_change_is_posted_as_json(db, receiver):
 
 
 def test_delivered_callbacks_leave_the_queue(db, receiver):
-    """The workers' queue (callbacks_undone) holds only what is not done; delivered callbacks
-    move to callbacks_done and still read through callback.callbacks and the history."""
+    """The workers' queue (callbacks_undone) holds only what is not done; a delivered callback
+    is done by the history row of the attempt that delivered it (marked with the outcome, no
+    row of its own), read through callbacks_done, callback.callbacks and the history."""
     make_list(db, receiver.url("/dlr/${id}"))
     db.sql("""INSERT INTO callback.messages (campaign_id, channel, destination, status)
               SELECT 1, 'sms', '+1555' || g, 'delivered' FROM generate_series(1, 20) g""")
     receiver.wait_for(20)
     db.wait_for("SELECT count(*) = 20 FROM callback.callbacks_done", what="20 callbacks done")
     assert db.one("SELECT count(*) FROM callback.callbacks_undone") == 0
-    assert db.one("SELECT count(*) FROM callback.callbacks WHERE state = 'delivered'") == 20
+    assert db.one("SELECT count(*) FROM callback.callbacks_ended") == 0
+    assert db.one("SELECT count(*) FROM callback.deliveries WHERE outcome = 'delivered'") == 20
+    assert db.one("""SELECT count(*) FROM callback.callbacks
+                     WHERE state = 'delivered' AND attempts = 1 AND last_http_status = 200
+                       AND finished_at BETWEEN recorded_at AND now()""") == 20
     assert db.one("SELECT count(*) FROM callback.history WHERE http_status = 200") == 20
+
+
+def test_a_callback_is_done_once_however_it_ended(db, receiver):
+    """Replayed, a delivered callback keeps its history and is done again by its new attempt;
+    an administrator's state replaces how it ended; purged, nothing of it is left."""
+    make_list(db, receiver.url("/dlr"))
+    send_message(db)
+    receiver.wait_for(1)
+    db.wait_for("SELECT state = 'delivered' FROM callback.callbacks", what="the callback delivered")
+    callback = db.one("SELECT id FROM callback.callbacks")
+    ended = "SELECT state, attempts, last_error FROM callback.callbacks_done WHERE id = %s"
+    outcomes = "SELECT attempt, outcome::text FROM callback.deliveries WHERE callback_id = %s ORDER BY id"
+
+    with db.connect() as conn, conn.transaction():
+        conn.execute("SELECT callback.replay(%s)", [callback])
+        assert conn.execute(ended, [callback]).fetchall() == []
+        assert conn.execute(outcomes, [callback]).fetchall() == [(1, None)]
+    receiver.wait_for(2)
+    db.wait_for("SELECT state = 'delivered' FROM callback.callbacks", what="the replay delivered")
+    assert db.sql(outcomes, [callback]) == [(1, None), (1, "delivered")]
+    assert db.sql(ended, [callback]) == [("delivered", 1, None)]
+
+    db.sql("UPDATE callback.callbacks SET state = 'failed', last_error = 'given up by hand' WHERE id = %s", [callback])
+    assert db.sql(ended, [callback]) == [("failed", 1, "given up by hand")]
+    assert db.sql(outcomes, [callback]) == [(1, None), (1, None)]
+
+    db.sql("""UPDATE callback.callbacks SET state = 'delivered', last_error = NULL,
+                                            finished_at = now() - interval '2 days' WHERE id = %s""", [callback])
+    assert db.one("SELECT callback.purge('1 day')") == 1
+    left = """SELECT (SELECT count(*) FROM callback.requests) + (SELECT count(*) FROM callback.callbacks_ended)
+                     + (SELECT count(*) FROM callback.deliveries)"""
+    assert db.one(left) == 0
+
+
+def test_purge_deletes_callbacks_delivered_by_an_attempt(db, receiver):
+    make_list(db, receiver.url("/dlr"))
+    send_message(db)
+    receiver.wait_for(1)
+    db.wait_for("SELECT state = 'delivered' FROM callback.callbacks", what="the callback delivered")
+    assert db.one("SELECT callback.purge('1 hour')") == 0
+    assert db.one("SELECT callback.purge('0')") == 1
+    assert db.one("SELECT count(*) FROM callback.requests") == 0
+    assert db.one("SELECT count(*) FROM callback.deliveries") == 0
 
 
 @pytest.mark.parametrize("recording", ["deferred", "immediate"])

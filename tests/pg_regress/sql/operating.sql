@@ -25,13 +25,13 @@ UPDATE callback.callbacks SET state = 'delivered', attempts = 2, finished_at = n
 UPDATE callback.callbacks SET state = 'failed', attempts = 3, finished_at = now() - interval '30 minutes' WHERE id = 3;
 UPDATE callback.callbacks SET attempts = 1, leased_until = now() + interval '1 minute', leased_by = 42 WHERE id = 5;
 SELECT callback.disable_campaign_callbacks(2);
-INSERT INTO callback.deliveries (callback_id, attempt, started_at, duration, http_status, response_excerpt, error) VALUES
-    (2, 1, now() - interval '3 hours', '10 ms', 503, 'busy', 'HTTP 503 is not a success'),
-    (2, 2, now() - interval '2 hours', '12 ms', 200, 'ok', NULL),
-    (3, 1, now() - interval '50 minutes', '30 s', NULL, NULL, 'timeout: global'),
-    (3, 2, now() - interval '40 minutes', '9 ms', 500, 'oops', 'HTTP 500 is not a success'),
-    (3, 3, now() - interval '30 minutes', '9 ms', 500, 'oops', 'HTTP 500 is not a success'),
-    (1, 1, now() - interval '10 minutes', '1 ms', NULL, NULL, 'connection error: Connection refused');
+INSERT INTO callback.deliveries (callback_id, account_id, attempt, started_at, duration, http_status, response_excerpt, error) VALUES
+    (2, 1, 1, now() - interval '3 hours', '10 ms', 503, 'busy', 'HTTP 503 is not a success'),
+    (2, 1, 2, now() - interval '2 hours', '12 ms', 200, 'ok', NULL),
+    (3, 1, 1, now() - interval '50 minutes', '30 s', NULL, NULL, 'timeout: global'),
+    (3, 1, 2, now() - interval '40 minutes', '9 ms', 500, 'oops', 'HTTP 500 is not a success'),
+    (3, 1, 3, now() - interval '30 minutes', '9 ms', 500, 'oops', 'HTTP 500 is not a success'),
+    (1, 1, 1, now() - interval '10 minutes', '1 ms', NULL, NULL, 'connection error: Connection refused');
 SELECT id, state, attempts, leased_by FROM callback.callbacks ORDER BY id;
 
 -- The queue per endpoint (lag is how long the longest-due callback has been due).

@@ -36,9 +36,9 @@ SELECT id, state, attempts, finished_at, due_at <= now() AS due, webhook_id = :'
 FROM callback.replay(1);
 
 -- The history, from delivery rows as a worker writes them.
-INSERT INTO callback.deliveries (callback_id, attempt, started_at, duration, http_status, response_excerpt, error)
-VALUES (1, 1, '2026-01-15 10:00:00+00', '120 ms', 500, 'oops', 'HTTP 500 is not a success'),
-       (1, 2, '2026-01-15 10:05:00+00', '80 ms', 200, 'ok', NULL);
+INSERT INTO callback.deliveries (callback_id, account_id, attempt, started_at, duration, http_status, response_excerpt, error)
+VALUES (1, 1, 1, '2026-01-15 10:00:00+00', '120 ms', 500, 'oops', 'HTTP 500 is not a success'),
+       (1, 1, 2, '2026-01-15 10:05:00+00', '80 ms', 200, 'ok', NULL);
 SELECT callback_id, message_id, campaign_id, event, attempt, started_at AT TIME ZONE 'UTC' AS started_utc, duration, http_status, error
 FROM callback.message_history(1);
 SELECT count(*) AS campaign_attempts FROM callback.campaign_history(1);

@@ -26,8 +26,8 @@ INSERT INTO callback.lists (account_id, name, callback_url, signing_secret, call
     (2, 'globex customers', 'https://globex.example.com/dlr', 'whsec_' || encode('globex secret, 24 bytes.', 'base64'), 'globex-token');
 INSERT INTO callback.campaigns (list_id, name) VALUES (1, 'acme spring'), (2, 'globex spring');
 INSERT INTO callback.messages (campaign_id, channel, destination, status) VALUES (1, 'sms', '+1', 'delivered'), (2, 'sms', '+2', 'delivered');
-INSERT INTO callback.deliveries (callback_id, attempt, started_at, duration, http_status, response_excerpt)
-VALUES (1, 1, now(), '1 ms', 200, 'ok'), (2, 1, now(), '1 ms', 200, 'ok');
+INSERT INTO callback.deliveries (callback_id, account_id, attempt, started_at, duration, http_status, response_excerpt)
+VALUES (1, 1, 1, now(), '1 ms', 200, 'ok'), (2, 2, 1, now(), '1 ms', 200, 'ok');
 UPDATE callback.callbacks SET state = 'delivered', finished_at = now();
 
 CREATE TEMP VIEW seen WITH (security_invoker = true) AS
@@ -104,7 +104,7 @@ UPDATE callback.callbacks SET leased_until = NULL, leased_by = NULL WHERE id = 1
 \echo :LAST_ERROR_SQLSTATE
 UPDATE callback.callbacks SET due_at = now() WHERE id = 1;
 \echo :LAST_ERROR_SQLSTATE
-INSERT INTO callback.deliveries (callback_id, attempt, started_at, duration, http_status) VALUES (1, 2, now(), '1 ms', 200);
+INSERT INTO callback.deliveries (callback_id, account_id, attempt, started_at, duration, http_status) VALUES (1, 1, 2, now(), '1 ms', 200);
 \echo :LAST_ERROR_SQLSTATE
 DELETE FROM callback.deliveries;
 \echo :LAST_ERROR_SQLSTATE
