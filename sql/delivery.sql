@@ -144,7 +144,8 @@ BEGIN
         SELECT * FROM callback._reopen(ARRAY[_replay.callback_id], accounts)
     )
     INSERT INTO callback.callbacks_undone (id, account_id, campaign_id, target, state, endpoint, order_hash)
-    SELECT r.id, r.account_id, r.campaign_id, r.target, 'pending', r.endpoint, callback._order_hash(r.order_key)
+    SELECT r.id, r.account_id, r.campaign_id, r.target, 'pending', callback._endpoint(r.url),
+           callback._order_hash(coalesce(r.order_key, callback._order_key(r.message_id, r.campaign_id, r.url)))
     FROM gone JOIN callback.requests r ON r.account_id = gone.account_id AND r.id = gone.id;
     IF NOT FOUND THEN
         PERFORM FROM callback.callbacks c

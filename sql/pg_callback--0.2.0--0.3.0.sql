@@ -1,5 +1,6 @@
 -- pg_callback 0.2.0 to 0.3.0: each callback's endpoint (scheme, host and port) computed once,
--- when it is rendered, and stored on it for the claim, the per-endpoint limits and the views;
+-- when it is rendered, and stored in its queue row for the claim, the per-endpoint limits and
+-- the views;
 -- the template variables of message events and the timestamps in bodies made by the same Rust
 -- code as rendering's (callback._message_vars_of, callback._iso), and callback._endpoint too;
 -- tenants change callbacks only through replay, retry_now and replay_all; signing secrets
@@ -19,7 +20,16 @@
 -- it leaves the schema a fresh install of 0.3.0 makes.
 \echo Use "ALTER EXTENSION pg_callback UPDATE TO '0.3.0'" to load this file. \quit
 
--- What the queue orders by (sql/queue.sql).
+-- The order key of a callback of one event, which callback.requests does not store, and what
+-- the queue orders by (sql/queue.sql).
+CREATE FUNCTION callback._order_key(message_id bigint, campaign_id bigint, url text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE WHEN message_id IS NOT NULL THEN 'message:' || message_id
+                WHEN campaign_id IS NOT NULL THEN 'campaign:' || campaign_id
+                ELSE '' END || ' ' || url
+$$;
+REVOKE ALL ON FUNCTION callback._order_key(bigint, bigint, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION callback._order_key(bigint, bigint, text) TO callback_admin, callback_tenant;
 CREATE FUNCTION callback._order_hash(order_key text) RETURNS bigint
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT hashtextextended(order_key, 0) $$;
 REVOKE ALL ON FUNCTION callback._order_hash(text) FROM PUBLIC;
@@ -101,7 +111,8 @@ BEGIN
         SELECT * FROM callback._reopen(ARRAY[_replay.callback_id], accounts)
     )
     INSERT INTO callback.callbacks_undone (id, account_id, campaign_id, target, state, endpoint, order_hash)
-    SELECT r.id, r.account_id, r.campaign_id, r.target, 'pending', r.endpoint, callback._order_hash(r.order_key)
+    SELECT r.id, r.account_id, r.campaign_id, r.target, 'pending', callback._endpoint(r.url),
+           callback._order_hash(coalesce(r.order_key, callback._order_key(r.message_id, r.campaign_id, r.url)))
     FROM gone JOIN callback.requests r ON r.account_id = gone.account_id AND r.id = gone.id;
     IF NOT FOUND THEN
         PERFORM FROM callback.callbacks c
@@ -168,10 +179,12 @@ BEGIN
         END IF;
     END IF;
     WITH chosen AS (
-        SELECT d.id, r.account_id, r.campaign_id, r.target, r.endpoint, callback._order_hash(r.order_key) AS order_hash,
-               min(d.id) OVER (PARTITION BY r.order_key) AS first
+        SELECT d.id, r.account_id, r.campaign_id, r.target, callback._endpoint(r.url) AS endpoint,
+               callback._order_hash(k.order_key) AS order_hash,
+               min(d.id) OVER (PARTITION BY k.order_key) AS first
         FROM callback.callbacks_done d
-        JOIN callback.requests r ON r.account_id = d.account_id AND r.id = d.id
+        JOIN callback.requests r ON r.account_id = d.account_id AND r.id = d.id,
+             LATERAL (SELECT coalesce(r.order_key, callback._order_key(r.message_id, r.campaign_id, r.url)) AS order_key) k
         WHERE d.state = _replay_all.state
           AND (accounts IS NULL OR d.account_id = ANY (accounts))
           AND (_replay_all.campaign_id IS NULL OR r.campaign_id = _replay_all.campaign_id)
@@ -920,8 +933,6 @@ CREATE TABLE callback.requests (
     target callback.target_kind NOT NULL,
     subscription_id bigint,
     url text NOT NULL,
-    -- callback._endpoint(url), computed once by the statement that renders it.
-    endpoint text NOT NULL,
     method callback.http_method NOT NULL,
     headers jsonb NOT NULL DEFAULT '{}',
     -- callback._packed_body() of the body: compressed, byte for byte what is sent.
@@ -930,8 +941,9 @@ CREATE TABLE callback.requests (
     signing_secret text,
     retry_policy text NOT NULL,
     -- Only ever compared for equality: byte by byte, not by the database's collation (whose
-    -- comparisons cost every callback recorded a good part of its index insert).
-    order_key text COLLATE "C" NOT NULL,
+    -- comparisons cost every callback recorded a good part of its index insert). NULL when it
+    -- is callback._order_key(message_id, campaign_id, url), as for every single event's.
+    order_key text COLLATE "C",
     recorded_at timestamptz NOT NULL DEFAULT now(),
     -- A batch (sql/batching.sql): how many events it carries; NULL for a single event.
     batch_size int
@@ -945,12 +957,12 @@ COMMENT ON COLUMN callback.requests.retry_policy IS 'A row of retry_policies, wh
 COMMENT ON COLUMN callback.requests.headers IS 'Content-Type and the target''s custom headers.';
 COMMENT ON COLUMN callback.requests.body IS 'The rendered body as stored, compressed against a dictionary of pg_callback''s envelopes (a body of 400 bytes in about 50): callback._body(body) is the text sent, as callback.callbacks shows it. NULL for GET, whose data is in the URL.';
 COMMENT ON COLUMN callback.requests.auth_header IS 'The Authorization header (Basic or Bearer) when the target has credentials.';
-COMMENT ON COLUMN callback.requests.order_key IS 'Callbacks with the same key (same message or campaign, same URL) are delivered in id order: a later one waits while an earlier one is not done.';
-COMMENT ON COLUMN callback.requests.endpoint IS 'Where its requests go: the URL''s scheme, host and port (the port left out when it is the scheme''s default), fixed when it was rendered (callback._endpoint). Workers limit requests in flight per endpoint; the operating views group by it.';
+COMMENT ON COLUMN callback.requests.order_key IS 'Callbacks with the same key (same message or campaign, same URL) are delivered in id order: a later one waits while an earlier one is not done. NULL when it is callback._order_key(message_id, campaign_id, url), as for a single event (callback.callbacks shows it whole); a batch''s own otherwise.';
 COMMENT ON COLUMN callback.requests.batch_size IS 'A batch of events of one target ({"results": [...]}, sql/batching.sql): how many it carries, each a row of callback.batch_events; NULL for a callback of one event.';
 
--- The queue. Its account, campaign, target, order key (hashed) and endpoint are the request's,
--- copied so that claiming, ordering, holding a campaign's callbacks and limiting an endpoint
+-- The queue. Its account, campaign, target and order key (hashed) are the request's, and its
+-- endpoint that of the request's URL (callback._endpoint, computed once, when it is rendered),
+-- kept so that claiming, ordering, holding a campaign's callbacks and limiting an endpoint
 -- read the queue alone. fillfactor: room for HOT updates, as leasing a row changes no indexed column.
 CREATE TABLE callback.callbacks_undone1 (
     id bigint NOT NULL,
@@ -968,7 +980,7 @@ CREATE TABLE callback.callbacks_undone1 (
     endpoint text NOT NULL,
     -- callback._order_hash() of the request's order key.
     order_hash bigint NOT NULL
-) WITH (fillfactor = 70);
+) WITH (fillfactor = 50);
 
 CREATE TABLE callback.callbacks_ended (
     id bigint NOT NULL,
@@ -981,10 +993,10 @@ CREATE TABLE callback.callbacks_ended (
 );
 
 INSERT INTO callback.requests (
-    id, webhook_id, event, account_id, campaign_id, message_id, target, subscription_id, url, endpoint, method,
+    id, webhook_id, event, account_id, campaign_id, message_id, target, subscription_id, url, method,
     headers, body, auth_header, signing_secret, retry_policy, order_key, recorded_at, batch_size)
-SELECT id, webhook_id, event, account_id, campaign_id, message_id, target, subscription_id, url, callback._endpoint(url),
-       method, headers, callback._packed_body(body), auth_header, signing_secret, retry_policy, order_key, recorded_at, NULL
+SELECT id, webhook_id, event, account_id, campaign_id, message_id, target, subscription_id, url, method, headers, callback._packed_body(body), auth_header, signing_secret, retry_policy,
+       nullif(order_key, callback._order_key(message_id, campaign_id, url)), recorded_at, NULL
 FROM callback.callbacks;
 INSERT INTO callback.callbacks_undone1 (
     id, account_id, campaign_id, target, state, attempts, due_at, leased_until, leased_by, last_http_status,
@@ -1075,7 +1087,9 @@ $$;
 -- parts join on the account too, as they would if the tables were distributed by account.
 CREATE VIEW callback.callbacks WITH (security_invoker = true) AS
 SELECT r.id, r.webhook_id, r.event, r.account_id, r.campaign_id, r.message_id, r.target, r.subscription_id,
-       r.url, r.endpoint, r.method, r.headers, callback._body(r.body) AS body, r.retry_policy, r.order_key,
+       r.url, coalesce(u.endpoint, callback._endpoint(r.url)) AS endpoint, r.method, r.headers,
+       callback._body(r.body) AS body, r.retry_policy,
+       coalesce(r.order_key, callback._order_key(r.message_id, r.campaign_id, r.url)) AS order_key,
        coalesce(u.state, d.state) AS state,
        coalesce(u.attempts, d.attempts) AS attempts,
        u.due_at, u.leased_until, u.leased_by, r.recorded_at, d.finished_at,
@@ -1240,7 +1254,7 @@ COMMENT ON VIEW callback.queue IS 'Callbacks not done yet, per endpoint (scheme,
 
 CREATE VIEW callback.endpoint_health WITH (security_invoker = true) AS
 WITH attempts AS (
-    SELECT c.endpoint, d.started_at, d.error IS NULL AS ok, d.http_status, d.error
+    SELECT callback._endpoint(c.url) AS endpoint, d.started_at, d.error IS NULL AS ok, d.http_status, d.error
     FROM callback.deliveries d
     JOIN callback.requests c ON c.id = d.callback_id
 ), last_success AS (

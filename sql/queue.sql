@@ -48,8 +48,6 @@ CREATE TABLE callback.requests (
     target callback.target_kind NOT NULL,
     subscription_id bigint,
     url text NOT NULL,
-    -- callback._endpoint(url), computed once by the statement that renders it.
-    endpoint text NOT NULL,
     method callback.http_method NOT NULL,
     headers jsonb NOT NULL DEFAULT '{}',
     -- callback._packed_body() of the body: compressed, byte for byte what is sent.
@@ -58,8 +56,9 @@ CREATE TABLE callback.requests (
     signing_secret text,
     retry_policy text NOT NULL,
     -- Only ever compared for equality: byte by byte, not by the database's collation (whose
-    -- comparisons cost every callback recorded a good part of its index insert).
-    order_key text COLLATE "C" NOT NULL,
+    -- comparisons cost every callback recorded a good part of its index insert). NULL when it
+    -- is callback._order_key(message_id, campaign_id, url), as for every single event's.
+    order_key text COLLATE "C",
     recorded_at timestamptz NOT NULL DEFAULT now(),
     -- A batch (sql/batching.sql): how many events it carries; NULL for a single event.
     batch_size int
@@ -74,9 +73,17 @@ COMMENT ON COLUMN callback.requests.retry_policy IS 'A row of retry_policies, wh
 COMMENT ON COLUMN callback.requests.headers IS 'Content-Type and the target''s custom headers.';
 COMMENT ON COLUMN callback.requests.body IS 'The rendered body as stored, compressed against a dictionary of pg_callback''s envelopes (a body of 400 bytes in about 50): callback._body(body) is the text sent, as callback.callbacks shows it. NULL for GET, whose data is in the URL.';
 COMMENT ON COLUMN callback.requests.auth_header IS 'The Authorization header (Basic or Bearer) when the target has credentials.';
-COMMENT ON COLUMN callback.requests.order_key IS 'Callbacks with the same key (same message or campaign, same URL) are delivered in id order: a later one waits while an earlier one is not done.';
-COMMENT ON COLUMN callback.requests.endpoint IS 'Where its requests go: the URL''s scheme, host and port (the port left out when it is the scheme''s default), fixed when it was rendered (callback._endpoint). Workers limit requests in flight per endpoint; the operating views group by it.';
+COMMENT ON COLUMN callback.requests.order_key IS 'Callbacks with the same key (same message or campaign, same URL) are delivered in id order: a later one waits while an earlier one is not done. NULL when it is callback._order_key(message_id, campaign_id, url), as for a single event (callback.callbacks shows it whole); a batch''s own otherwise.';
 COMMENT ON COLUMN callback.requests.batch_size IS 'A batch of events of one target ({"results": [...]}, sql/batching.sql): how many it carries, each a row of callback.batch_events; NULL for a callback of one event.';
+
+-- The order key of a callback of one event, which callback.requests does not store: its
+-- message, else its campaign, and its URL (pg_callback_core::callback::order_key).
+CREATE FUNCTION callback._order_key(message_id bigint, campaign_id bigint, url text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE WHEN message_id IS NOT NULL THEN 'message:' || message_id
+                WHEN campaign_id IS NOT NULL THEN 'campaign:' || campaign_id
+                ELSE '' END || ' ' || url
+$$;
 
 -- What the queue orders by: a hash of the request's order key, 8 bytes in its row and index
 -- where the key (its URL and more) took about 45 twice. Two keys with the same hash would only
@@ -84,8 +91,9 @@ COMMENT ON COLUMN callback.requests.batch_size IS 'A batch of events of one targ
 CREATE FUNCTION callback._order_hash(order_key text) RETURNS bigint
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT hashtextextended(order_key, 0) $$;
 
--- The queue. Its account, campaign, target, order key (hashed) and endpoint are the request's,
--- copied so that claiming, ordering, holding a campaign's callbacks and limiting an endpoint
+-- The queue. Its account, campaign, target and order key (hashed) are the request's, and its
+-- endpoint that of the request's URL (callback._endpoint, computed once, when it is rendered),
+-- kept so that claiming, ordering, holding a campaign's callbacks and limiting an endpoint
 -- read the queue alone. fillfactor: room for HOT updates, as leasing a row changes no indexed column.
 CREATE TABLE callback.callbacks_undone (
     id bigint NOT NULL,
@@ -103,7 +111,7 @@ CREATE TABLE callback.callbacks_undone (
     endpoint text NOT NULL,
     -- callback._order_hash() of the request's order key.
     order_hash bigint NOT NULL
-) WITH (fillfactor = 70);
+) WITH (fillfactor = 50);
 CREATE UNIQUE INDEX callbacks_undone_id ON callback.callbacks_undone (id);
 CREATE INDEX callbacks_due ON callback.callbacks_undone (due_at, id) WHERE state = 'pending';
 CREATE INDEX callbacks_order ON callback.callbacks_undone (order_hash, id);
@@ -176,7 +184,9 @@ $$;
 -- parts join on the account too, as they would if the tables were distributed by account.
 CREATE VIEW callback.callbacks WITH (security_invoker = true) AS
 SELECT r.id, r.webhook_id, r.event, r.account_id, r.campaign_id, r.message_id, r.target, r.subscription_id,
-       r.url, r.endpoint, r.method, r.headers, callback._body(r.body) AS body, r.retry_policy, r.order_key,
+       r.url, coalesce(u.endpoint, callback._endpoint(r.url)) AS endpoint, r.method, r.headers,
+       callback._body(r.body) AS body, r.retry_policy,
+       coalesce(r.order_key, callback._order_key(r.message_id, r.campaign_id, r.url)) AS order_key,
        coalesce(u.state, d.state) AS state,
        coalesce(u.attempts, d.attempts) AS attempts,
        u.due_at, u.leased_until, u.leased_by, r.recorded_at, d.finished_at,

@@ -23,7 +23,7 @@ COMMENT ON VIEW callback.queue IS 'Callbacks not done yet, per endpoint (scheme,
 
 CREATE VIEW callback.endpoint_health WITH (security_invoker = true) AS
 WITH attempts AS (
-    SELECT c.endpoint, d.started_at, d.error IS NULL AS ok, d.http_status, d.error
+    SELECT callback._endpoint(c.url) AS endpoint, d.started_at, d.error IS NULL AS ok, d.http_status, d.error
     FROM callback.deliveries d
     JOIN callback.requests c ON c.id = d.callback_id
 ), last_success AS (
@@ -176,10 +176,12 @@ BEGIN
         END IF;
     END IF;
     WITH chosen AS (
-        SELECT d.id, r.account_id, r.campaign_id, r.target, r.endpoint, callback._order_hash(r.order_key) AS order_hash,
-               min(d.id) OVER (PARTITION BY r.order_key) AS first
+        SELECT d.id, r.account_id, r.campaign_id, r.target, callback._endpoint(r.url) AS endpoint,
+               callback._order_hash(k.order_key) AS order_hash,
+               min(d.id) OVER (PARTITION BY k.order_key) AS first
         FROM callback.callbacks_done d
-        JOIN callback.requests r ON r.account_id = d.account_id AND r.id = d.id
+        JOIN callback.requests r ON r.account_id = d.account_id AND r.id = d.id,
+             LATERAL (SELECT coalesce(r.order_key, callback._order_key(r.message_id, r.campaign_id, r.url)) AS order_key) k
         WHERE d.state = _replay_all.state
           AND (accounts IS NULL OR d.account_id = ANY (accounts))
           AND (_replay_all.campaign_id IS NULL OR r.campaign_id = _replay_all.campaign_id)

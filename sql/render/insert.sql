@@ -11,9 +11,10 @@ WITH r AS MATERIALIZED (
 ), request AS (
     INSERT INTO callback.requests (
         id, event, account_id, campaign_id, message_id, target, subscription_id,
-        url, endpoint, method, headers, body, auth_header, signing_secret, retry_policy, order_key, webhook_id)
+        url, method, headers, body, auth_header, signing_secret, retry_policy, order_key, webhook_id)
     SELECT r.id, $1::callback.event_type, $2, $3, $4, $5::callback.target_kind, $6,
-           $7, r.endpoint, $8::callback.http_method, $9::jsonb, callback._packed_body($10), $11, $12, $13, $14, $16
+           $7, $8::callback.http_method, $9::jsonb, callback._packed_body($10), $11, $12, $13,
+           nullif($14, callback._order_key($4, $3, $7)), $16
     FROM r
 )
 INSERT INTO callback.callbacks_undone (id, account_id, campaign_id, target, state, endpoint, order_hash)

@@ -37,11 +37,11 @@ WITH due AS (
         leased_by = $2,
         attempts = c.attempts + 1
     WHERE c.id = ANY (ARRAY(SELECT id FROM due))
-    RETURNING c.account_id, c.id, c.attempts, c.leased_until, c.due_at
+    RETURNING c.account_id, c.id, c.attempts, c.leased_until, c.due_at, c.endpoint
 ), leased AS (
     SELECT *, false AS rendered FROM claimed
     UNION ALL
-    SELECT c.account_id, c.id, c.attempts, c.leased_until, c.due_at, true
+    SELECT c.account_id, c.id, c.attempts, c.leased_until, c.due_at, c.endpoint, true
     FROM callback.callbacks_undone c WHERE c.id = ANY ($8::bigint[])
 )
 SELECT c.id,
@@ -49,7 +49,7 @@ SELECT c.id,
        r.webhook_id::text AS webhook_id,
        r.method = 'POST' AS post,
        r.url,
-       r.endpoint,
+       c.endpoint,
        r.headers::text AS headers,
        callback._body(r.body) AS body,
        r.auth_header,

@@ -49,6 +49,11 @@ SELECT r.id, octet_length(c.body) AS body_bytes, octet_length(r.body) * 3 < octe
        callback._body(r.body) = c.body AS same, callback._body(callback._packed_body(c.body)) = c.body AS round_trip
 FROM callback.callbacks c JOIN callback.requests r USING (id) WHERE r.body IS NOT NULL ORDER BY id;
 
+-- Nor does it store what it can work out again: a single event's order key (its message, else
+-- its campaign, and its URL: callback._order_key) and its endpoint (callback._endpoint(url)).
+SELECT id, r.order_key AS stored, c.order_key, c.endpoint
+FROM callback.callbacks c JOIN callback.requests r USING (id) ORDER BY id;
+
 -- The same event as XML and as form fields.
 UPDATE callback.lists SET callback_format = 'xml';
 INSERT INTO callback.messages (campaign_id, channel, destination, status) VALUES (1, 'sms', '+15550009', 'delivered');
