@@ -20,6 +20,23 @@
 -- it leaves the schema a fresh install of 0.3.0 makes.
 \echo Use "ALTER EXTENSION pg_callback UPDATE TO '0.3.0'" to load this file. \quit
 
+-- A request's headers as stored and as sent: the Content-Type of a JSON body, most bodies',
+-- is not stored (36 bytes a callback), and is put back for sending and showing.
+CREATE FUNCTION callback._headers_kept(headers jsonb, has_body bool) RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE WHEN has_body AND headers ->> 'Content-Type' = 'application/json' THEN headers - 'Content-Type'
+                ELSE headers END
+$$;
+CREATE FUNCTION callback._headers_sent(headers jsonb, has_body bool) RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE WHEN has_body AND NOT headers ? 'Content-Type'
+                THEN jsonb_build_object('Content-Type', 'application/json') || headers
+                ELSE headers END
+$$;
+
+REVOKE ALL ON FUNCTION callback._headers_kept(jsonb, bool), callback._headers_sent(jsonb, bool) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION callback._headers_kept(jsonb, bool), callback._headers_sent(jsonb, bool)
+    TO callback_admin, callback_tenant;
 -- The order key of a callback of one event, which callback.requests does not store, and what
 -- the queue orders by (sql/queue.sql).
 CREATE FUNCTION callback._order_key(message_id bigint, campaign_id bigint, url text) RETURNS text
@@ -924,16 +941,23 @@ CREATE SEQUENCE callback.callbacks_id_seq1;
 SELECT setval('callback.callbacks_id_seq1', s.last_value, s.is_called) FROM callback.callbacks_id_seq s;
 
 CREATE TABLE callback.requests (
+    -- The columns of 8 bytes first, then those of 4, then those of any length: no padding
+    -- between them for alignment.
     id bigint NOT NULL DEFAULT nextval('callback.callbacks_id_seq1'),
-    webhook_id uuid NOT NULL DEFAULT gen_random_uuid(),
-    event callback.event_type NOT NULL,
     account_id bigint NOT NULL,
     campaign_id bigint,
     message_id bigint,
-    target callback.target_kind NOT NULL,
     subscription_id bigint,
-    url text NOT NULL,
+    recorded_at timestamptz NOT NULL DEFAULT now(),
+    webhook_id uuid NOT NULL DEFAULT gen_random_uuid(),
+    event callback.event_type NOT NULL,
+    target callback.target_kind NOT NULL,
     method callback.http_method NOT NULL,
+    -- A batch (sql/batching.sql): how many events it carries; NULL for a single event.
+    batch_size int,
+    url text NOT NULL,
+    -- callback._headers_kept(): without the Content-Type of a JSON body, which
+    -- callback._headers_sent() puts back.
     headers jsonb NOT NULL DEFAULT '{}',
     -- callback._packed_body() of the body: compressed, byte for byte what is sent.
     body bytea,
@@ -943,10 +967,7 @@ CREATE TABLE callback.requests (
     -- Only ever compared for equality: byte by byte, not by the database's collation (whose
     -- comparisons cost every callback recorded a good part of its index insert). NULL when it
     -- is callback._order_key(message_id, campaign_id, url), as for every single event's.
-    order_key text COLLATE "C",
-    recorded_at timestamptz NOT NULL DEFAULT now(),
-    -- A batch (sql/batching.sql): how many events it carries; NULL for a single event.
-    batch_size int
+    order_key text COLLATE "C"
 );
 CREATE UNIQUE INDEX requests_id ON callback.requests (id);
 CREATE INDEX requests_message ON callback.requests (message_id);
@@ -954,7 +975,7 @@ CREATE INDEX requests_campaign ON callback.requests (campaign_id);
 COMMENT ON TABLE callback.requests IS 'What each callback sends and why, fixed when its event was rendered: its resolved URL, method, headers and body, credentials, webhook-id; its event, account, campaign, message and target. Never changed; deleted with its history (callback.purge).';
 COMMENT ON COLUMN callback.requests.webhook_id IS 'Sent as the webhook-id header; the same on every retry, so receivers can drop duplicates. Unique without an index to maintain: for an event rendered by a worker, derived from the installation, the event and the target (a version 8 UUID), so that rendering it again after a crash undid the first gives the same; otherwise random.';
 COMMENT ON COLUMN callback.requests.retry_policy IS 'A row of retry_policies, which cannot be deleted while callbacks not done name it (no foreign key: it would cost a lookup on every insert).';
-COMMENT ON COLUMN callback.requests.headers IS 'Content-Type and the target''s custom headers.';
+COMMENT ON COLUMN callback.requests.headers IS 'The target''s custom headers, and the Content-Type of an XML or form body (callback._headers_sent() adds that of a JSON body, as callback.callbacks shows it).';
 COMMENT ON COLUMN callback.requests.body IS 'The rendered body as stored, compressed against a dictionary of pg_callback''s envelopes (a body of 400 bytes in about 50): callback._body(body) is the text sent, as callback.callbacks shows it. NULL for GET, whose data is in the URL.';
 COMMENT ON COLUMN callback.requests.auth_header IS 'The Authorization header (Basic or Bearer) when the target has credentials.';
 COMMENT ON COLUMN callback.requests.order_key IS 'Callbacks with the same key (same message or campaign, same URL) are delivered in id order: a later one waits while an earlier one is not done. NULL when it is callback._order_key(message_id, campaign_id, url), as for a single event (callback.callbacks shows it whole); a batch''s own otherwise.';
@@ -963,23 +984,25 @@ COMMENT ON COLUMN callback.requests.batch_size IS 'A batch of events of one targ
 -- The queue. Its account, campaign, target and order key (hashed) are the request's, and its
 -- endpoint that of the request's URL (callback._endpoint, computed once, when it is rendered),
 -- kept so that claiming, ordering, holding a campaign's callbacks and limiting an endpoint
--- read the queue alone. fillfactor: room for HOT updates, as leasing a row changes no indexed column.
+-- read the queue alone. fillfactor 50: room on its page for the row written again when it is
+-- released, and when it is leased (a HOT update, as a lease changes no indexed column).
 CREATE TABLE callback.callbacks_undone1 (
+    -- As the requests' columns: by their alignment.
     id bigint NOT NULL,
     account_id bigint NOT NULL,
     campaign_id bigint,
+    due_at timestamptz NOT NULL DEFAULT now(),
+    leased_until timestamptz,
+    -- callback._order_hash() of the request's order key.
+    order_hash bigint NOT NULL,
     target callback.target_kind NOT NULL,
     state callback.callback_state NOT NULL DEFAULT 'pending'
         CONSTRAINT undone CHECK (state IN ('waiting', 'pending', 'held')),
     attempts int NOT NULL DEFAULT 0,
-    due_at timestamptz NOT NULL DEFAULT now(),
-    leased_until timestamptz,
     leased_by int,
     last_http_status int,
-    last_error text,
     endpoint text NOT NULL,
-    -- callback._order_hash() of the request's order key.
-    order_hash bigint NOT NULL
+    last_error text
 ) WITH (fillfactor = 50);
 
 CREATE TABLE callback.callbacks_ended (
@@ -995,7 +1018,8 @@ CREATE TABLE callback.callbacks_ended (
 INSERT INTO callback.requests (
     id, webhook_id, event, account_id, campaign_id, message_id, target, subscription_id, url, method,
     headers, body, auth_header, signing_secret, retry_policy, order_key, recorded_at, batch_size)
-SELECT id, webhook_id, event, account_id, campaign_id, message_id, target, subscription_id, url, method, headers, callback._packed_body(body), auth_header, signing_secret, retry_policy,
+SELECT id, webhook_id, event, account_id, campaign_id, message_id, target, subscription_id, url, method,
+       callback._headers_kept(headers, body IS NOT NULL), callback._packed_body(body), auth_header, signing_secret, retry_policy,
        nullif(order_key, callback._order_key(message_id, campaign_id, url)), recorded_at, NULL
 FROM callback.callbacks;
 INSERT INTO callback.callbacks_undone1 (
@@ -1087,8 +1111,8 @@ $$;
 -- parts join on the account too, as they would if the tables were distributed by account.
 CREATE VIEW callback.callbacks WITH (security_invoker = true) AS
 SELECT r.id, r.webhook_id, r.event, r.account_id, r.campaign_id, r.message_id, r.target, r.subscription_id,
-       r.url, coalesce(u.endpoint, callback._endpoint(r.url)) AS endpoint, r.method, r.headers,
-       callback._body(r.body) AS body, r.retry_policy,
+       r.url, coalesce(u.endpoint, callback._endpoint(r.url)) AS endpoint, r.method,
+       callback._headers_sent(r.headers, r.body IS NOT NULL) AS headers, callback._body(r.body) AS body, r.retry_policy,
        coalesce(r.order_key, callback._order_key(r.message_id, r.campaign_id, r.url)) AS order_key,
        coalesce(u.state, d.state) AS state,
        coalesce(u.attempts, d.attempts) AS attempts,

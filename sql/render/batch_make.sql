@@ -15,7 +15,7 @@ WITH r AS MATERIALIZED (
         url, method, headers, body, auth_header, signing_secret, retry_policy, order_key, webhook_id,
         batch_size)
     SELECT r.id, $1::callback.event_type, $2, $3, $4, $5::callback.target_kind, $6,
-           $7, $8::callback.http_method, $9::jsonb, callback._packed_body($10), $11, $12, $13, $14, $15, $16
+           $7, $8::callback.http_method, callback._headers_kept($9::jsonb, $10 IS NOT NULL), callback._packed_body($10), $11, $12, $13, $14, $15, $16
     FROM r
 ), batch AS (
     INSERT INTO callback.callbacks_undone (id, account_id, campaign_id, target, state, endpoint, order_hash)

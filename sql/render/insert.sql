@@ -13,7 +13,7 @@ WITH r AS MATERIALIZED (
         id, event, account_id, campaign_id, message_id, target, subscription_id,
         url, method, headers, body, auth_header, signing_secret, retry_policy, order_key, webhook_id)
     SELECT r.id, $1::callback.event_type, $2, $3, $4, $5::callback.target_kind, $6,
-           $7, $8::callback.http_method, $9::jsonb, callback._packed_body($10), $11, $12, $13,
+           $7, $8::callback.http_method, callback._headers_kept($9::jsonb, $10 IS NOT NULL), callback._packed_body($10), $11, $12, $13,
            nullif($14, callback._order_key($4, $3, $7)), $16
     FROM r
 )

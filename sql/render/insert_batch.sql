@@ -34,7 +34,8 @@ WITH lease AS (
         id, event, account_id, campaign_id, message_id, target, subscription_id,
         url, method, headers, body, auth_header, signing_secret, retry_policy, order_key, webhook_id)
     SELECT r.id, r.event::callback.event_type, r.account_id, r.campaign_id, r.message_id, r.target::callback.target_kind,
-           r.subscription_id, r.url, r.method::callback.http_method, r.headers::jsonb, callback._packed_body(r.body), r.auth_header,
+           r.subscription_id, r.url, r.method::callback.http_method,
+           callback._headers_kept(r.headers::jsonb, r.body IS NOT NULL), callback._packed_body(r.body), r.auth_header,
            r.signing_secret, r.retry_policy, nullif(r.order_key, callback._order_key(r.message_id, r.campaign_id, r.url)),
            r.webhook_id
     FROM r

@@ -50,8 +50,9 @@ SELECT r.id, octet_length(c.body) AS body_bytes, octet_length(r.body) * 3 < octe
 FROM callback.callbacks c JOIN callback.requests r USING (id) WHERE r.body IS NOT NULL ORDER BY id;
 
 -- Nor does it store what it can work out again: a single event's order key (its message, else
--- its campaign, and its URL: callback._order_key) and its endpoint (callback._endpoint(url)).
-SELECT id, r.order_key AS stored, c.order_key, c.endpoint
+-- its campaign, and its URL: callback._order_key), its endpoint (callback._endpoint(url)), the
+-- Content-Type of a JSON body (callback._headers_sent).
+SELECT id, r.order_key AS stored, c.order_key, c.endpoint, r.headers AS stored, c.headers
 FROM callback.callbacks c JOIN callback.requests r USING (id) ORDER BY id;
 
 -- The same event as XML and as form fields.
