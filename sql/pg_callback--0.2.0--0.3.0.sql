@@ -1138,6 +1138,7 @@ BEGIN
     IF TG_OP = 'DELETE' THEN
         DELETE FROM callback.callbacks_undone WHERE id = OLD.id;
         DELETE FROM callback.callbacks_ended WHERE id = OLD.id;
+        DELETE FROM callback.deliveries WHERE callback_id = OLD.id;
         DELETE FROM callback.requests WHERE id = OLD.id;
         RETURN OLD;
     END IF;

@@ -114,9 +114,13 @@ SELECT (SELECT count(*) FROM callback.callbacks_undone WHERE id = :c) AS queued,
        (SELECT count(*) FROM callback.callbacks_done WHERE id = :c) AS done;
 UPDATE callback.callbacks SET url = 'https://elsewhere.example/' WHERE id = :c;
 \echo :LAST_ERROR_SQLSTATE
+INSERT INTO callback.deliveries (callback_id, account_id, attempt, started_at, duration, http_status)
+VALUES (:c, 1, 1, now(), '1 ms', 503);
 DELETE FROM callback.callbacks WHERE id = :c;
 SELECT (SELECT count(*) FROM callback.requests WHERE id = :c) AS requests,
-       (SELECT count(*) FROM callback.callbacks_undone WHERE id = :c) AS queued;
+       (SELECT count(*) FROM callback.callbacks_undone WHERE id = :c) AS queued,
+       (SELECT count(*) FROM callback.callbacks_done WHERE id = :c) AS done,
+       (SELECT count(*) FROM callback.deliveries WHERE callback_id = :c) AS history;
 
 -- A retry policy named by a callback not done cannot be deleted; once it is done, it can.
 INSERT INTO callback.retry_policies (name, kind, max_attempts, step) VALUES ('patient', 'fixed', 5, '10 minutes');
