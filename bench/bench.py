@@ -345,7 +345,7 @@ class Bench:
                                    pg_size_pretty(pg_total_relation_size('callback.requests')),
                                    pg_size_pretty(pg_total_relation_size('callback.callbacks_ended')),
                                    pg_size_pretty(pg_total_relation_size('callback.deliveries'))""")[0]
-        self.report("backlog: table sizes after (queue / requests / done / history), indexes included",
+        self.report("backlog: table sizes after (queue / requests / ended without an attempt / history), indexes included",
                     " / ".join(sizes), "queue as small as the backlog", None)
         base = self.drains.get(self.args.backlog)
         if base:

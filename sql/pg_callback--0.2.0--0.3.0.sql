@@ -39,12 +39,14 @@ GRANT EXECUTE ON FUNCTION callback._headers_kept(jsonb, bool), callback._headers
     TO callback_admin, callback_tenant;
 -- The order key of a callback of one event, which callback.requests does not store, and what
 -- the queue orders by (sql/queue.sql).
-CREATE FUNCTION callback._order_key(message_id bigint, campaign_id bigint, url text) RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT CASE WHEN message_id IS NOT NULL THEN 'message:' || message_id
-                WHEN campaign_id IS NOT NULL THEN 'campaign:' || campaign_id
-                ELSE '' END || ' ' || url
-$$;
+CREATE FUNCTION callback._order_key(
+	"message_id" bigint, /* Option < i64 > */
+	"campaign_id" bigint, /* Option < i64 > */
+	"url" TEXT /* & str */
+) RETURNS TEXT /* String */
+IMMUTABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'order_key_wrapper';
 REVOKE ALL ON FUNCTION callback._order_key(bigint, bigint, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION callback._order_key(bigint, bigint, text) TO callback_admin, callback_tenant;
 CREATE FUNCTION callback._order_hash(order_key text) RETURNS bigint

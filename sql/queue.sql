@@ -94,15 +94,6 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
                 ELSE headers END
 $$;
 
--- The order key of a callback of one event, which callback.requests does not store: its
--- message, else its campaign, and its URL (pg_callback_core::callback::order_key).
-CREATE FUNCTION callback._order_key(message_id bigint, campaign_id bigint, url text) RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT CASE WHEN message_id IS NOT NULL THEN 'message:' || message_id
-                WHEN campaign_id IS NOT NULL THEN 'campaign:' || campaign_id
-                ELSE '' END || ' ' || url
-$$;
-
 -- What the queue orders by: a hash of the request's order key, 8 bytes in its row and index
 -- where the key (its URL and more) took about 45 twice. Two keys with the same hash would only
 -- make one wait for the other.

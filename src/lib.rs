@@ -50,6 +50,7 @@ pgrx::extension_sql_file!(
     requires = [
         "webhooks",
         api::functions::endpoint,
+        api::functions::order_key,
         api::functions::packed_body,
         api::functions::body
     ]

@@ -68,18 +68,20 @@ pub fn endpoint(url: &str) -> String {
     }
 }
 
-/// What a callback's order key starts with: its message, else its campaign.
-fn order_scope(scope: &Scope) -> String {
-    match (scope.message_id, scope.campaign_id) {
-        (Some(id), _) => format!("message:{id}"),
-        (None, Some(id)) => format!("campaign:{id}"),
-        (None, None) => String::new(),
-    }
-}
-
 /// The order key of a callback to `url` (filled in, or the template when it could not be).
 pub fn order_key(scope: &Scope, url: &str) -> String {
-    format!("{} {url}", order_scope(scope))
+    order_key_of(scope.message_id, scope.campaign_id, url)
+}
+
+/// The order key of a callback of a message or campaign to `url`: its message, else its
+/// campaign, then the URL. `callback._order_key` works out with it the keys that requests do
+/// not store.
+pub fn order_key_of(message_id: Option<i64>, campaign_id: Option<i64>, url: &str) -> String {
+    match (message_id, campaign_id) {
+        (Some(id), _) => format!("message:{id} {url}"),
+        (None, Some(id)) => format!("campaign:{id} {url}"),
+        (None, None) => format!(" {url}"),
+    }
 }
 
 /// Where a batch of callbacks a worker rendered goes, each in the batch's order.

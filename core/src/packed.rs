@@ -1,6 +1,6 @@
 //! Bodies as `callback.requests` stores them: compressed with zstd against a dictionary of
 //! pg_callback's own envelopes, so that a body of about 400 bytes of JSON is stored (and
-//! written to the WAL) in about 70, byte for byte the body that is sent.
+//! written to the WAL) in about 50, byte for byte the body that is sent.
 //!
 //! A body alone compresses poorly: most of it is field names and punctuation, each written
 //! once. The dictionary holds bodies of every event in every format (`body_dictionary_v1.txt`,

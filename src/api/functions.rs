@@ -1,7 +1,7 @@
 //! The Rust functions SQL calls directly: checking settings and client certificates,
 //! generate_signing_secret, the workers' statistics behind `callback.workers`, and the one
-//! home of what SQL shares with rendering: endpoints, timestamps in bodies, bodies as they are
-//! stored, the template variables of a message's events.
+//! home of what SQL shares with rendering: endpoints, order keys, timestamps in bodies, bodies
+//! as they are stored, the template variables of a message's events.
 //!
 //! Internal (`_`-prefixed) except `generate_signing_secret`; each is a thin wrapper over
 //! pg_callback_core or shared memory, raising [`CallbackError`] on bad input.
@@ -61,6 +61,13 @@ fn generate_signing_secret() -> String {
 #[pg_extern(immutable, strict, parallel_safe, name = "_endpoint")]
 fn endpoint(url: &str) -> String {
     callback::endpoint(url)
+}
+
+/// The order key of a callback of one event (pg_callback_core::callback::order_key_of), which
+/// `callback.requests` does not store.
+#[pg_extern(immutable, parallel_safe, name = "_order_key")]
+fn order_key(message_id: Option<i64>, campaign_id: Option<i64>, url: &str) -> String {
+    callback::order_key_of(message_id, campaign_id, url)
 }
 
 /// A body as `callback.requests` stores it: compressed (pg_callback_core::packed).
