@@ -27,6 +27,10 @@ thread_local! {
     /// The installation this backend's transaction (its local id) holds locked, and whether
     /// its callbacks are split (`split_callbacks`): a worker's (`hold_extension`).
     static HELD: Cell<Option<(u32, pg_sys::Oid, bool)>> = const { Cell::new(None) };
+    /// The installation last read from pg_extension, and the oid its `callback.events` had.
+    static LOOKED_UP: Cell<(pg_sys::Oid, pg_sys::Oid)> = const { Cell::new((pg_sys::InvalidOid, pg_sys::InvalidOid)) };
+    /// `callback.events` as looked up in a command of a transaction (local id, command id).
+    static EVENTS: Cell<((u32, u32), pg_sys::Oid)> = const { Cell::new(((0, 0), pg_sys::InvalidOid)) };
 }
 
 /// This backend's local transaction id (0 outside a transaction).
@@ -38,12 +42,25 @@ pub fn local_xid() -> u32 {
 /// The installed pg_callback's oid (InvalidOid when it is not installed): a new one after DROP
 /// and CREATE EXTENSION, whatever version is created. Plans, caches and claimed callbacks
 /// belong to the installation they were made for.
+///
+/// Every status change asks (is what recording cached still this installation's?), and
+/// pg_extension has no syscache: reading it costs more than storing the event did. So the
+/// answer is kept with the oid of `callback.events` (a syscache lookup), which each
+/// installation makes anew and DROP EXTENSION drops; a schema without the table (0.1.0) reads
+/// pg_extension each time.
 pub fn installed_extension() -> pg_sys::Oid {
-    match held() {
-        Some((extension, _)) => extension,
-        // SAFETY: a lookup by name in pg_extension; missing_ok returns InvalidOid.
-        None => unsafe { pg_sys::get_extension_oid(c"pg_callback".as_ptr(), true) },
+    if let Some((extension, _)) = held() {
+        return extension;
     }
+    let events = events_table();
+    let (known_events, known) = LOOKED_UP.get();
+    if events != pg_sys::InvalidOid && events == known_events {
+        return known;
+    }
+    // SAFETY: a lookup by name in pg_extension; missing_ok returns InvalidOid.
+    let extension = unsafe { pg_sys::get_extension_oid(c"pg_callback".as_ptr(), true) };
+    LOOKED_UP.set((events, extension));
+    extension
 }
 
 /// The installation this transaction holds, and its layout of callbacks, if it holds one.
@@ -63,9 +80,19 @@ pub fn hold_extension(extension: pg_sys::Oid) {
 }
 
 /// The oid of `callback.events` (InvalidOid when the installed schema has none: 0.1.0).
+/// Asked several times by each status change; looked up once per command of a transaction
+/// (DDL that could drop or make the table is a command of its own).
 pub fn events_table() -> pg_sys::Oid {
+    // SAFETY: the current command's id, as every statement reads it.
+    let command = (local_xid(), unsafe { pg_sys::GetCurrentCommandId(false) });
+    let (known_command, known) = EVENTS.get();
+    if known_command == command && command.0 != 0 {
+        return known;
+    }
     // SAFETY: a syscache lookup by name.
-    unsafe { pg_sys::get_relname_relid(c"events".as_ptr(), callback_schema()) }
+    let events = unsafe { pg_sys::get_relname_relid(c"events".as_ptr(), callback_schema()) };
+    EVENTS.set((command, events));
+    events
 }
 
 /// Whether `callback.{table}` has a column `column`: what a schema older than this library
