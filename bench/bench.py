@@ -116,6 +116,26 @@ class Bench:
     def lsn(self):
         return int(self.one("SELECT pg_current_wal_lsn() - '0/0'"))
 
+    def wal_files_ready(self, mb):
+        """Makes sure the next `mb` MB of WAL go to files ready for them, as on a server that
+        has run a while: each WAL segment file past those is made new and written whole (16 MB
+        of zeros, `wal_init_zero`) while commits wait, a stall of tens of milliseconds every
+        second or two at 5,000 status changes a second. A checkpoint keeps the files it no
+        longer needs for reuse, about as many as the WAL written since the one before."""
+        ready = lambda: 16 * self.one("""SELECT count(*) FROM pg_ls_waldir()
+                                          WHERE name ~ '^[0-9A-F]{24}$'
+                                            AND name > pg_walfile_name(pg_current_wal_lsn())""")
+        if ready() >= mb:
+            return
+        self.sql("CHECKPOINT")
+        self.sql("CREATE TABLE public.bench_wal (t text)")
+        # Rows of 992 bytes: below the size that TOAST would compress, so each writes its whole size.
+        self.sql("INSERT INTO public.bench_wal SELECT repeat(md5(g::text), 31) FROM generate_series(1, %s) g",
+                 [mb * 1024])
+        self.sql("DROP TABLE public.bench_wal")
+        self.sql("CHECKPOINT")
+        print(f"    ({ready()} MB of WAL files ready)", flush=True)
+
     def sizes(self, *tables):
         """Bytes of these tables of the callback schema, indexes and TOAST included."""
         return sum(self.one(f"SELECT pg_total_relation_size('callback.{t}')") for t in tables)
@@ -375,6 +395,7 @@ class Bench:
         assert last_id - first_id == n - 1, "the messages' ids are not consecutive"
         # The WAL of the measurements before (gigabytes, after the drains) would make a
         # checkpoint fall in this one's seconds: done now, so each run measures the same thing.
+        self.wal_files_ready(256)
         self.sql("CHECKPOINT")
         self.clear_arrivals()
         if self.args.statements:
@@ -443,6 +464,9 @@ class Bench:
         self.sql("CREATE TABLE public.plain_messages (LIKE callback.messages INCLUDING ALL)")
         self.sql("INSERT INTO public.plain_messages OVERRIDING SYSTEM VALUE SELECT * FROM callback.messages")
         self.sql("VACUUM ANALYZE callback.messages, public.plain_messages")
+        # Nine rounds of each with both recordings write about a gigabyte of WAL, pg_callback's
+        # three times the plain UPDATE's: into files made new, that would weigh on it alone.
+        self.wal_files_ready(1024)
         default = self.one("SELECT boot_val FROM pg_settings WHERE name = 'pg_callback.recording'")
         other = "immediate" if default == "deferred" else "deferred"
 
