@@ -27,17 +27,10 @@ use std::time::{Duration, Instant};
 /// to write and SIGTERM.
 const TICK: Duration = Duration::from_millis(1);
 /// Woken this recently, a worker is in a stream of commits: it looks for new callbacks every
-/// STREAM_POLL by itself instead of sleeping until woken. Each wake-up of a process asleep
-/// costs the committing transaction a signal; polling costs none, and renders and claims what
-/// a few commits recorded in one go.
+/// TICK by itself instead of sleeping until woken. Each wake-up of a process asleep costs the
+/// committing transaction a signal; polling costs none, and renders and claims what a few
+/// commits recorded in one go.
 const STREAM: Duration = Duration::from_millis(100);
-/// How often a worker in a stream looks. Each look that finds commits renders and claims in a
-/// transaction of its own, whose cost is mostly the same for one event or ten: every 1 ms,
-/// under one application session's status UPDATEs (about 4,000 a second), the workers' looks
-/// took the CPU that session's commits then waited for (its UPDATE 1.5x the cost without
-/// pg_callback, against 1.35x every 3 ms: BENCHMARKS.md). What it adds to a callback's
-/// latency, at most this, keeps the targets at 1,000 and 5,000 events a second.
-const STREAM_POLL: Duration = Duration::from_millis(3);
 /// Results are written at least this often (sooner when a batch's worth is in). Each write is
 /// planned afresh (see `run`), so fewer, larger writes: 20 ms cost about a tenth of the rate.
 const WRITE_EVERY: Duration = Duration::from_millis(50);
@@ -383,7 +376,7 @@ impl Worker {
         let streaming = self.woken_at.is_some_and(|at| at.elapsed() < STREAM);
         if self.other_renderer.is_some() || streaming || self.emails.busy() {
             shared::polling(true);
-            BackgroundWorker::wait_latch(Some(STREAM_POLL));
+            BackgroundWorker::wait_latch(Some(TICK));
             return Next::Again;
         }
         // Asleep until woken: said before the last look at the flag.
