@@ -7,6 +7,12 @@
 --
 -- A done callback's queue row is deleted, and the history row of the attempt that ended it
 -- carries the outcome (sql/queue.sql): no row of its own. Its request is not touched.
+--
+-- Pending is said as neither waiting nor held (the queue's only other states): with
+-- `state = 'pending'` the planner may read the due index, which holds just the pending rows,
+-- for every one of them when the statistics were taken while they were held or not yet
+-- there (a campaign enabled again, a backlog just rendered): half a second a write for a
+-- million released, until the next ANALYZE. Only the index on id can serve this one.
 WITH r AS (
     SELECT *
     FROM unnest($1::bigint[], $2::int[], $3::float8[], $4::float8[], $5::int[], $6::text[], $7::text[],
@@ -21,11 +27,11 @@ WITH r AS (
         last_http_status = CASE WHEN r.verdict = 'released' THEN c.last_http_status ELSE r.http_status END,
         last_error = CASE WHEN r.verdict = 'released' THEN c.last_error ELSE r.error END
     FROM r
-    WHERE c.id = r.id AND c.state = 'pending' AND c.leased_by = $10 AND r.verdict IN ('retry', 'released')
+    WHERE c.id = r.id AND c.state NOT IN ('waiting', 'held') AND c.leased_by = $10 AND r.verdict IN ('retry', 'released')
 ), done AS (
     DELETE FROM callback.callbacks_undone c
     USING r
-    WHERE c.id = r.id AND c.state = 'pending' AND c.leased_by = $10 AND r.verdict IN ('delivered', 'failed')
+    WHERE c.id = r.id AND c.state NOT IN ('waiting', 'held') AND c.leased_by = $10 AND r.verdict IN ('delivered', 'failed')
     RETURNING c.id, c.order_hash, r.verdict
 ), history AS (
     -- An attempt whose callback another worker took over meanwhile (its lease ran out) is kept
