@@ -45,14 +45,56 @@ impl Pace {
 }
 
 /// What one endpoint has with this worker.
-#[derive(Default)]
 struct Load {
     queued: usize,
+    /// Queued callbacks without a pace.
+    unpaced: usize,
     in_flight: usize,
     /// How long its answers take, a moving average; None until one came.
     answer_time: Option<Duration>,
+    /// When it last answered, or was sent a request with none in flight: with requests in
+    /// flight, its answers take at least as long as it has been silent since.
+    heard_at: Instant,
     /// The slowest pace of its callbacks last added, if any: how many a claim should bring.
     pace: Option<Duration>,
+}
+
+impl Load {
+    fn new() -> Load {
+        Load {
+            queued: 0,
+            unpaced: 0,
+            in_flight: 0,
+            answer_time: None,
+            heard_at: Instant::now(),
+            pace: None,
+        }
+    }
+
+    /// How long its answers take as far as this worker can tell at `now`: the moving
+    /// average, or longer while the requests in flight have been unanswered for longer.
+    fn answer_time(&self, now: Instant) -> Option<Duration> {
+        let silent = (self.in_flight > 0).then(|| now.saturating_duration_since(self.heard_at));
+        match (self.answer_time, silent) {
+            (Some(average), Some(silent)) => Some(average.max(silent)),
+            (average, silent) => average.or(silent),
+        }
+    }
+
+    /// Whether it has as many callbacks queued and in flight as this worker can send within
+    /// QUEUE_TIME at the rate it answers (at least two rounds of its slots), or, paced, at its
+    /// pace.
+    fn full(&self, limits: Limits, now: Instant) -> bool {
+        let waiting = (self.queued + self.in_flight) as f64;
+        if let Some(every) = self.pace {
+            return waiting >= (QUEUE_TIME.as_secs_f64() / every.as_secs_f64().max(1e-6)).max(1.0);
+        }
+        let depth = match self.answer_time(now) {
+            Some(t) => (QUEUE_TIME.as_secs_f64() / t.as_secs_f64().max(1e-6)).max(2.0),
+            None => 2.0,
+        };
+        waiting >= limits.per_endpoint as f64 * depth
+    }
 }
 
 struct Queued<T> {
@@ -97,6 +139,20 @@ impl<T> Dispatcher<T> {
         self.unpaced
     }
 
+    /// Queued callbacks that wait only for a free slot of an endpoint that is not full at
+    /// `now`: those a claim waits for to leave. A full endpoint's (one that answers slowly, or
+    /// has not answered for a while) may wait minutes, and must not keep this worker from
+    /// claiming the others' meanwhile (it skips that endpoint's).
+    pub fn queued_for_slots(&self, limits: Limits, now: Instant) -> usize {
+        let full: usize = self
+            .endpoints
+            .values()
+            .filter(|load| load.unpaced > 0 && load.full(limits, now))
+            .map(|load| load.unpaced)
+            .sum();
+        self.unpaced - full
+    }
+
     pub fn in_flight(&self) -> usize {
         self.in_flight.len()
     }
@@ -109,8 +165,9 @@ impl<T> Dispatcher<T> {
     /// and its `paces` allow.
     pub fn add(&mut self, key: i64, endpoint: &str, release_at: Instant, paces: Vec<Pace>, item: T) {
         let endpoint = endpoint.to_string();
-        let load = self.endpoints.entry(endpoint.clone()).or_default();
+        let load = self.endpoints.entry(endpoint.clone()).or_insert_with(Load::new);
         load.queued += 1;
+        load.unpaced += usize::from(paces.is_empty());
         load.pace = paces.iter().map(|p| p.every).max();
         self.unpaced += usize::from(paces.is_empty());
         self.queue.push_back(Queued {
@@ -155,7 +212,11 @@ impl<T> Dispatcher<T> {
                 i += 1;
                 continue;
             }
+            if endpoint.in_flight == 0 {
+                endpoint.heard_at = now;
+            }
             endpoint.queued -= 1;
+            endpoint.unpaced -= usize::from(self.queue[i].paces.is_empty());
             endpoint.in_flight += 1;
             if endpoint.queued == 0 || endpoint.in_flight >= per_endpoint {
                 open -= 1;
@@ -173,6 +234,7 @@ impl<T> Dispatcher<T> {
         let (endpoint, item) = self.in_flight.remove(&key)?;
         if let Some(h) = self.endpoints.get_mut(&endpoint) {
             h.in_flight -= 1;
+            h.heard_at = Instant::now();
             h.answer_time = Some(match h.answer_time {
                 Some(avg) => avg.mul_f64(0.8) + took.mul_f64(0.2),
                 None => took,
@@ -189,6 +251,7 @@ impl<T> Dispatcher<T> {
             let Some(q) = self.queue.pop_front() else { break };
             if let Some(h) = self.endpoints.get_mut(&q.endpoint) {
                 h.queued -= 1;
+                h.unpaced -= usize::from(q.paces.is_empty());
             }
             self.unpaced -= usize::from(q.paces.is_empty());
             gone.push(q.item);
@@ -202,7 +265,7 @@ impl<T> Dispatcher<T> {
         let (taken, kept): (VecDeque<_>, VecDeque<_>) = self.queue.drain(..).partition(|q| q.endpoint == endpoint);
         self.queue = kept;
         if let Some(load) = self.endpoints.get_mut(endpoint) {
-            load.queued = 0;
+            (load.queued, load.unpaced) = (0, 0);
         }
         self.unpaced -= taken.iter().filter(|q| q.paces.is_empty()).count();
         taken.into_iter().map(|q| q.item).collect()
@@ -212,7 +275,7 @@ impl<T> Dispatcher<T> {
     pub fn take_all(&mut self) -> Vec<T> {
         self.endpoints
             .values_mut()
-            .for_each(|h| (h.queued, h.in_flight) = (0, 0));
+            .for_each(|h| (h.queued, h.unpaced, h.in_flight) = (0, 0, 0));
         self.unpaced = 0;
         let queued = self.queue.drain(..).map(|q| q.item);
         queued
@@ -220,24 +283,11 @@ impl<T> Dispatcher<T> {
             .collect()
     }
 
-    /// The endpoints a claim should skip: those with as many callbacks queued and in flight as
-    /// this worker can send within QUEUE_TIME at the rate they answer (at least two rounds of
-    /// their slots), or, paced, at their pace.
-    pub fn full_endpoints(&self, limits: Limits) -> Vec<String> {
-        let full = |h: &Load| {
-            let waiting = (h.queued + h.in_flight) as f64;
-            if let Some(every) = h.pace {
-                return waiting >= (QUEUE_TIME.as_secs_f64() / every.as_secs_f64().max(1e-6)).max(1.0);
-            }
-            let depth = match h.answer_time {
-                Some(t) => (QUEUE_TIME.as_secs_f64() / t.as_secs_f64().max(1e-6)).max(2.0),
-                None => 2.0,
-            };
-            waiting >= limits.per_endpoint as f64 * depth
-        };
+    /// The endpoints a claim should skip at `now`: those that are full (Load::full).
+    pub fn full_endpoints(&self, limits: Limits, now: Instant) -> Vec<String> {
         self.endpoints
             .iter()
-            .filter(|(_, h)| full(h))
+            .filter(|(_, load)| load.full(limits, now))
             .map(|(name, _)| name.clone())
             .collect()
     }
@@ -353,16 +403,45 @@ mod tests {
             d.add(key, "http://slow", later(), vec![], key);
             d.add(key + 100, "http://fast", later(), vec![], key);
         }
-        assert!(d.full_endpoints(LIMITS).is_empty());
+        assert!(d.full_endpoints(LIMITS, Instant::now()).is_empty());
         d.add(13, "http://slow", later(), vec![], 13);
-        assert_eq!(d.full_endpoints(LIMITS), vec!["http://slow".to_string()]);
+        assert_eq!(
+            d.full_endpoints(LIMITS, Instant::now()),
+            vec!["http://slow".to_string()]
+        );
         // A endpoint never answered yet is full at two rounds too.
         for key in 20..24 {
             d.add(key, "http://new", later(), vec![], key);
         }
-        let mut full = d.full_endpoints(LIMITS);
+        let mut full = d.full_endpoints(LIMITS, Instant::now());
         full.sort();
         assert_eq!(full, vec!["http://new".to_string(), "http://slow".to_string()]);
+    }
+
+    #[test]
+    fn an_endpoint_silent_for_long_is_full_and_its_queue_does_not_hold_up_claims() {
+        let mut d = Dispatcher::default();
+        for key in 0..1000 {
+            d.add(key, "http://silent", later(), vec![], key);
+        }
+        let sent = Instant::now();
+        assert_eq!(d.to_send(LIMITS, sent).len(), 2);
+        // Just sent, it may be as fast as any: its queue is what the next claim waits for.
+        assert!(d.full_endpoints(LIMITS, sent).is_empty());
+        assert_eq!(d.queued_for_slots(LIMITS, sent), 998);
+        // Unanswered for 100 ms, it answers at most ten rounds a second: 998 are far more than
+        // a second's worth of its two slots. A claim skips it and is not kept waiting for them.
+        let later_on = sent + Duration::from_millis(100);
+        assert_eq!(d.full_endpoints(LIMITS, later_on), vec!["http://silent".to_string()]);
+        assert_eq!(d.queued_for_slots(LIMITS, later_on), 0);
+        d.add(2000, "http://other", later(), vec![], 2000);
+        assert_eq!((d.queued_unpaced(), d.queued_for_slots(LIMITS, later_on)), (999, 1));
+        // Heard at last, in 100 ms: a second's worth, ten rounds of two, is still far less.
+        assert_eq!(d.answered(0, Duration::from_millis(100)), Some(0));
+        assert_eq!(
+            d.full_endpoints(LIMITS, Instant::now()),
+            vec!["http://silent".to_string()]
+        );
     }
 
     #[test]
@@ -396,6 +475,9 @@ mod tests {
         for key in 10..110 {
             d.add(key, "http://limited", later(), pace("http://limited"), key);
         }
-        assert_eq!(d.full_endpoints(limits), vec!["http://limited".to_string()]);
+        assert_eq!(
+            d.full_endpoints(limits, Instant::now()),
+            vec!["http://limited".to_string()]
+        );
     }
 }

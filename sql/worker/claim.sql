@@ -7,7 +7,8 @@
 --
 -- The scan starts after ($6, $7), the due time (Unix seconds) and id of the last callback this
 -- worker claimed ((0, 0): from the start): the callbacks before it are leased, and skipping
--- them row by row made each claim cost more the more were on the wire.
+-- them row by row made each claim cost more the more were on the wire. When it skips
+-- endpoints, it ends at ($9, $10), where sql/worker/claim_window.sql said (else infinity).
 --
 -- It updates the queue rows it claims, finding them by id: the worker keeps its plan
 -- (src/deliver/claim.rs), and joining the claimed rows back was planned as a scan of every
@@ -24,6 +25,7 @@ WITH due AS (
       AND (c.leased_until IS NULL OR c.leased_until < now())
       AND (cardinality($5::text[]) = 0 OR c.endpoint <> ALL ($5::text[]))
       AND (c.due_at, c.id) > (to_timestamp($6), $7::bigint)
+      AND (c.due_at, c.id) <= (to_timestamp($9), $10::bigint)
     ORDER BY c.due_at, c.id
     LIMIT $1
     FOR UPDATE OF c SKIP LOCKED

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 const CLAIM: &str = include_str!("../../sql/worker/claim.sql");
 const COMPAT_CLAIM: &str = include_str!("../../sql/compat/claim.sql");
+const WINDOW: &str = include_str!("../../sql/worker/claim_window.sql");
 const POLICIES: &str = include_str!("../../sql/worker/policies.sql");
 const LIMITS: &str = include_str!("../../sql/worker/limits.sql");
 
@@ -33,11 +34,16 @@ const LIMITS: &str = include_str!("../../sql/worker/limits.sql");
 /// in the same transaction.
 const EXPAND_BATCH: i32 = 1000;
 
+/// A claim that skips endpoints reads at most this many batches' worth of the queue.
+const WINDOW_BATCHES: usize = 4;
+
 /// The claim runs thousands of times a second, parsed once (src/pg/spi.rs), and the retry
-/// policies are read after each that took callbacks.
+/// policies are read after each that took callbacks; the window before a claim that skips
+/// endpoints (none for a schema of 0.2.0 or older).
 struct Plans {
     claim: OwnedPreparedStatement,
     policies: OwnedPreparedStatement,
+    window: Option<OwnedPreparedStatement>,
 }
 
 thread_local! {
@@ -45,10 +51,18 @@ thread_local! {
 }
 
 fn prepare(client: &mut SpiClient<'_>) -> SpiResult<Plans> {
-    let args = ["int", "int", "int", "float8", "text[]", "float8", "bigint", "bigint[]"];
+    let split = spi::split_callbacks();
+    let args = [
+        "int", "int", "int", "float8", "text[]", "float8", "bigint", "bigint[]", "float8", "bigint",
+    ];
+    let args = if split { &args[..] } else { &args[..8] };
     Ok(Plans {
-        claim: client.prepare_mut(&claim_sql(), &types(&args))?.keep(),
+        claim: client.prepare_mut(&claim_sql(), &types(args))?.keep(),
         policies: client.prepare(POLICIES, &types(&["float8"]))?.keep(),
+        window: match split {
+            true => Some(client.prepare(WINDOW, &types(&["float8", "bigint", "int"]))?.keep()),
+            false => None,
+        },
     })
 }
 
@@ -147,9 +161,10 @@ pub struct Claim {
     pub left: Left,
     /// The claim statement took as many as it was asked for: more may be due after them.
     pub full: bool,
-    /// The due time and id of the last callback the claim statement took: where the next
-    /// one starts.
-    pub last: Option<Position>,
+    /// Where the next claim starts: after the last callback the claim statement took when it
+    /// took as many as asked, else after the window it read when that ended before the queue
+    /// did (None: from the start).
+    pub next: Option<Position>,
 }
 
 /// Renders recorded events (if asked), leasing to this worker those of them it has room for,
@@ -187,29 +202,64 @@ pub fn claim(extension: pg_sys::Oid, wanted: Wanted) -> Option<Claim> {
         spi::commit_durably();
     }
     let count = wanted.count.saturating_sub(leased.len());
-    let args = [
-        (count as i32).into(),
-        super::my_pid().into(),
-        rounds.into(),
-        default_timeout.into(),
-        wanted.full_endpoints.into(),
-        wanted.after.map_or(0.0, |(due, _)| due).into(),
-        wanted.after.map_or(0, |(_, id)| id).into(),
-        leased.into(),
-    ];
+    let after = wanted.after.unwrap_or((0.0, 0));
+    let skips = !wanted.full_endpoints.is_empty();
     let claimed = Spi::connect_mut(|client| {
         spi::with(&PLANS, client, prepare, |client, plans| {
-            claimed_rows(client, plans, &args, extension, default_timeout)
+            let until = match &plans.window {
+                Some(window) if skips => window_end(client, window, after, batch as usize * WINDOW_BATCHES)?,
+                _ => None,
+            };
+            let (until_due, until_id) = until.unwrap_or((f64::INFINITY, i64::MAX));
+            let mut args = vec![
+                (count as i32).into(),
+                super::my_pid().into(),
+                rounds.into(),
+                default_timeout.into(),
+                wanted.full_endpoints.into(),
+                after.0.into(),
+                after.1.into(),
+                leased.into(),
+            ];
+            if plans.window.is_some() {
+                args.extend([until_due.into(), until_id.into()]);
+            }
+            let (claimed, taken, last) = claimed_rows(client, plans, &args, extension, default_timeout)?;
+            let next = if taken == count { last } else { until };
+            Ok((claimed, taken, next))
         })
     });
     match claimed {
-        Ok((claimed, taken, last)) => Some(Claim {
+        Ok((claimed, taken, next)) => Some(Claim {
             claimed,
             left,
             full: taken == count,
-            last,
+            next,
         }),
         Err(e) => error!("pg_callback worker: claiming callbacks failed: {e}"),
+    }
+}
+
+/// Where a claim that skips endpoints stops reading: the `rows`-th callback it could take
+/// after `after` (claim_window.sql), None when the queue ends before.
+fn window_end(
+    client: &mut SpiClient<'_>,
+    window: &OwnedPreparedStatement,
+    after: Position,
+    rows: usize,
+) -> SpiResult<Option<Position>> {
+    let args = [
+        after.0.into(),
+        after.1.into(),
+        (rows.clamp(1, i32::MAX as usize) as i32).into(),
+    ];
+    let found = spi::with_generic_plans(|| client.select(window, Some(1), &args))?;
+    if found.is_empty() {
+        return Ok(None);
+    }
+    match found.first().get_two::<f64, i64>()? {
+        (Some(due), Some(id)) => Ok(Some((due, id))),
+        _ => Ok(None),
     }
 }
 

@@ -233,7 +233,7 @@ impl Worker {
             self.other_renderer = None;
             self.more = true;
         }
-        if self.more && self.work.queued_unpaced() < limits().in_flight && !self.claim() {
+        if self.more && self.room() && !self.claim() {
             return Next::Exit;
         }
         // A reload that came while claiming applies to what was just claimed: the callbacks of
@@ -312,14 +312,22 @@ impl Worker {
         }
     }
 
+    /// Whether this worker has room for a claim: fewer callbacks queued for the free slots of
+    /// their endpoints than it has threads. Those queued for a full endpoint do not count: a
+    /// claim skips its callbacks, and takes the others'.
+    fn room(&self) -> bool {
+        let in_flight = limits().in_flight;
+        self.work.queued_unpaced() < in_flight || self.work.queued_for_slots(limits(), Instant::now()) < in_flight
+    }
+
     /// Claims what this worker has room for; false when the extension was dropped.
     fn claim(&mut self) -> bool {
         report(true, "claiming callbacks");
-        let batch = batch_size();
+        let (batch, now) = (batch_size(), Instant::now());
         let wanted = Wanted {
             render: shared::take_events() || self.events_left || shared::now_ms() >= self.batches_at,
-            count: batch - self.work.queued_unpaced().min(batch - 1),
-            full_endpoints: self.work.full_endpoints(limits()),
+            count: batch - self.work.queued_for_slots(limits(), now).min(batch - 1),
+            full_endpoints: self.work.full_endpoints(limits(), now),
             after: self.cursor,
         };
         let (extension, rendering) = (self.extension, wanted.render);
@@ -338,12 +346,13 @@ impl Worker {
         if rendering && left != Left::OtherRenderer {
             self.batches_at = render::next_send_by().unwrap_or(i64::MAX);
         }
-        self.more = claim.full || left == Left::More;
-        // A short claim may have passed over callbacks given back since: start over next time.
-        self.cursor = claim.last.filter(|_| claim.full);
-        let now = Instant::now();
+        // A claim that read a window of the queue goes on after it; one that reached its end
+        // may have passed over callbacks given back since, and starts over next time.
+        self.more = claim.full || left == Left::More || claim.next.is_some();
+        self.cursor = claim.next;
+        let claimed_at = Instant::now();
         for c in claimed {
-            let release_at = now + c.lease.mul_f64(0.5);
+            let release_at = claimed_at + c.lease.mul_f64(0.5);
             let (endpoint, paces) = (c.endpoint.clone(), c.paces.clone());
             self.work.add(c.id, &endpoint, release_at, paces, c);
         }

@@ -3,11 +3,13 @@ pg_stat_activity, holding no lock or transaction while HTTP is in flight, reload
 SIGHUP, stopping promptly on SIGTERM, surviving SIGKILL with nothing lost, and never standing
 in the way of DROP EXTENSION or DROP DATABASE."""
 
+import contextlib
 import os
 import signal
 import time
 
 import psycopg
+import pytest
 
 from conftest import DATABASE, Behaviour, Receiver
 from helpers import make_list, send_message
@@ -67,28 +69,63 @@ def test_no_lock_or_transaction_is_held_while_http_is_in_flight(db, receiver):
     db.wait_for("SELECT state = 'delivered' FROM callback.callbacks")
 
 
+MESSAGES = """INSERT INTO callback.messages (campaign_id, channel, destination, status)
+              SELECT %s, 'sms', '+1555' || g, 'delivered' FROM generate_series(1, %s) g"""
+
+
+@contextlib.contextmanager
+def slow_and_fast_campaigns(db, fast, delay):
+    """Campaign 1 calls back a receiver of its own at /slow, which answers after `delay`
+    seconds (yielded, and closed after); campaign 2 calls back receiver `fast` at /fast."""
+    slow = Receiver()
+    try:
+        slow.respond("/slow", Behaviour(delay=delay))
+        make_list(db, slow.url("/slow"))
+        db.sql("INSERT INTO callback.lists (account_id, name, callback_url) VALUES (1, 'fast', %s)",
+               [fast.url("/fast")])
+        db.sql("INSERT INTO callback.campaigns (list_id, name) VALUES (2, 'fast')")
+        yield slow
+    finally:
+        slow.close()
+
+
+def send_messages(db, campaign, count):
+    """`count` delivered messages of `campaign` in one transaction."""
+    db.sql(MESSAGES, [campaign, count])
+
+
 def test_a_slow_endpoint_does_not_hold_up_the_others(db, receiver):
     """40 callbacks to an endpoint that takes 3 s to answer, then 20 to another host. Each of
     the 2 workers sends at most pg_callback.max_in_flight_per_host (16) to one host, of its 64
     threads; the 20 arrive before the slow endpoint has answered anything."""
-    slow = Receiver()
-    try:
-        slow.respond("/slow", Behaviour(delay=3))
-        make_list(db, slow.url("/slow"))
-        db.sql("INSERT INTO callback.lists (account_id, name, callback_url) VALUES (1, 'fast', %s)",
-               [receiver.url("/fast")])
-        db.sql("INSERT INTO callback.campaigns (list_id, name) VALUES (2, 'fast')")
-        messages = """INSERT INTO callback.messages (campaign_id, channel, destination, status)
-                      SELECT %s, 'sms', '+1555' || g, 'delivered' FROM generate_series(1, %s) g"""
-        db.sql(messages, [1, 40])
+    with slow_and_fast_campaigns(db, receiver, delay=3) as slow:
+        send_messages(db, 1, 40)
         first_slow = slow.wait_for(1, "/slow")[0].at
         time.sleep(0.5)  # the workers take what they may of the slow host
         assert 1 <= len(slow.received("/slow")) <= 2 * 16
-        db.sql(messages, [2, 20])
+        send_messages(db, 2, 20)
         fast = receiver.wait_for(20, "/fast", timeout=2.0)
         assert max(r.at for r in fast) < first_slow + 3, "the fast host was served while the slow one was busy"
-    finally:
-        slow.close()
+
+
+@pytest.mark.parametrize("recording", ["deferred", "immediate"])
+def test_a_slow_endpoints_backlog_does_not_hold_up_the_others(db, receiver, recording):
+    """3,000 callbacks to an endpoint that takes 2 s to answer: more than the workers' batches
+    (200 each), so each worker's first claim brings more of them than it has threads (64), and
+    than it may send in 20 s (16 at a time). Callbacks to another host recorded after them
+    still go at once: rendered by a worker (deferred recording), or already in the queue behind
+    the 2,600 others of the slow endpoint (immediate), more than a claim reads (4 batches)."""
+    with slow_and_fast_campaigns(db, receiver, delay=2) as slow:
+        send_messages(db, 1, 3000)
+        first_slow = slow.wait_for(1, "/slow")[0].at
+        db.wait_for("SELECT count(*) >= 2 * 200 FROM callback.callbacks_undone WHERE leased_until IS NOT NULL",
+                    what="the workers holding a batch each of the slow endpoint's callbacks")
+        with db.connect() as app:
+            app.execute(f"SET pg_callback.recording = {recording}")
+            app.execute(MESSAGES, [2, 20])
+        fast = receiver.wait_for(20, "/fast", timeout=1.5)
+        assert max(r.at for r in fast) < first_slow + 2, "the fast host was served before the slow one answered"
+        assert len(slow.received("/slow")) <= 2 * 16, "the slow host never had more than its slots"
 
 
 def test_settings_reload_on_sighup(db, receiver, cluster):
