@@ -20,7 +20,8 @@ pub mod webhook_id;
 // Checks of what users write: URLs, headers, credentials, secrets, environments.
 pub mod settings;
 // Delivery: which callback to send next, the HTTP pool, what TLS trusts, where requests may
-// go, signatures, retry schedules and what an answer means, endpoints' health; alert emails; campaign reports in object storage.
+// go, signatures, retry schedules and what an answer means, endpoints' health, where claims read
+// the queue; alert emails; campaign reports in object storage.
 pub mod destinations;
 pub mod dispatch;
 pub mod health;
@@ -29,6 +30,7 @@ pub mod mail;
 pub mod names;
 pub mod report;
 pub mod retry;
+pub mod scan;
 pub mod signing;
 pub mod threads;
 pub mod tls;

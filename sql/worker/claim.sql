@@ -5,10 +5,10 @@
 -- needs no check here. The lease covers $3 rounds of the longest timeout, plus a minute; $4 is
 -- pg_callback.default_timeout in seconds, for policies that set no timeout.
 --
--- The scan starts after ($6, $7), the due time (Unix seconds) and id of the last callback this
--- worker claimed ((0, 0): from the start): the callbacks before it are leased, and skipping
--- them row by row made each claim cost more the more were on the wire. When it skips
--- endpoints, it ends at ($9, $10), where sql/worker/claim_window.sql said (else infinity).
+-- The scan starts after ($6, $7), a due time (Unix seconds) and id, mostly those of the last
+-- callback this worker claimed ((0, 0): from the start; pg_callback_core::scan): the callbacks
+-- before it are leased, and skipping them row by row made each claim cost more the more were
+-- on the wire. It may end at ($9, $10), where sql/worker/claim_window.sql said (else infinity).
 --
 -- It updates the queue rows it claims, finding them by id: the worker keeps its plan
 -- (src/deliver/claim.rs), and joining the claimed rows back was planned as a scan of every

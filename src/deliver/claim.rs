@@ -15,6 +15,7 @@ use pg_callback_core::callback;
 use pg_callback_core::dispatch::Pace;
 use pg_callback_core::http::Identity;
 use pg_callback_core::retry::{Kind, Policy};
+use pg_callback_core::scan::{Position, Read};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiResult};
@@ -139,9 +140,6 @@ pub enum Left {
     OtherRenderer,
 }
 
-/// A place in the due index: a callback's due time (Unix seconds) and id.
-pub type Position = (f64, i64);
-
 /// What a claim asks for.
 pub struct Wanted {
     /// Render recorded events first, and make the batches due (src/render/batches.rs).
@@ -150,8 +148,8 @@ pub struct Wanted {
     pub count: usize,
     /// Skip these endpoints: this worker has as many of their callbacks as it can send soon.
     pub full_endpoints: Vec<String>,
-    /// Start after this due time and id, those of the last callback claimed.
-    pub after: Option<Position>,
+    /// Where to start, and whether to read at most a window when skipping endpoints.
+    pub read: Read,
 }
 
 /// What a claim took.
@@ -161,10 +159,10 @@ pub struct Claim {
     pub left: Left,
     /// The claim statement took as many as it was asked for: more may be due after them.
     pub full: bool,
-    /// Where the next claim starts: after the last callback the claim statement took when it
-    /// took as many as asked, else after the window it read when that ended before the queue
-    /// did (None: from the start).
-    pub next: Option<Position>,
+    /// The due time and id of the last callback the claim statement took.
+    pub last: Option<Position>,
+    /// Where the window it read ended, when that was before the end of the queue.
+    pub window_end: Option<Position>,
 }
 
 /// Renders recorded events (if asked), leasing to this worker those of them it has room for,
@@ -202,12 +200,12 @@ pub fn claim(extension: pg_sys::Oid, wanted: Wanted) -> Option<Claim> {
         spi::commit_durably();
     }
     let count = wanted.count.saturating_sub(leased.len());
-    let after = wanted.after.unwrap_or((0.0, 0));
-    let skips = !wanted.full_endpoints.is_empty();
+    let after = wanted.read.after.unwrap_or((0.0, 0));
+    let windowed = wanted.read.window && !wanted.full_endpoints.is_empty();
     let claimed = Spi::connect_mut(|client| {
         spi::with(&PLANS, client, prepare, |client, plans| {
             let until = match &plans.window {
-                Some(window) if skips => window_end(client, window, after, batch as usize * WINDOW_BATCHES)?,
+                Some(window) if windowed => window_end(client, window, after, batch as usize * WINDOW_BATCHES)?,
                 _ => None,
             };
             let (until_due, until_id) = until.unwrap_or((f64::INFINITY, i64::MAX));
@@ -225,16 +223,16 @@ pub fn claim(extension: pg_sys::Oid, wanted: Wanted) -> Option<Claim> {
                 args.extend([until_due.into(), until_id.into()]);
             }
             let (claimed, taken, last) = claimed_rows(client, plans, &args, extension, default_timeout)?;
-            let next = if taken == count { last } else { until };
-            Ok((claimed, taken, next))
+            Ok((claimed, taken, last, until))
         })
     });
     match claimed {
-        Ok((claimed, taken, next)) => Some(Claim {
+        Ok((claimed, taken, last, window_end)) => Some(Claim {
             claimed,
             left,
             full: taken == count,
-            next,
+            last,
+            window_end,
         }),
         Err(e) => error!("pg_callback worker: claiming callbacks failed: {e}"),
     }

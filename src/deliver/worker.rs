@@ -5,7 +5,7 @@
 //!
 //! All SPI happens on this, the main thread; the HTTP thread sees only owned data.
 
-use super::claim::{claim, Claimed, Left, Position, Wanted};
+use super::claim::{claim, Claimed, Left, Wanted};
 use super::emails::Emails;
 use super::housekeeping::{self, due, PURGE_EVERY, SWEEP_EVERY};
 use super::reports::Reports;
@@ -17,6 +17,7 @@ use crate::pg::spi::installed_extension;
 use crate::render;
 use pg_callback_core::dispatch::{Dispatcher, Limits};
 use pg_callback_core::http::{Pool, PoolConfig, Response};
+use pg_callback_core::scan::{Found, Scan};
 use pg_callback_core::tls::{self, Trust};
 use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
 use pgrx::pg_sys::panic::CaughtError;
@@ -173,8 +174,8 @@ struct Worker {
     more: bool,
     /// When a commit last woke this worker: within STREAM, it polls.
     woken_at: Option<Instant>,
-    /// Where the next claim starts: after the last callback claimed (None: from the start).
-    cursor: Option<Position>,
+    /// Where the next claim reads the queue.
+    scan: Scan,
     /// Whether the last claim left events to render.
     events_left: bool,
     /// When the last claim found another worker rendering them.
@@ -203,7 +204,7 @@ impl Worker {
             last_sweep: None,
             more: true,
             woken_at: None,
-            cursor: None,
+            scan: Scan::default(),
             events_left: false,
             other_renderer: None,
             batches_at: 0,
@@ -328,9 +329,9 @@ impl Worker {
             render: shared::take_events() || self.events_left || shared::now_ms() >= self.batches_at,
             count: batch - self.work.queued_for_slots(limits(), now).min(batch - 1),
             full_endpoints: self.work.full_endpoints(limits(), now),
-            after: self.cursor,
+            read: self.scan.next(),
         };
-        let (extension, rendering) = (self.extension, wanted.render);
+        let (extension, rendering, skipping) = (self.extension, wanted.render, !wanted.full_endpoints.is_empty());
         let Some(claim) = BackgroundWorker::transaction(move || claim(extension, wanted)) else {
             finish(std::mem::take(&mut self.answered));
             log!("pg_callback worker: extension pg_callback was dropped; exiting");
@@ -346,10 +347,14 @@ impl Worker {
         if rendering && left != Left::OtherRenderer {
             self.batches_at = render::next_send_by().unwrap_or(i64::MAX);
         }
-        // A claim that read a window of the queue goes on after it; one that reached its end
-        // may have passed over callbacks given back since, and starts over next time.
-        self.more = claim.full || left == Left::More || claim.next.is_some();
-        self.cursor = claim.next;
+        let found = Found {
+            skipping,
+            full: claim.full,
+            last: claim.last,
+            window_end: claim.window_end,
+        };
+        let window_read = self.scan.found(found, Instant::now());
+        self.more = claim.full || left == Left::More || window_read;
         let claimed_at = Instant::now();
         for c in claimed {
             let release_at = claimed_at + c.lease.mul_f64(0.5);
