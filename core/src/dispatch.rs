@@ -46,6 +46,7 @@ impl Pace {
 
 /// What one endpoint has with this worker.
 struct Load {
+    name: String,
     queued: usize,
     /// Queued callbacks without a pace.
     unpaced: usize,
@@ -60,8 +61,9 @@ struct Load {
 }
 
 impl Load {
-    fn new() -> Load {
+    fn new(name: &str) -> Load {
         Load {
+            name: name.to_string(),
             queued: 0,
             unpaced: 0,
             in_flight: 0,
@@ -99,7 +101,9 @@ impl Load {
 
 struct Queued<T> {
     key: i64,
-    endpoint: String,
+    /// Its endpoint's place in `Dispatcher::endpoints`: the queue is walked past the callbacks
+    /// of full endpoints at every look, a number compared where a name was hashed.
+    endpoint: usize,
     /// Given back unsent after this, well before its lease ends.
     release_at: Instant,
     paces: Vec<Pace>,
@@ -111,10 +115,12 @@ pub struct Dispatcher<T> {
     queue: VecDeque<Queued<T>>,
     /// How many queued callbacks have no pace: those a claim waits for to leave.
     unpaced: usize,
-    in_flight: HashMap<i64, (String, T)>,
+    in_flight: HashMap<i64, (usize, T)>,
     /// When each pace lets its next callback go.
     next_at: HashMap<String, Instant>,
-    endpoints: HashMap<String, Load>,
+    endpoints: Vec<Load>,
+    /// Each endpoint's place in `endpoints`, by name.
+    places: HashMap<String, usize>,
 }
 
 impl<T> Default for Dispatcher<T> {
@@ -124,7 +130,8 @@ impl<T> Default for Dispatcher<T> {
             unpaced: 0,
             in_flight: HashMap::default(),
             next_at: HashMap::default(),
-            endpoints: HashMap::default(),
+            endpoints: Vec::new(),
+            places: HashMap::default(),
         }
     }
 }
@@ -146,7 +153,7 @@ impl<T> Dispatcher<T> {
     pub fn queued_for_slots(&self, limits: Limits, now: Instant) -> usize {
         let full: usize = self
             .endpoints
-            .values()
+            .iter()
             .filter(|load| load.unpaced > 0 && load.full(limits, now))
             .map(|load| load.unpaced)
             .sum();
@@ -164,15 +171,22 @@ impl<T> Dispatcher<T> {
     /// A claimed callback to `endpoint`, to be sent in claim order as its endpoint has room
     /// and its `paces` allow.
     pub fn add(&mut self, key: i64, endpoint: &str, release_at: Instant, paces: Vec<Pace>, item: T) {
-        let endpoint = endpoint.to_string();
-        let load = self.endpoints.entry(endpoint.clone()).or_insert_with(Load::new);
+        let place = match self.places.get(endpoint) {
+            Some(&place) => place,
+            None => {
+                self.endpoints.push(Load::new(endpoint));
+                self.places.insert(endpoint.to_string(), self.endpoints.len() - 1);
+                self.endpoints.len() - 1
+            }
+        };
+        let load = &mut self.endpoints[place];
         load.queued += 1;
         load.unpaced += usize::from(paces.is_empty());
         load.pace = paces.iter().map(|p| p.every).max();
         self.unpaced += usize::from(paces.is_empty());
         self.queue.push_back(Queued {
             key,
-            endpoint,
+            endpoint: place,
             release_at,
             paces,
             item,
@@ -198,16 +212,13 @@ impl<T> Dispatcher<T> {
         let per_endpoint = limits.per_endpoint.max(1);
         let mut open = self
             .endpoints
-            .values()
+            .iter()
             .filter(|load| load.queued > 0 && load.in_flight < per_endpoint)
             .count();
         let mut keys = Vec::new();
         let mut i = 0;
         while open > 0 && i < self.queue.len() && self.in_flight.len() < limits.in_flight {
-            let Some(endpoint) = self.endpoints.get_mut(&self.queue[i].endpoint) else {
-                i += 1; // every queued callback's endpoint is counted (add)
-                continue;
-            };
+            let endpoint = &mut self.endpoints[self.queue[i].endpoint];
             if endpoint.in_flight >= per_endpoint || !Self::pace_allows(&mut self.next_at, &self.queue[i].paces, now) {
                 i += 1;
                 continue;
@@ -232,14 +243,13 @@ impl<T> Dispatcher<T> {
     /// The callback an answer was for, taken out; its endpoint's answer time is updated.
     pub fn answered(&mut self, key: i64, took: Duration) -> Option<T> {
         let (endpoint, item) = self.in_flight.remove(&key)?;
-        if let Some(h) = self.endpoints.get_mut(&endpoint) {
-            h.in_flight -= 1;
-            h.heard_at = Instant::now();
-            h.answer_time = Some(match h.answer_time {
-                Some(avg) => avg.mul_f64(0.8) + took.mul_f64(0.2),
-                None => took,
-            });
-        }
+        let h = &mut self.endpoints[endpoint];
+        h.in_flight -= 1;
+        h.heard_at = Instant::now();
+        h.answer_time = Some(match h.answer_time {
+            Some(avg) => avg.mul_f64(0.8) + took.mul_f64(0.2),
+            None => took,
+        });
         Some(item)
     }
 
@@ -249,10 +259,9 @@ impl<T> Dispatcher<T> {
         let mut gone = Vec::new();
         while self.queue.front().is_some_and(|q| q.release_at <= now) {
             let Some(q) = self.queue.pop_front() else { break };
-            if let Some(h) = self.endpoints.get_mut(&q.endpoint) {
-                h.queued -= 1;
-                h.unpaced -= usize::from(q.paces.is_empty());
-            }
+            let h = &mut self.endpoints[q.endpoint];
+            h.queued -= 1;
+            h.unpaced -= usize::from(q.paces.is_empty());
             self.unpaced -= usize::from(q.paces.is_empty());
             gone.push(q.item);
         }
@@ -262,11 +271,13 @@ impl<T> Dispatcher<T> {
     /// The queued callbacks of `endpoint` (not those in flight), taken out: it went down, and
     /// they wait for its probe instead.
     pub fn take_queued(&mut self, endpoint: &str) -> Vec<T> {
-        let (taken, kept): (VecDeque<_>, VecDeque<_>) = self.queue.drain(..).partition(|q| q.endpoint == endpoint);
+        let Some(&place) = self.places.get(endpoint) else {
+            return Vec::new();
+        };
+        let (taken, kept): (VecDeque<_>, VecDeque<_>) = self.queue.drain(..).partition(|q| q.endpoint == place);
         self.queue = kept;
-        if let Some(load) = self.endpoints.get_mut(endpoint) {
-            (load.queued, load.unpaced) = (0, 0);
-        }
+        let load = &mut self.endpoints[place];
+        (load.queued, load.unpaced) = (0, 0);
         self.unpaced -= taken.iter().filter(|q| q.paces.is_empty()).count();
         taken.into_iter().map(|q| q.item).collect()
     }
@@ -274,7 +285,7 @@ impl<T> Dispatcher<T> {
     /// Everything claimed and not answered, taken out: the worker is stopping.
     pub fn take_all(&mut self) -> Vec<T> {
         self.endpoints
-            .values_mut()
+            .iter_mut()
             .for_each(|h| (h.queued, h.unpaced, h.in_flight) = (0, 0, 0));
         self.unpaced = 0;
         let queued = self.queue.drain(..).map(|q| q.item);
@@ -287,8 +298,8 @@ impl<T> Dispatcher<T> {
     pub fn full_endpoints(&self, limits: Limits, now: Instant) -> Vec<String> {
         self.endpoints
             .iter()
-            .filter(|(_, load)| load.full(limits, now))
-            .map(|(name, _)| name.clone())
+            .filter(|load| load.full(limits, now))
+            .map(|load| load.name.clone())
             .collect()
     }
 }
