@@ -180,6 +180,10 @@ struct Worker {
     events_left: bool,
     /// When the last claim found another worker rendering them.
     other_renderer: Option<Instant>,
+    /// When a short claim left this worker holding callbacks only: it looks again WRITE_SOON
+    /// later, as one left with nothing would after its write, not at its next write, which may
+    /// wait for a slow endpoint's answer.
+    short_claim: Option<Instant>,
     /// When the first event waiting for its batch may go, as this worker last saw (Unix ms):
     /// a claim from then on makes the batches due (0: at the first claim).
     batches_at: i64,
@@ -207,6 +211,7 @@ impl Worker {
             scan: Scan::default(),
             events_left: false,
             other_renderer: None,
+            short_claim: None,
             batches_at: 0,
             emails: Emails::default(),
             reports: Reports::default(),
@@ -232,6 +237,10 @@ impl Worker {
         // take turns claiming nothing).
         if self.other_renderer.is_some_and(|at| at.elapsed() >= TICK) {
             self.other_renderer = None;
+            self.more = true;
+        }
+        if self.short_claim.is_some_and(|at| at.elapsed() >= WRITE_SOON) {
+            self.short_claim = None;
             self.more = true;
         }
         if self.more && self.room() && !self.claim() {
@@ -361,6 +370,7 @@ impl Worker {
             let (endpoint, paces) = (c.endpoint.clone(), c.paces.clone());
             self.work.add(c.id, &endpoint, release_at, paces, c);
         }
+        self.short_claim = (!self.more && skipping && !self.work.is_empty()).then_some(claimed_at);
         true
     }
 
