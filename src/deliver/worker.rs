@@ -178,12 +178,12 @@ struct Worker {
     scan: Scan,
     /// Whether the last claim left events to render.
     events_left: bool,
-    /// When the last claim found another worker rendering them.
-    other_renderer: Option<Instant>,
-    /// When a short claim left this worker holding callbacks only: it looks again WRITE_SOON
-    /// later, as one left with nothing would after its write, not at its next write, which may
-    /// wait for a slow endpoint's answer.
-    short_claim: Option<Instant>,
+    /// When to claim again though nothing else says so: a tick after a claim that found
+    /// another worker rendering (at once, the two would take turns claiming nothing); WRITE_SOON
+    /// after a short claim that left this worker holding only the callbacks of full endpoints
+    /// (as one left with nothing would after its write, not at its next write, which may wait
+    /// for a slow endpoint's answer).
+    look_again_at: Option<Instant>,
     /// When the first event waiting for its batch may go, as this worker last saw (Unix ms):
     /// a claim from then on makes the batches due (0: at the first claim).
     batches_at: i64,
@@ -210,8 +210,7 @@ impl Worker {
             woken_at: None,
             scan: Scan::default(),
             events_left: false,
-            other_renderer: None,
-            short_claim: None,
+            look_again_at: None,
             batches_at: 0,
             emails: Emails::default(),
             reports: Reports::default(),
@@ -233,14 +232,8 @@ impl Worker {
             self.woken_at = Some(Instant::now());
         }
         self.collect_answers();
-        // Another worker was rendering: look again a tick later, not at once (the two would
-        // take turns claiming nothing).
-        if self.other_renderer.is_some_and(|at| at.elapsed() >= TICK) {
-            self.other_renderer = None;
-            self.more = true;
-        }
-        if self.short_claim.is_some_and(|at| at.elapsed() >= WRITE_SOON) {
-            self.short_claim = None;
+        if self.look_again_at.is_some_and(|at| Instant::now() >= at) {
+            self.look_again_at = None;
             self.more = true;
         }
         if self.more && self.room() && !self.claim() {
@@ -352,7 +345,6 @@ impl Worker {
         let (claimed, left) = (claim.claimed, claim.left);
         shared::worker_claimed(claimed.len());
         self.events_left = left != Left::Nothing;
-        self.other_renderer = (left == Left::OtherRenderer).then(Instant::now);
         if rendering && left != Left::OtherRenderer {
             self.batches_at = render::next_send_by().unwrap_or(i64::MAX);
         }
@@ -362,15 +354,21 @@ impl Worker {
             last: claim.last,
             window_end: claim.window_end,
         };
-        let window_read = self.scan.found(found, Instant::now());
-        self.more = claim.full || left == Left::More || window_read;
         let claimed_at = Instant::now();
+        let window_read = self.scan.found(found, claimed_at);
+        self.more = claim.full || left == Left::More || window_read;
         for c in claimed {
             let release_at = claimed_at + c.lease.mul_f64(0.5);
             let (endpoint, paces) = (c.endpoint.clone(), c.paces.clone());
             self.work.add(c.id, &endpoint, release_at, paces, c);
         }
-        self.short_claim = (!self.more && skipping && !self.work.is_empty()).then_some(claimed_at);
+        self.look_again_at = if left == Left::OtherRenderer {
+            Some(claimed_at + TICK)
+        } else if !self.more && skipping && !self.work.is_empty() {
+            Some(claimed_at + WRITE_SOON)
+        } else {
+            None
+        };
         true
     }
 
@@ -394,11 +392,11 @@ impl Worker {
     }
 
     /// Nothing on the wire: poll under a stream of commits (or while alert emails are on their
-    /// way), else sleep until woken or the
+    /// way, or a look again is due), else sleep until woken or the
     /// next retry is due, and leave after `pg_callback.idle_exit` of this.
     fn wait(&mut self) -> Next {
         let streaming = self.woken_at.is_some_and(|at| at.elapsed() < STREAM);
-        if self.other_renderer.is_some() || streaming || self.emails.busy() {
+        if self.look_again_at.is_some() || streaming || self.emails.busy() {
             shared::polling(true);
             BackgroundWorker::wait_latch(Some(TICK));
             return Next::Again;
