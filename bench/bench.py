@@ -122,9 +122,9 @@ class Bench:
         of zeros, `wal_init_zero`) while commits wait, a stall of tens of milliseconds every
         second or two at 5,000 status changes a second. A checkpoint keeps the files it no
         longer needs for reuse, about as many as the WAL written since the one before. With
-        fsync off a new file costs only writes into the page cache, and the gigabytes this
-        writes would stay there, dirty, for the kernel to write back during the measurements
-        after it (the fast pass's million drained at a third of its rate behind them)."""
+        fsync off a new file costs only writes into the page cache, not worth a gigabyte of
+        scratch WAL. (f3c825b skipped them believing their dirty pages slowed the fast pass's
+        million; the cause was a plan of finish.sql, 8d94065.)"""
         if self.one("SHOW fsync") == "off":
             return
         ready = lambda: 16 * self.one("""SELECT count(*) FROM pg_ls_waldir()
