@@ -152,6 +152,13 @@ pub struct Wanted {
     pub read: Read,
 }
 
+impl Wanted {
+    /// Whether the claim skips endpoints (and may then read a window: core/src/scan.rs).
+    pub fn skipping(&self) -> bool {
+        !self.full_endpoints.is_empty()
+    }
+}
+
 /// What a claim took.
 pub struct Claim {
     /// The callbacks the claim statement took, then those rendered and leased in it.
@@ -201,7 +208,7 @@ pub fn claim(extension: pg_sys::Oid, wanted: Wanted) -> Option<Claim> {
     }
     let count = wanted.count.saturating_sub(leased.len());
     let after = wanted.read.after.unwrap_or((0.0, 0));
-    let windowed = wanted.read.window && !wanted.full_endpoints.is_empty();
+    let windowed = wanted.read.window && wanted.skipping();
     let claimed = Spi::connect_mut(|client| {
         spi::with(&PLANS, client, prepare, |client, plans| {
             let until = match &plans.window {

@@ -333,7 +333,7 @@ impl Worker {
             full_endpoints: self.work.full_endpoints(limits(), now),
             read: self.scan.next(),
         };
-        let (extension, rendering, skipping) = (self.extension, wanted.render, !wanted.full_endpoints.is_empty());
+        let (extension, rendering, skipping) = (self.extension, wanted.render, wanted.skipping());
         let Some(claim) = BackgroundWorker::transaction(move || claim(extension, wanted)) else {
             finish(std::mem::take(&mut self.answered));
             log!("pg_callback worker: extension pg_callback was dropped; exiting");
